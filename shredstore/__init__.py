@@ -1,0 +1,49 @@
+"""shredstore: an append-only event store that honours the right to be forgotten.
+
+Events are appended to an immutable, hash-chained log in SQLite or PostgreSQL and read back as
+pydantic models. See README.md and docs/ for the whole story.
+"""
+
+from shredstore.errors import (
+    ConfigurationError,
+    DuplicateEventError,
+    EventDecodingError,
+    ImmutableLogError,
+    ShredstoreError,
+    StorageError,
+    StoreUnavailable,
+    UnknownEventType,
+    WrongExpectedVersion,
+)
+from shredstore.events import Event, EventRegistry, RecordedEvent, UnknownEvent, default_registry
+from shredstore.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
+from shredstore.storage.chain import Finding, LogHead, VerifyReport
+from shredstore.storage.log import AppendResult
+from shredstore.store import DEFAULT_URL, EventStore
+
+__all__ = [
+    "ANY",
+    "AppendResult",
+    "ConfigurationError",
+    "DEFAULT_URL",
+    "DuplicateEventError",
+    "Event",
+    "EventDecodingError",
+    "EventRegistry",
+    "EventStore",
+    "ExpectedVersion",
+    "Finding",
+    "ImmutableLogError",
+    "LogHead",
+    "NO_STREAM",
+    "RecordedEvent",
+    "STREAM_EXISTS",
+    "ShredstoreError",
+    "StorageError",
+    "StoreUnavailable",
+    "UnknownEvent",
+    "UnknownEventType",
+    "VerifyReport",
+    "WrongExpectedVersion",
+    "default_registry",
+]

@@ -1,0 +1,77 @@
+"""The exceptions shredstore raises.
+
+Every one of them derives from `ShredstoreError`; where a builtin fits, a class inherits it
+too, so ``except LookupError`` keeps working for callers that never heard of shredstore::
+
+    ShredstoreError
+    ├── ConfigurationError (ValueError)       a URL or option that cannot work
+    ├── WrongExpectedVersion                  optimistic concurrency: the stream moved on
+    ├── DuplicateEventError (ValueError)      an event id already stored elsewhere
+    ├── UnknownEventType (LookupError)        no class is registered for a stored type name
+    ├── EventDecodingError (ValueError)       a stored event does not fit its class
+    └── StorageError                          the database failed or refused
+        ├── StoreUnavailable                  cannot connect
+        └── ImmutableLogError                 an attempt to change the append-only log
+
+Messages never contain event field values: they may hold personal data.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DuplicateEventError",
+    "EventDecodingError",
+    "ImmutableLogError",
+    "ShredstoreError",
+    "StorageError",
+    "StoreUnavailable",
+    "UnknownEventType",
+    "WrongExpectedVersion",
+]
+
+
+class ShredstoreError(Exception):
+    """The root of every error raised by shredstore."""
+
+
+class ConfigurationError(ShredstoreError, ValueError):
+    """A URL, option or declaration that cannot work; fix the configuration and retry."""
+
+
+class WrongExpectedVersion(ShredstoreError):
+    """The stream's version was not the one the append expected; nothing was written."""
+
+    def __init__(self, stream_id: str, *, expected: object, actual: int | None) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        shown = "no stream" if actual is None else f"version {actual}"
+        super().__init__(
+            f"stream {stream_id!r} is at {shown}, but the append expected {expected}; "
+            "reload the stream and retry"
+        )
+
+
+class DuplicateEventError(ShredstoreError, ValueError):
+    """An event id of the batch is already stored, and not as a retry of this same append."""
+
+
+class UnknownEventType(ShredstoreError, LookupError):
+    """No event class is registered under a stored event's type name."""
+
+
+class EventDecodingError(ShredstoreError, ValueError):
+    """A stored event could not be turned into its class (schema drift without an upcaster)."""
+
+
+class StorageError(ShredstoreError):
+    """The database failed or refused a statement."""
+
+
+class StoreUnavailable(StorageError):
+    """The database cannot be reached; check the URL, the server and the credentials."""
+
+
+class ImmutableLogError(StorageError):
+    """Something tried to update or delete a stored event; the log is append-only."""

@@ -1,0 +1,144 @@
+"""Domain events: the pydantic base class, the type-name registry, and events as read back.
+
+Each `Event` subclass has a stable *type name* (the class name unless ``type_name=`` says
+otherwise) and a *schema version* (``schema_version=``, default 1). Both are stored with every
+event, so a stored record names its own type without the class that wrote it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from shredstore.errors import ConfigurationError, UnknownEventType
+
+__all__ = ["Event", "EventRegistry", "RecordedEvent", "UnknownEvent", "default_registry"]
+
+
+class EventRegistry:
+    """Maps stored type names to event classes.
+
+    Every `Event` subclass registers itself in `default_registry` when it is defined. A second
+    class that claims a type name already taken by a different class is refused at definition
+    time; redefining the same class (same module and qualified name, as a reload does) replaces
+    the old definition.
+    """
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[Event]] = {}
+        self._lock = threading.Lock()
+
+    def register(self, cls: type[Event]) -> None:
+        """Register `cls` under its type name."""
+        name = cls.__event_type__
+        with self._lock:
+            known = self._classes.get(name)
+            if known is not None and _qualified(known) != _qualified(cls):
+                raise ConfigurationError(
+                    f"event type name {name!r} is already used by {_qualified(known)}; "
+                    f"give {_qualified(cls)} its own name with `type_name=...`"
+                )
+            self._classes[name] = cls
+
+    def get(self, type_name: str) -> type[Event]:
+        """Return the class registered under `type_name`, or raise `UnknownEventType`."""
+        try:
+            return self._classes[type_name]
+        except KeyError:
+            raise UnknownEventType(f"no event class is registered as {type_name!r}") from None
+
+    def find(self, type_name: str) -> type[Event] | None:
+        """Return the class registered under `type_name`, or None."""
+        return self._classes.get(type_name)
+
+    def __contains__(self, type_name: object) -> bool:
+        return type_name in self._classes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._classes))
+
+
+default_registry = EventRegistry()
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Event(BaseModel):
+    """Base class of domain events: immutable pydantic models with a stable type name.
+
+    ``class OrderPlaced(Event, type_name="order.placed", schema_version=2): ...``
+
+    `event_id` identifies the event in the log. It is created with the instance, so appending
+    the same instances again is recognised as a retry and stored once.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    __event_type__: ClassVar[str] = "Event"
+    __schema_version__: ClassVar[int] = 1
+
+    event_id: UUID = Field(default_factory=uuid4, exclude=True, repr=False)
+
+    @classmethod
+    def __pydantic_init_subclass__(
+        cls,
+        *,
+        type_name: str | None = None,
+        schema_version: int | None = None,
+        register: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if type_name is not None:
+            if not type_name.strip():
+                raise ConfigurationError(f"{cls.__qualname__}: type_name must not be blank")
+            cls.__event_type__ = type_name
+        elif "__event_type__" not in cls.__dict__:
+            cls.__event_type__ = cls.__name__
+        if schema_version is not None:
+            if isinstance(schema_version, bool) or schema_version < 1:
+                raise ConfigurationError(
+                    f"{cls.__qualname__}: schema_version must be a positive int"
+                )
+            cls.__schema_version__ = schema_version
+        if register:
+            default_registry.register(cls)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The class keywords are handled in __pydantic_init_subclass__, once the model is built.
+        for option in ("type_name", "schema_version", "register"):
+            kwargs.pop(option, None)
+        super().__init_subclass__(**kwargs)
+
+
+class UnknownEvent(Event, register=False):
+    """A stored event whose type name has no registered class, read as plain data."""
+
+    type_name: str
+    schema_version: int
+    data: dict[str, JsonValue]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as the log holds it: where it is, when it was written, and the event itself."""
+
+    position: int
+    """Global position in the log: increases in commit order, without gaps."""
+    stream_id: str
+    version: int
+    """Position within the stream: 1 for the stream's first event, without gaps."""
+    event_id: UUID
+    event_type: str
+    schema_version: int
+    recorded_at: datetime
+    metadata: Mapping[str, JsonValue]
+    event: Event

@@ -1,0 +1,1 @@
+"""Between event models and stored records: the mapping pipeline."""

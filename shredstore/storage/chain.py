@@ -1,0 +1,255 @@
+"""The hash chain that makes the log tamper-evident, and the walk that checks it.
+
+Every row stores ``prev_hash`` (the ``hash`` of the row before it; 32 zero bytes for the
+first) and ``hash = SHA-256(prev_hash || content)``, where content is the length-prefixed
+stored bytes of the row: stream, version, event id, type, schema version, time, metadata and
+payload. The position is deliberately left out of the content: order is what the links
+protect, so a moved row breaks links instead of making every later row look modified.
+
+Because only stored bytes are hashed (ciphertext, once personal data is encrypted), the chain
+still verifies after subjects are erased.
+
+A plain hash chain can be recomputed by someone who can rewrite the whole table. Anchor it:
+keep `LogHead` values outside the database (erasure receipts do) and pass one to
+``verify(expected_head=...)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from uuid import UUID
+
+__all__ = [
+    "GENESIS",
+    "Finding",
+    "LogHead",
+    "StoredRow",
+    "VerifyReport",
+    "chain_hash",
+    "verify_rows",
+]
+
+GENESIS = bytes(32)
+"""The ``prev_hash`` of the first event."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_WINDOW = 100_000
+"""How many recent rows verify remembers to explain a broken link (bounded memory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One row of the events table, exactly as stored."""
+
+    position: int
+    stream_id: str
+    version: int
+    event_id: UUID
+    event_type: str
+    schema_version: int
+    recorded_at: datetime
+    metadata: str
+    payload: str
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    """The last event of the log: its position and chain hash (position 0: an empty log)."""
+
+    position: int
+    hash: bytes
+
+    def __str__(self) -> str:
+        return f"{self.position}:{self.hash.hex()}"
+
+    @classmethod
+    def parse(cls, text: str) -> LogHead:
+        """Read a head written by `str()`, as ``position:hexhash``."""
+        position, _, digest = text.partition(":")
+        try:
+            head = cls(int(position), bytes.fromhex(digest))
+        except ValueError:
+            raise ValueError("a log head reads 'position:hexhash'") from None
+        if head.position < 0 or len(head.hash) != 32:
+            raise ValueError("a log head reads 'position:hexhash' with a 64-digit hash")
+        return head
+
+
+FindingKind = Literal[
+    "modified", "deleted", "inserted", "reordered", "unlinked", "anchor", "unprotected"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One piece of evidence that the log is not as it was written."""
+
+    kind: FindingKind
+    position: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = "log" if self.position is None else f"position {self.position}"
+        return f"{where}: {self.kind}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The outcome of `EventStore.verify`: ``ok`` when there are no findings."""
+
+    events_checked: int
+    head: LogHead
+    findings: tuple[Finding, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def chain_hash(
+    prev_hash: bytes,
+    *,
+    stream_id: str,
+    version: int,
+    event_id: UUID,
+    event_type: str,
+    schema_version: int,
+    recorded_at: datetime,
+    metadata: str,
+    payload: str,
+) -> bytes:
+    """The chain hash of a row whose predecessor's hash is `prev_hash`."""
+    micros = (recorded_at - _EPOCH) // _MICROSECOND
+    digest = hashlib.sha256(prev_hash)
+    for part in (
+        stream_id.encode(),
+        version.to_bytes(8, "big"),
+        event_id.bytes,
+        event_type.encode(),
+        schema_version.to_bytes(8, "big"),
+        micros.to_bytes(8, "big", signed=True),
+        metadata.encode(),
+        payload.encode(),
+    ):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.digest()
+
+
+def row_hash(row: StoredRow) -> bytes:
+    """Recompute `row`'s hash from its stored prev_hash and content."""
+    return chain_hash(
+        row.prev_hash,
+        stream_id=row.stream_id,
+        version=row.version,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        schema_version=row.schema_version,
+        recorded_at=row.recorded_at,
+        metadata=row.metadata,
+        payload=row.payload,
+    )
+
+
+def verify_rows(rows: Iterable[StoredRow], *, expected_head: LogHead | None = None) -> VerifyReport:
+    """Walk `rows` in position order and report every break of the chain, by position.
+
+    - modified: a row's content or hash no longer matches (checked on the row alone);
+    - deleted: a position is missing;
+    - inserted: a row that its successor links past;
+    - reordered: a row that links to a later row, or that a row two places on links to;
+    - unlinked: a row whose predecessor is not in the log (deleted and the gap closed);
+    - anchor: the log no longer holds `expected_head`, a head kept from earlier.
+    """
+    walk = _ChainWalk(expected_head)
+    for row in rows:
+        walk.step(row)
+    return walk.report()
+
+
+class _ChainWalk:
+    """The state of one verify pass; memory is bounded by `_WINDOW` and by the findings."""
+
+    def __init__(self, expected_head: LogHead | None) -> None:
+        self.findings: dict[tuple[int | None, str], Finding] = {}
+        self.seen: OrderedDict[bytes, int] = OrderedDict()  # hash -> position, recent rows
+        self.forward: dict[bytes, int] = {}  # a predecessor not seen yet -> who wants it
+        self.skipped_over: set[int] = set()  # rows that a successor linked past
+        self.reordered: set[int] = set()
+        self.previous: StoredRow | None = None
+        self.previous_intact = True
+        self.count = 0
+        self.expected_head = expected_head
+        self.anchored_hash: bytes | None = None
+
+    def found(self, kind: FindingKind, position: int | None, message: str) -> None:
+        self.findings.setdefault((position, kind), Finding(kind, position, message))
+
+    def step(self, row: StoredRow) -> None:
+        self.count += 1
+        expected_position = self.previous.position + 1 if self.previous is not None else 1
+        for missing in range(expected_position, row.position):
+            self.found("deleted", missing, "no event at this position: a row was deleted")
+
+        intact = row_hash(row) == row.hash
+        if not intact:
+            self.found("modified", row.position,
+                       "the stored hash does not match the row's content")
+        elif row.position == expected_position and self.previous_intact:
+            self._check_link(row)
+
+        earlier = self.forward.pop(row.hash, None)
+        if earlier is not None:  # an earlier row links forward to this one: they swapped
+            for position in (earlier, row.position):
+                self.reordered.add(position)
+                self.found("reordered", position, "this event is out of its written order")
+
+        if self.expected_head is not None and row.position == self.expected_head.position:
+            self.anchored_hash = row.hash
+        self.seen[row.hash] = row.position
+        if len(self.seen) > _WINDOW:
+            self.seen.popitem(last=False)
+        self.previous, self.previous_intact = row, intact
+
+    def _check_link(self, row: StoredRow) -> None:
+        wanted = self.previous.hash if self.previous is not None else GENESIS
+        if row.prev_hash == wanted:
+            return
+        target = self.seen.get(row.prev_hash)
+        if target is None:
+            self.forward[row.prev_hash] = row.position
+        elif row.position - target == 2:
+            self.skipped_over.add(row.position - 1)
+        else:
+            self.reordered.add(row.position)
+            self.found("reordered", row.position, f"this event belongs after position {target}")
+
+    def report(self) -> VerifyReport:
+        for position in sorted(self.skipped_over - self.reordered):
+            self.found("inserted", position,
+                       "the next event links past this one: it was inserted")
+        for position in sorted(self.forward.values()):
+            self.found("unlinked", position,
+                       "the event this one follows is not in the log: it was deleted or altered")
+        anchor = self.expected_head
+        if anchor is not None and anchor.position > 0:
+            if self.anchored_hash is None:
+                self.found("anchor", anchor.position,
+                           "the anchored head is missing: the log was truncated")
+            elif self.anchored_hash != anchor.hash:
+                self.found("anchor", anchor.position,
+                           "the event at the anchored head has another hash: "
+                           "the log was rewritten")
+        head = (LogHead(self.previous.position, self.previous.hash)
+                if self.previous is not None else LogHead(0, GENESIS))
+        ordered = sorted(self.findings.values(),
+                         key=lambda f: (-1 if f.position is None else f.position, f.kind))
+        return VerifyReport(events_checked=self.count, head=head, findings=tuple(ordered))

@@ -1,0 +1,139 @@
+"""The tables of the event log, and the triggers by which the database keeps it append-only."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+__all__ = ["EVENTS", "install", "missing_triggers", "restore_triggers", "table_lock_key"]
+
+metadata = sa.MetaData()
+
+EVENTS = sa.Table(
+    "shredstore_events",
+    metadata,
+    sa.Column("position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=False),
+    sa.Column("stream_id", sa.Text(), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("event_id", sa.Uuid(), nullable=False),
+    sa.Column("event_type", sa.Text(), nullable=False),
+    sa.Column("schema_version", sa.Integer(), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("metadata", sa.Text(), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("prev_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+    sa.UniqueConstraint("stream_id", "version", name="shredstore_events_stream_version"),
+    sa.UniqueConstraint("event_id", name="shredstore_events_event_id"),
+)
+
+_REFUSAL = "shredstore_events is append-only: stored events cannot be {verb}"
+
+_SQLITE_TRIGGERS = {
+    f"shredstore_events_refuse_{op}": (
+        f"CREATE TRIGGER IF NOT EXISTS shredstore_events_refuse_{op} "
+        f"BEFORE {op.upper()} ON shredstore_events "
+        f"BEGIN SELECT RAISE(ABORT, '{_REFUSAL.format(verb=verb)}'); END"
+    )
+    for op, verb in (("update", "updated"), ("delete", "deleted"))
+}
+
+_POSTGRES_FUNCTION = """
+CREATE OR REPLACE FUNCTION shredstore_refuse_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '%% is append-only: %% is refused', TG_TABLE_NAME, TG_OP
+        USING HINT = 'Events are never changed; erase a subject to redact its personal data.';
+END
+$$
+"""
+
+_POSTGRES_TRIGGERS = {
+    "shredstore_events_refuse_change": (
+        "CREATE OR REPLACE TRIGGER shredstore_events_refuse_change "
+        "BEFORE UPDATE OR DELETE ON shredstore_events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION shredstore_refuse_change()"
+    ),
+    "shredstore_events_refuse_truncate": (
+        "CREATE OR REPLACE TRIGGER shredstore_events_refuse_truncate "
+        "BEFORE TRUNCATE ON shredstore_events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION shredstore_refuse_change()"
+    ),
+}
+
+_INSTALL_LOCK = (0x5348, 0)
+"""Advisory lock (namespace, id) that serialises concurrent installs on PostgreSQL."""
+
+_APPEND_LOCK_NAMESPACE = 0x5348  # "SH": keeps our two-int keys apart from other users' locks
+
+
+def install(connection: Connection) -> None:
+    """Create the tables if missing, with their triggers. Idempotent; call in a transaction.
+
+    The triggers of a table that already exists are left as they are: if they were dropped,
+    that is evidence for `verify` to report, not something to paper over on every start.
+    """
+    _serialise_installs(connection)
+    if not sa.inspect(connection).has_table(EVENTS.name):
+        metadata.create_all(connection)
+        _create_triggers(connection)
+    else:
+        metadata.create_all(connection)
+
+
+def restore_triggers(connection: Connection) -> list[str]:
+    """Re-create the immutability triggers that are missing; return their names."""
+    _serialise_installs(connection)
+    missing = missing_triggers(connection)
+    if missing:
+        _create_triggers(connection)
+    return missing
+
+
+def _serialise_installs(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalogue.
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                           {"a": _INSTALL_LOCK[0], "b": _INSTALL_LOCK[1]})
+
+
+def _create_triggers(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_POSTGRES_FUNCTION)
+        for name, ddl in _POSTGRES_TRIGGERS.items():
+            connection.exec_driver_sql(ddl)
+            # CREATE OR REPLACE keeps a trigger disabled if someone disabled it.
+            connection.exec_driver_sql(f"ALTER TABLE shredstore_events ENABLE TRIGGER {name}")
+    else:
+        for ddl in _SQLITE_TRIGGERS.values():
+            connection.exec_driver_sql(ddl)
+
+
+def missing_triggers(connection: Connection) -> list[str]:
+    """Names of the immutability triggers that are not in place on the events table."""
+    if connection.dialect.name == "postgresql":
+        expected = _POSTGRES_TRIGGERS
+        rows = connection.execute(sa.text(
+            "SELECT tgname FROM pg_trigger "
+            "WHERE tgrelid = to_regclass('shredstore_events') AND tgenabled <> 'D'"
+        ))
+    else:
+        expected = _SQLITE_TRIGGERS
+        rows = connection.execute(sa.text(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' "
+            "AND tbl_name = 'shredstore_events'"
+        ))
+    present = {name for (name,) in rows}
+    return sorted(set(expected) - present)
+
+
+def table_lock_key(connection: Connection) -> tuple[int, int]:
+    """The advisory-lock key that serialises appends to this events table on PostgreSQL.
+
+    It is derived from the table's oid, so event logs in different schemas of one database
+    do not wait for each other.
+    """
+    oid = connection.execute(sa.text("SELECT to_regclass('shredstore_events')::oid")).scalar_one()
+    as_int4 = int(oid) - 2**32 if int(oid) >= 2**31 else int(oid)
+    return _APPEND_LOCK_NAMESPACE, as_int4

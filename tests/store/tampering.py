@@ -1,0 +1,75 @@
+"""Raw SQL that changes the events table behind shredstore's back, as an attacker would."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from shredstore.storage import schema
+from shredstore.storage.chain import chain_hash
+
+EVENTS = "shredstore_events"
+
+
+def raw_engine(url: str) -> Engine:
+    return sa.create_engine(url)
+
+
+def drop_triggers(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"ALTER TABLE {EVENTS} DISABLE TRIGGER USER")
+        else:
+            for name in ("shredstore_events_refuse_update", "shredstore_events_refuse_delete"):
+                conn.exec_driver_sql(f"DROP TRIGGER {name}")
+
+
+def execute(engine: Engine, sql: str, **params: object) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+
+
+def swap(engine: Engine, a: int, b: int) -> None:
+    """Exchange the positions of two rows."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {EVENTS} SET position = -position "
+                             "WHERE position IN (:a, :b)"), {"a": a, "b": b})
+        conn.execute(sa.text(f"UPDATE {EVENTS} SET position = :b WHERE position = -:a"),
+                     {"a": a, "b": b})
+        conn.execute(sa.text(f"UPDATE {EVENTS} SET position = :a WHERE position = -:b"),
+                     {"a": a, "b": b})
+
+
+def shift_up(engine: Engine, start: int) -> None:
+    """Move every row from `start` on one position up, leaving `start` free."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {EVENTS} SET position = -(position + 1) "
+                             "WHERE position >= :s"), {"s": start})
+        conn.execute(sa.text(f"UPDATE {EVENTS} SET position = -position WHERE position < 0"))
+
+
+def shift_down(engine: Engine, start: int) -> None:
+    """Move every row from `start` on one position down (closing a gap before `start`)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {EVENTS} SET position = -(position - 1) "
+                             "WHERE position >= :s"), {"s": start})
+        conn.execute(sa.text(f"UPDATE {EVENTS} SET position = -position WHERE position < 0"))
+
+
+def forge_row(engine: Engine, position: int) -> None:
+    """Insert a well-formed row at `position`, chained to the row before it."""
+    with engine.begin() as conn:
+        prev = conn.execute(sa.text(f"SELECT hash FROM {EVENTS} WHERE position = :p"),
+                            {"p": position - 1}).scalar_one()
+        fields = {
+            "stream_id": "intruder", "version": 1, "event_id": uuid.uuid4(),
+            "event_type": "test.Noted", "schema_version": 1,
+            "recorded_at": datetime.now(UTC), "metadata": "{}",
+            "payload": '{"text":"forged","number":0}',
+        }
+        digest = chain_hash(prev, **fields)  # type: ignore[arg-type]
+        conn.execute(schema.EVENTS.insert(), [{**fields, "position": position, "prev_hash": prev,
+                                       "hash": digest}])

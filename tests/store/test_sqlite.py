@@ -1,0 +1,49 @@
+"""The event-store contract on SQLite, and what only SQLite has to promise."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from shredstore import EventStore, StoreUnavailable
+from tests.store.contract import EventStoreContract, notes
+
+
+class TestSQLiteEventStore(EventStoreContract):
+    @pytest.fixture
+    def url(self, sqlite_url: str) -> str:
+        return sqlite_url
+
+
+def test_the_database_runs_in_wal_with_full_sync(sqlite_url: str) -> None:
+    """Store connections use WAL, synchronous=FULL and a busy timeout."""
+    with EventStore(sqlite_url) as store:
+        store.append("s", notes(1))
+        with store._engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
+
+
+def test_appends_are_visible_to_a_plain_sqlite_reader(sqlite_url: str, tmp_path: Path) -> None:
+    """A committed append is in the file for any other connection to read."""
+    with EventStore(sqlite_url) as store:
+        store.append("s", notes(3))
+        with sqlite3.connect(tmp_path / "events.db") as other:
+            assert other.execute("SELECT count(*) FROM shredstore_events").fetchone() == (3,)
+
+
+def test_an_in_memory_store_works_for_experiments() -> None:
+    """sqlite:// gives one private in-memory store shared by all its connections."""
+    with EventStore("sqlite://") as store:
+        store.append("s", notes(2))
+        assert [r.version for r in store.read_stream("s")] == [1, 2]
+        assert store.verify().ok
+
+
+def test_an_unreachable_database_file_is_reported_as_unavailable(tmp_path: Path) -> None:
+    """A path in a folder that does not exist raises StoreUnavailable, not a driver error."""
+    with pytest.raises(StoreUnavailable, match="cannot reach the database"):
+        EventStore(f"sqlite:///{tmp_path / 'missing' / 'events.db'}")

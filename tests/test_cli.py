@@ -1,0 +1,98 @@
+"""The command line through its real entry point: exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shredstore import EventStore
+from tests.store import tampering
+from tests.store.contract import notes
+
+
+def run(*args: str, env_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin"}
+    if env_url is not None:
+        env["SHREDSTORE_URL"] = env_url
+    return subprocess.run(
+        [sys.executable, "-c", "from shredstore.cli import main; main()", *args],
+        capture_output=True, text=True, timeout=120, env=env, check=False,
+    )
+
+
+def test_demo_appends_replays_and_verifies(tmp_path: Path) -> None:
+    """`shredstore demo` does real work on SQLite, narrates it and exits 0."""
+    result = run("demo", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "refused, nothing written" in result.stdout
+    assert "7 events checked" in result.stdout
+    assert "intact" in result.stdout
+    with EventStore(f"sqlite:///{tmp_path / 'events.db'}") as store:
+        assert store.head().position == 7
+
+
+def test_verify_exits_0_on_an_intact_log(any_url: str) -> None:
+    """`shredstore verify` on an untouched log reports it intact."""
+    with EventStore(any_url) as store:
+        store.append("s", notes(3))
+        head = store.head()
+    result = run("--url", any_url, "verify", "--expect-head", str(head))
+    assert result.returncode == 0, result.stderr
+    assert "3 events checked" in result.stdout
+
+
+def test_verify_exits_1_and_lists_every_finding(any_url: str) -> None:
+    """`shredstore verify` on a tampered log lists the findings and exits 1."""
+    with EventStore(any_url) as store:
+        store.append("s", notes(4))
+    engine = tampering.raw_engine(any_url)
+    tampering.drop_triggers(engine)
+    tampering.execute(engine, "DELETE FROM shredstore_events WHERE position = 2")
+    engine.dispose()
+    result = run("verify", env_url=any_url)
+    assert result.returncode == 1
+    assert "position 2: deleted" in result.stdout
+    assert "unprotected" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--url", "nonsense://x", "init"], "unsupported database"),
+    (["--url", "::::", "init"], "malformed database URL"),
+    (["--url", "sqlite:////nonexistent-dir/x/y.db", "init"], "cannot reach the database"),
+    (["verify", "--expect-head", "12:nothex"], "--expect-head"),
+])
+def test_configuration_errors_are_one_line_and_exit_2(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    """A bad URL or option prints one line on stderr and exits 2, without a traceback."""
+    result = run(*args, env_url=f"sqlite:///{tmp_path / 'e.db'}")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_init_is_idempotent(tmp_path: Path) -> None:
+    """`shredstore init` twice leaves one ready store."""
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    assert run("--url", url, "init").returncode == 0
+    again = run("--url", url, "init")
+    assert again.returncode == 0
+    assert "ready" in again.stdout
+
+
+def test_init_restores_dropped_triggers_and_says_so(any_url: str) -> None:
+    """`shredstore init` re-creates dropped immutability triggers and names them."""
+    EventStore(any_url).close()
+    engine = tampering.raw_engine(any_url)
+    tampering.drop_triggers(engine)
+    engine.dispose()
+    assert run("--url", any_url, "verify").returncode == 1
+    result = run("--url", any_url, "init")
+    assert result.returncode == 0, result.stderr
+    assert "restored the missing immutability trigger" in result.stdout
+    assert run("--url", any_url, "verify").returncode == 0

@@ -1,0 +1,98 @@
+"""Declaring events: type names, schema versions, the registry, and identity."""
+
+from __future__ import annotations
+
+import pytest
+
+from shredstore import ConfigurationError, Event, EventRegistry, UnknownEventType, default_registry
+
+
+def test_the_type_name_defaults_to_the_class_name() -> None:
+    """An event class without type_name is stored under its class name, schema version 1."""
+
+    class PlainNamedThing(Event):
+        x: int
+
+    assert PlainNamedThing.__event_type__ == "PlainNamedThing"
+    assert PlainNamedThing.__schema_version__ == 1
+    assert default_registry.get("PlainNamedThing") is PlainNamedThing
+
+
+def test_type_name_and_schema_version_are_class_keywords() -> None:
+    """type_name= and schema_version= set the stored name and version."""
+
+    class Renamed(Event, type_name="test.events.renamed", schema_version=3):
+        x: int
+
+    assert (Renamed.__event_type__, Renamed.__schema_version__) == ("test.events.renamed", 3)
+    assert default_registry.get("test.events.renamed") is Renamed
+    assert "Renamed" not in default_registry
+
+
+def test_a_subclass_gets_its_own_name_and_inherits_nothing_by_accident() -> None:
+    """A subclass of a named event class has its own default type name."""
+
+    class Parent(Event, type_name="test.events.parent", schema_version=2):
+        x: int
+
+    class ChildOfParent(Parent):
+        y: int
+
+    assert ChildOfParent.__event_type__ == "ChildOfParent"
+    assert ChildOfParent.__schema_version__ == 2
+
+
+def test_two_classes_cannot_claim_one_type_name() -> None:
+    """A second, different class with a taken type name is refused when it is defined."""
+
+    class First(Event, type_name="test.events.taken"):
+        x: int
+
+    with pytest.raises(ConfigurationError, match=r"already used by .*First"):
+
+        class Second(Event, type_name="test.events.taken"):
+            x: int
+
+    assert default_registry.get("test.events.taken") is First
+
+
+def test_redefining_the_same_class_replaces_it() -> None:
+    """Defining a class again under the same qualified name (a reload) replaces it."""
+    for _ in range(2):
+
+        class Reloaded(Event, type_name="test.events.reloaded"):
+            x: int
+
+    assert default_registry.get("test.events.reloaded") is Reloaded
+
+
+@pytest.mark.parametrize("bad", [{"type_name": " "}, {"schema_version": 0},
+                                 {"schema_version": True}])
+def test_bad_class_keywords_are_refused(bad: dict[str, object]) -> None:
+    """Blank type names and schema versions below 1 are refused at class definition."""
+    with pytest.raises(ConfigurationError):
+
+        class Bad(Event, register=False, **bad):  # type: ignore[call-arg]
+            x: int
+
+
+def test_an_unknown_name_is_a_lookup_error() -> None:
+    """Looking up a name nobody registered raises UnknownEventType, a LookupError."""
+    registry = EventRegistry()
+    with pytest.raises(LookupError, match="no event class"):
+        registry.get("nope")
+    assert issubclass(UnknownEventType, LookupError)
+    assert registry.find("nope") is None
+
+
+def test_events_are_frozen_and_carry_an_id_outside_their_data() -> None:
+    """Events are immutable; event_id is unique per instance and not part of the payload."""
+
+    class Frozen(Event, type_name="test.events.frozen"):
+        x: int
+
+    a, b = Frozen(x=1), Frozen(x=1)
+    assert a.event_id != b.event_id
+    assert a.model_dump() == {"x": 1}
+    with pytest.raises(ValueError, match="frozen"):
+        a.x = 2  # type: ignore[misc]
