@@ -48,6 +48,12 @@ _COLUMNS = (
     _E.c.schema_version, _E.c.recorded_at, _E.c.metadata, _E.c.payload, _E.c.prev_hash,
     _E.c.hash,
 )
+# Built once: the append path runs these on every call.
+_STREAM_VERSION = sa.select(sa.func.max(_E.c.version)).where(
+    _E.c.stream_id == sa.bindparam("stream_id"))
+_HEAD = sa.select(_E.c.position, _E.c.hash).order_by(_E.c.position.desc()).limit(1)
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(:a, :b)")
+_INSERT = _E.insert()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +143,10 @@ class EventLog:
         expected_version: int | ExpectedVersion,
     ) -> AppendResult:
         if self._lock_key is not None:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
-                         {"a": self._lock_key[0], "b": self._lock_key[1]})
-        current = conn.execute(
-            sa.select(sa.func.max(_E.c.version)).where(_E.c.stream_id == stream_id)
-        ).scalar() or 0
+            # A statement of its own: in READ COMMITTED a statement's snapshot is taken
+            # before a lock inside it is granted, so the reads below must come after.
+            conn.execute(_LOCK, {"a": self._lock_key[0], "b": self._lock_key[1]})
+        current = conn.execute(_STREAM_VERSION, {"stream_id": stream_id}).scalar() or 0
         if not _expected.satisfied(expected_version, current):
             mismatch = WrongExpectedVersion(
                 stream_id, expected=expected_version, actual=current or None
@@ -152,9 +157,7 @@ class EventLog:
         if not rows:
             return AppendResult(stream_id, current, ())
 
-        last = conn.execute(
-            sa.select(_E.c.position, _E.c.hash).order_by(_E.c.position.desc()).limit(1)
-        ).first()
+        last = conn.execute(_HEAD).first()
         position, prev_hash = (last[0], last[1]) if last is not None else (0, GENESIS)
         recorded_at = datetime.now(UTC)
         params: list[dict[str, Any]] = []
@@ -186,7 +189,7 @@ class EventLog:
             })
             prev_hash = digest
         try:
-            conn.execute(_E.insert(), params)
+            conn.execute(_INSERT, params)
         except IntegrityError:
             raise _RetryCheck(None) from None
         return AppendResult(
@@ -247,17 +250,13 @@ class EventLog:
     def head(self) -> LogHead:
         """The position and hash of the last event (position 0 for an empty log)."""
         with translate_errors(), self._engine.connect() as conn, conn.begin():
-            last = conn.execute(
-                sa.select(_E.c.position, _E.c.hash).order_by(_E.c.position.desc()).limit(1)
-            ).first()
+            last = conn.execute(_HEAD).first()
         return LogHead(last[0], last[1]) if last is not None else LogHead(0, GENESIS)
 
     def stream_version(self, stream_id: str) -> int:
         """The version of the stream's last event; 0 if it has none."""
         with translate_errors(), self._engine.connect() as conn, conn.begin():
-            version = conn.execute(
-                sa.select(sa.func.max(_E.c.version)).where(_E.c.stream_id == stream_id)
-            ).scalar()
+            version = conn.execute(_STREAM_VERSION, {"stream_id": stream_id}).scalar()
         return int(version or 0)
 
     def restore_triggers(self) -> list[str]:

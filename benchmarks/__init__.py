@@ -1,0 +1,1 @@
+"""Throughput benchmarks for shredstore: scripts run by hand, never tests."""
