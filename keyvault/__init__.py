@@ -1,6 +1,40 @@
 """keyvault: per-subject data keys, wrapped by a master key, erasable for good.
 
-It knows nothing about events; shredstore builds crypto-shredding on top of it.
+It knows nothing about events; shredstore builds crypto-shredding on top of it. See
+docs/keyvault.md for the key hierarchy, the threat model and operations.
 """
 
-__all__: list[str] = []
+from keyvault.errors import (
+    KeyErasedError,
+    KeyNotFoundError,
+    KeyVaultError,
+    RotationError,
+    SubjectErasedError,
+    TamperedError,
+    VaultConfigurationError,
+    VaultStorageError,
+    VaultUnavailable,
+    WrongMasterKeyError,
+)
+from keyvault.master import KeyProvider, MasterKey
+from keyvault.vault import ErasureResult, KeyRing, KeyVault, RotationResult, SubjectStatus
+
+__all__ = [
+    "ErasureResult",
+    "KeyErasedError",
+    "KeyNotFoundError",
+    "KeyProvider",
+    "KeyRing",
+    "KeyVault",
+    "KeyVaultError",
+    "MasterKey",
+    "RotationError",
+    "RotationResult",
+    "SubjectErasedError",
+    "SubjectStatus",
+    "TamperedError",
+    "VaultConfigurationError",
+    "VaultStorageError",
+    "VaultUnavailable",
+    "WrongMasterKeyError",
+]

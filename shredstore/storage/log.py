@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from keyvault.engine import WRITE, driver_message, is_connect_failure, is_postgres
 from shredstore import expected as _expected
 from shredstore.errors import (
     DuplicateEventError,
@@ -35,7 +36,6 @@ from shredstore.errors import (
 from shredstore.expected import ExpectedVersion
 from shredstore.storage import schema
 from shredstore.storage.chain import GENESIS, LogHead, StoredRow, chain_hash
-from shredstore.storage.engine import WRITE, is_postgres
 
 __all__ = ["AppendResult", "EventLog", "NewRow", "translate_errors"]
 
@@ -83,14 +83,12 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except DBAPIError as error:
-        text = str(error.orig)
-        if "append-only" in text:
-            raise ImmutableLogError(text.splitlines()[0]) from error
-        if error.connection_invalidated or _is_connect_failure(error):
-            raise StoreUnavailable(
-                f"cannot reach the database: {_first_line(text)}"
-            ) from error
-        raise StorageError(f"the database refused: {_first_line(text)}") from error
+        message = driver_message(error)
+        if "append-only" in message:
+            raise ImmutableLogError(message) from error
+        if is_connect_failure(error):
+            raise StoreUnavailable(f"cannot reach the database: {message}") from error
+        raise StorageError(f"the database refused: {message}") from error
 
 
 class EventLog:
@@ -327,15 +325,3 @@ def _find_previous_append(
 def _utc(moment: datetime) -> datetime:
     # SQLite hands back naive UTC; PostgreSQL an aware time in the session's zone.
     return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _is_connect_failure(error: DBAPIError) -> bool:
-    text = str(error.orig).lower()
-    return any(sign in text for sign in (
-        "connection refused", "could not connect", "unable to open database file",
-        "connection failed", "could not translate host name", "does not exist",
-    )) and "relation" not in text
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "unknown error"

@@ -1,0 +1,72 @@
+"""A bounded cache of unwrapped data keys that never outlives an erasure.
+
+Each vault checks the shared erasure counter before it trusts its cache (once per call, or
+once per `KeyRing`); when the counter moved, it evicts the subjects erased since. The counter
+check is one single-row read by primary key: the price of "after erase returns, no process
+opens that subject's data on its next call".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from keyvault.envelope import DataKey
+
+__all__ = ["KeyCache"]
+
+
+class KeyCache:
+    """LRU of `DataKey` by subject, plus a bounded set of subjects known to be erased."""
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError("cache size must be >= 0")
+        self.size = size
+        self.seen_erasures = -1  # unknown: the first check always refreshes
+        self._keys: OrderedDict[str, DataKey] = OrderedDict()
+        self._erased: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, subject_id: str) -> DataKey | None:
+        with self._lock:
+            key = self._keys.get(subject_id)
+            if key is not None:
+                self._keys.move_to_end(subject_id)
+            return key
+
+    def is_erased(self, subject_id: str) -> bool:
+        return subject_id in self._erased
+
+    def put(self, key: DataKey) -> None:
+        if self.size == 0:
+            return
+        with self._lock:
+            self._keys[key.subject_id] = key
+            self._keys.move_to_end(key.subject_id)
+            while len(self._keys) > self.size:
+                self._keys.popitem(last=False)
+
+    def mark_erased(self, subject_ids: Iterable[str]) -> None:
+        with self._lock:
+            for subject_id in subject_ids:
+                self._keys.pop(subject_id, None)
+                if self.size:
+                    self._erased[subject_id] = None
+            while len(self._erased) > self.size:
+                self._erased.popitem(last=False)
+
+    def forget(self, subject_id: str) -> None:
+        """Drop anything known about `subject_id` (a restored vault may differ)."""
+        with self._lock:
+            self._keys.pop(subject_id, None)
+            self._erased.pop(subject_id, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+            self._erased.clear()
+
+    def __len__(self) -> int:
+        return len(self._keys)

@@ -1,0 +1,169 @@
+"""Engines for the two supported backends, configured for durability and one writer at a time.
+
+SQLite: WAL, ``synchronous=FULL`` (a commit that returned survives a power cut), a busy
+timeout, ``secure_delete`` (deleted bytes are overwritten with zeros, so an erased key leaves no
+copy in the file), and write transactions that start with ``BEGIN IMMEDIATE`` so concurrent
+writers queue on the busy handler instead of failing with "database is locked". PostgreSQL:
+psycopg 3 and plain commits.
+
+The key vault and the event store share this configuration; the event store never deletes,
+so ``secure_delete`` costs it nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.pool import StaticPool
+
+from keyvault.errors import VaultConfigurationError as ConfigurationError
+
+__all__ = [
+    "BUSY_TIMEOUT_SECONDS",
+    "WRITE",
+    "checkpoint_wal",
+    "create_engine",
+    "driver_message",
+    "is_connect_failure",
+    "is_postgres",
+    "is_sqlite",
+]
+
+BUSY_TIMEOUT_SECONDS = 30.0
+"""How long an SQLite writer waits for another process's write transaction to end."""
+
+WRITE = {"begin_immediate": True}
+"""Execution options for a connection that will write: SQLite then begins IMMEDIATE."""
+
+_POSTGRES_ALIASES = ("postgres", "postgresql", "postgresql+psycopg")
+
+
+def create_engine(url: str | URL | Engine) -> Engine:
+    """Return an engine for `url`, configured for shredstore.
+
+    An `Engine` made elsewhere is configured in place (SQLite pragmas and transaction begins).
+    """
+    if isinstance(url, Engine):
+        _configure(url)
+        return url
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _configure(_sqlite_engine(parsed))
+    if backend in _POSTGRES_ALIASES:
+        return _configure(_postgres_engine(parsed))
+    raise ConfigurationError(
+        f"unsupported database {backend!r}: use sqlite:///path.db or "
+        "postgresql+psycopg://user@host/dbname"
+    )
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def is_postgres(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def _parse(url: str | URL) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        # The URL itself is not echoed: it may carry a password.
+        raise ConfigurationError(
+            "malformed database URL; expected e.g. sqlite:///events.db or "
+            "postgresql+psycopg://user@host:5432/dbname"
+        ) from None
+    if parsed.get_backend_name() in ("postgres", "postgresql"):
+        if parsed.get_driver_name() not in ("psycopg", "postgresql", ""):
+            raise ConfigurationError(
+                f"PostgreSQL driver {parsed.get_driver_name()!r} is not supported; "
+                "use postgresql+psycopg://"
+            )
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    if url.get_driver_name() not in ("pysqlite", ""):
+        raise ConfigurationError("only the standard library's sqlite3 driver is supported")
+    options: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_SECONDS}}
+    if url.database in (None, "", ":memory:"):
+        # One shared connection, or every checkout would see a different empty database.
+        options["poolclass"] = StaticPool
+        options["connect_args"]["check_same_thread"] = False
+    return sa.create_engine(url, **options)
+
+
+def _postgres_engine(url: URL) -> Engine:
+    if importlib.util.find_spec("psycopg") is None:
+        raise ConfigurationError("PostgreSQL needs psycopg 3: pip install 'shredstore[postgres]'")
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _configure(engine: Engine) -> Engine:
+    if is_sqlite(engine) and not event.contains(engine, "connect", _sqlite_connect):
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        engine.dispose()  # connections opened before the listeners lack the pragmas
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module: it would begin DEFERRED
+    # transactions itself, and a deferred reader that upgrades to a writer can fail with
+    # SQLITE_BUSY without waiting.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA secure_delete=ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    writing = connection.get_execution_options().get("begin_immediate", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def checkpoint_wal(engine: Engine) -> bool:
+    """On SQLite, copy the WAL into the database file and truncate it; True if it completed.
+
+    With ``secure_delete`` this is what leaves no copy of deleted bytes in the WAL. It waits
+    (busy timeout) for readers; False means a reader still held an old snapshot: try again.
+    Other backends: True, nothing to do.
+    """
+    if not is_sqlite(engine):
+        return True
+    with engine.connect() as conn:
+        conn.commit()  # no transaction may be open around a checkpoint
+        busy, _log, _checkpointed = conn.exec_driver_sql(
+            "PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return int(busy) == 0
+
+
+def is_connect_failure(error: DBAPIError) -> bool:
+    """Whether a driver error means the database could not be reached at all."""
+    if error.connection_invalidated:
+        return True
+    text = str(error.orig).lower()
+    return "relation" not in text and any(sign in text for sign in (
+        "connection refused", "could not connect", "unable to open database file",
+        "connection failed", "could not translate host name", "does not exist",
+    ))
+
+
+def driver_message(error: DBAPIError) -> str:
+    """The first line of the driver's own message: no SQL and no parameter values."""
+    text = str(error.orig).strip()
+    return text.splitlines()[0] if text else type(error.orig).__name__

@@ -1,0 +1,80 @@
+"""The exceptions keyvault raises.
+
+Every one derives from `KeyVaultError`; where a builtin fits, a class inherits it too::
+
+    KeyVaultError
+    ├── VaultConfigurationError (ValueError)   a URL, key file or option that cannot work
+    ├── WrongMasterKeyError                    the master key is not the one this vault uses
+    ├── SubjectErasedError (LookupError)       the subject was erased: no key, never again
+    │   └── KeyErasedError                     opening data whose key was erased ("redacted")
+    ├── KeyNotFoundError (LookupError)         no key and no erasure record: the vault is not
+    │                                          the one the data was sealed with
+    ├── TamperedError (ValueError)             authentication failed: a sealed value or a
+    │                                          wrapped key was altered
+    ├── RotationError                          a master-key rotation cannot proceed
+    └── VaultStorageError                      the database failed or refused
+        └── VaultUnavailable                   cannot connect
+
+Redacted means exactly `KeyErasedError`. A failed authentication is `TamperedError` and a wrong
+master key `WrongMasterKeyError`; neither is ever an erasure. Messages never contain key
+material or sealed plaintext.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "KeyErasedError",
+    "KeyNotFoundError",
+    "KeyVaultError",
+    "RotationError",
+    "SubjectErasedError",
+    "TamperedError",
+    "VaultConfigurationError",
+    "VaultStorageError",
+    "VaultUnavailable",
+    "WrongMasterKeyError",
+]
+
+
+class KeyVaultError(Exception):
+    """The root of every error raised by keyvault."""
+
+
+class VaultConfigurationError(KeyVaultError, ValueError):
+    """A URL, key file or option that cannot work; fix the configuration and retry."""
+
+
+class WrongMasterKeyError(KeyVaultError):
+    """The master key given is not the one that wraps this vault's keys."""
+
+
+class SubjectErasedError(KeyVaultError, LookupError):
+    """The subject was erased; its key is gone and is never created again."""
+
+    def __init__(self, message: str, *, subject_id: str) -> None:
+        super().__init__(message)
+        self.subject_id = subject_id
+
+
+class KeyErasedError(SubjectErasedError):
+    """The data cannot be opened because its subject's key was erased: read it as redacted."""
+
+
+class KeyNotFoundError(KeyVaultError, LookupError):
+    """The vault holds neither a key nor an erasure record for the subject."""
+
+
+class TamperedError(KeyVaultError, ValueError):
+    """Authentication failed: a sealed value or a wrapped key is not as it was written."""
+
+
+class RotationError(KeyVaultError):
+    """A master-key rotation cannot start or go on."""
+
+
+class VaultStorageError(KeyVaultError):
+    """The database failed or refused a statement."""
+
+
+class VaultUnavailable(VaultStorageError):
+    """The database cannot be reached; check the URL, the server and the credentials."""

@@ -1,0 +1,62 @@
+"""The vault's tables.
+
+``keyvault_subjects`` holds one row per subject that ever had a key or was erased: the wrapped
+data key while the subject is active, the tombstone (time, request id, reason) once erased. One
+row for both is what makes "never resurrect" simple: a key can only be created where no row
+exists, and an erased row never becomes active again.
+
+``keyvault_state`` is a single row: the id of the master key that wraps the keys, the target of
+a rotation in progress, and the erasure counter that other processes check to drop cached keys.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+__all__ = ["STATE", "SUBJECTS", "install"]
+
+metadata = sa.MetaData()
+
+SUBJECTS = sa.Table(
+    "keyvault_subjects",
+    metadata,
+    sa.Column("subject_id", sa.Text(), primary_key=True),
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("key_version", sa.Integer(), nullable=True),
+    sa.Column("wrapped_key", sa.LargeBinary(), nullable=True),
+    sa.Column("wrapped_by", sa.Text(), nullable=True),
+    sa.Column("key_fingerprint", sa.Text(), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("erased_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("erasure_seq", sa.BigInteger(), nullable=True),
+    sa.Column("request_id", sa.Text(), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.CheckConstraint("state IN ('active', 'erased')", name="keyvault_subjects_state"),
+    sa.CheckConstraint("(state = 'active') = (wrapped_key IS NOT NULL)",
+                       name="keyvault_subjects_key_only_when_active"),
+    sa.UniqueConstraint("erasure_seq", name="keyvault_subjects_erasure_seq"),
+)
+
+STATE = sa.Table(
+    "keyvault_state",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("erasures", sa.BigInteger(), nullable=False),
+    sa.Column("master_key_id", sa.Text(), nullable=True),
+    sa.Column("rotating_to", sa.Text(), nullable=True),
+    sa.CheckConstraint("id = 1", name="keyvault_state_single_row"),
+)
+
+_INSTALL_LOCK = (0x4B56, 0)  # "KV": serialises concurrent installs on PostgreSQL
+
+
+def install(connection: Connection) -> None:
+    """Create the tables and the state row if missing. Idempotent; call in a transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                           {"a": _INSTALL_LOCK[0], "b": _INSTALL_LOCK[1]})
+    metadata.create_all(connection)
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(dialect.insert(STATE).values(id=1, erasures=0).on_conflict_do_nothing())

@@ -1,0 +1,569 @@
+"""`KeyVault`: one data key per subject, wrapped by a master key, erasable for good."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from keyvault import schema
+from keyvault.cache import KeyCache
+from keyvault.engine import (
+    WRITE,
+    checkpoint_wal,
+    create_engine,
+    driver_message,
+    is_connect_failure,
+    is_postgres,
+)
+from keyvault.envelope import KEY_SIZE, DataKey, fingerprint, key_version_of
+from keyvault.errors import (
+    KeyErasedError,
+    KeyNotFoundError,
+    RotationError,
+    SubjectErasedError,
+    VaultConfigurationError,
+    VaultStorageError,
+    VaultUnavailable,
+    WrongMasterKeyError,
+)
+from keyvault.master import KeyProvider
+
+__all__ = ["ErasureResult", "KeyRing", "KeyVault", "RotationResult", "SubjectStatus"]
+
+_S = schema.SUBJECTS
+_ST = schema.STATE
+_KEY_VERSION = 1
+_MAX_SUBJECT_ID = 200
+_MAX_NOTE = 2000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+_KeyRow = Any  # a row of _LOAD; Row's generic signature differs between SQLAlchemy releases
+_LOAD = sa.select(_S.c.subject_id, _S.c.state, _S.c.key_version, _S.c.wrapped_key,
+                  _S.c.wrapped_by, _S.c.erased_at)
+_ERASURES = sa.select(_ST.c.erasures).where(_ST.c.id == 1)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectStatus:
+    """What the vault knows of a subject. `state` is "active", "erased" or "unknown"."""
+
+    subject_id: str
+    state: Literal["active", "erased", "unknown"]
+    created_at: datetime | None = None
+    erased_at: datetime | None = None
+    request_id: str | None = None
+    reason: str | None = None
+    key_fingerprint: str | None = None
+    """Fingerprint of the subject's data key (kept after erasure, to name what was destroyed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureResult:
+    """The outcome of `KeyVault.erase`."""
+
+    subject_id: str
+    erased_at: datetime
+    already_erased: bool
+    """True if the subject had been erased before this call (nothing changed now)."""
+    held_key: bool
+    """Whether a data key existed and was destroyed (now or by the earlier erasure)."""
+    key_fingerprint: str | None
+    request_id: str | None
+    reason: str | None
+    scrubbed: bool
+    """Whether the database files were made free of the key's bytes (see `KeyVault.scrub`)."""
+
+    def __str__(self) -> str:
+        when = self.erased_at.isoformat(timespec="seconds")
+        if self.already_erased:
+            return f"already erased at {when}"
+        if not self.held_key:
+            return f"erased at {when}; no key was held, the erasure is recorded"
+        return f"erased at {when}; key {self.key_fingerprint} destroyed"
+
+
+@dataclass(frozen=True, slots=True)
+class RotationResult:
+    """The outcome of `KeyVault.rotate_master_key`."""
+
+    old_key_id: str
+    new_key_id: str
+    rewrapped: int
+
+
+class KeyVault:
+    """Per-subject AES-256 data keys in SQLite or PostgreSQL, wrapped by a master key.
+
+    ``KeyVault("sqlite:///vault.db", master_key=MasterKey.from_file("master.key"))``. A URL or
+    an SQLAlchemy `Engine`; the tables are created if missing. `status` and `erase` work
+    without a master key; sealing and opening need it.
+    """
+
+    def __init__(
+        self,
+        url: str | URL | Engine,
+        *,
+        master_key: KeyProvider | None,
+        cache_size: int = 10_000,
+    ) -> None:
+        if master_key is not None and not isinstance(master_key, KeyProvider):
+            raise VaultConfigurationError("master_key must be a MasterKey or a KeyProvider")
+        self._owns_engine = not isinstance(url, Engine)
+        self._engine = create_engine(url)
+        self._provider = master_key
+        self._cache = KeyCache(cache_size)
+        try:
+            with self._write() as conn:
+                schema.install(conn)
+                if master_key is not None:
+                    self._adopt_master_key(conn, master_key)
+        except BaseException:
+            self.close()
+            raise
+
+    # Sealing and opening
+
+    def seal(self, subject_id: str, plaintext: bytes, *, aad: bytes = b"") -> bytes:
+        """Encrypt `plaintext` for `subject_id`, creating its key on first use.
+
+        Raises `SubjectErasedError` if the subject was erased.
+        """
+        with self.keyring() as ring:
+            return ring.seal(subject_id, plaintext, aad=aad)
+
+    def open(self, subject_id: str, sealed: bytes, *, aad: bytes = b"") -> bytes:
+        """Decrypt a value sealed for `subject_id` with the same `aad`.
+
+        Raises `KeyErasedError` if the subject was erased (read it as redacted),
+        `TamperedError` if the value or its key was altered, `KeyNotFoundError` if this vault
+        never held the subject's key.
+        """
+        with self.keyring() as ring:
+            return ring.open(subject_id, sealed, aad=aad)
+
+    @contextlib.contextmanager
+    def keyring(self) -> Iterator[KeyRing]:
+        """Seal and open many values with one erasure check, as of entering the block.
+
+        Erasures that commit while the block runs are seen by the next keyring: use one per
+        unit of work (a page of events), not one per process.
+        """
+        self._refresh()
+        yield KeyRing(self)
+
+    # Erasure and status
+
+    def erase(
+        self, subject_id: str, *, reason: str | None = None, request_id: str | None = None
+    ) -> ErasureResult:
+        """Delete the subject's key and record a tombstone, in one transaction. Idempotent.
+
+        Once this returns, no process opens the subject's data again and its key is never
+        created again. `reason` and `request_id` are stored: never put personal data in them.
+        """
+        _check_subject(subject_id)
+        reason = _check_note("reason", reason)
+        request_id = _check_note("request_id", request_id)
+        with self._write() as conn:
+            # Lock the state row first: erasures, and first uses of a key, queue behind it.
+            erasures = conn.execute(_ERASURES.with_for_update()).scalar_one()
+            row = conn.execute(sa.select(_S).where(_S.c.subject_id == subject_id)).first()
+            if row is not None and row.state == "erased":
+                return ErasureResult(
+                    subject_id, _utc(row.erased_at), already_erased=True,
+                    held_key=row.key_fingerprint is not None,
+                    key_fingerprint=row.key_fingerprint, request_id=row.request_id,
+                    reason=row.reason, scrubbed=True,
+                )
+            seq = erasures + 1
+            conn.execute(_ST.update().where(_ST.c.id == 1).values(erasures=seq))
+            erased_at = datetime.now(UTC)
+            tombstone = {
+                "state": "erased", "wrapped_key": None, "wrapped_by": None,
+                "erased_at": erased_at, "erasure_seq": seq,
+                "request_id": request_id, "reason": reason,
+            }
+            if row is None:
+                conn.execute(_S.insert().values(subject_id=subject_id, **tombstone))
+            else:
+                conn.execute(_S.update().where(_S.c.subject_id == subject_id).values(**tombstone))
+        self._cache.mark_erased([subject_id])
+        scrubbed = checkpoint_wal(self._engine) if row is not None else True
+        return ErasureResult(
+            subject_id, erased_at, already_erased=False, held_key=row is not None,
+            key_fingerprint=row.key_fingerprint if row is not None else None,
+            request_id=request_id, reason=reason, scrubbed=scrubbed,
+        )
+
+    def status(self, subject_id: str) -> SubjectStatus:
+        """Whether the subject has a key ("active"), was erased ("erased"), or is "unknown"."""
+        _check_subject(subject_id)
+        with self._read() as conn:
+            row = conn.execute(sa.select(_S).where(_S.c.subject_id == subject_id)).first()
+        if row is None:
+            return SubjectStatus(subject_id, "unknown")
+        return SubjectStatus(
+            subject_id, row.state,
+            created_at=_utc(row.created_at) if row.created_at else None,
+            erased_at=_utc(row.erased_at) if row.erased_at else None,
+            request_id=row.request_id, reason=row.reason, key_fingerprint=row.key_fingerprint,
+        )
+
+    def erased_subjects(self, subject_ids: Collection[str]) -> frozenset[str]:
+        """Which of `subject_ids` are erased, in one query."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(_S.c.subject_id).where(
+                _S.c.subject_id.in_(sorted(set(subject_ids))), _S.c.state == "erased"))
+            return frozenset(subject_id for (subject_id,) in rows)
+
+    # Operations
+
+    def rotate_master_key(
+        self,
+        new: KeyProvider,
+        *,
+        batch_size: int = 500,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> RotationResult:
+        """Re-wrap every data key under `new`; sealed values are untouched.
+
+        Resumable: if interrupted, call it again with the same keys. When it returns, the
+        vault answers only to `new`; processes still holding the old key get
+        `WrongMasterKeyError` and must restart with the new one. `progress(done, total)` is
+        called after each batch.
+        """
+        old = self._require_provider()
+        if not isinstance(new, KeyProvider):
+            raise VaultConfigurationError("the new master key must be a MasterKey or KeyProvider")
+        if new.key_id == old.key_id:
+            raise RotationError("the new master key is the one in use")
+        with self._write() as conn:
+            state = conn.execute(sa.select(_ST)).one()
+            if state.master_key_id == new.key_id and state.rotating_to is None:
+                self._provider = new
+                return RotationResult(old.key_id, new.key_id, 0)
+            if state.rotating_to not in (None, new.key_id):
+                raise RotationError(
+                    f"a rotation to master key {state.rotating_to} is in progress; "
+                    "finish it with that key first"
+                )
+            conn.execute(_ST.update().values(rotating_to=new.key_id))
+        total = self._count_wrapped_by_other(new.key_id)
+        done = 0
+        while True:
+            done += self._rewrap_all(old, new, batch_size=batch_size, done=done, total=total,
+                                     progress=progress)
+            with self._write() as conn:
+                conn.execute(sa.select(_ST).with_for_update()).one()  # no key creation now
+                left = conn.execute(sa.select(sa.func.count()).select_from(_S).where(
+                    _S.c.state == "active", _S.c.wrapped_by != new.key_id)).scalar_one()
+                if not left:
+                    conn.execute(_ST.update().values(master_key_id=new.key_id,
+                                                     rotating_to=None))
+            if not left:
+                break  # else keys were created meanwhile with the old key: another pass
+        self._provider = new
+        return RotationResult(old.key_id, new.key_id, done)
+
+    def scrub(self) -> str:
+        """Make the bytes of erased keys leave the live database files; say what was done.
+
+        SQLite: the vault deletes with ``secure_delete``; this truncates the WAL (also done by
+        every `erase`). PostgreSQL: ``VACUUM FULL`` rewrites the key table (a brief exclusive
+        lock) and, where the role may, ``CHECKPOINT``. Backups, replicas and archived WAL are
+        outside its reach: see docs/keyvault.md.
+        """
+        if not is_postgres(self._engine):
+            if checkpoint_wal(self._engine):
+                return "WAL checkpointed and truncated; deleted keys were overwritten in place"
+            return "a reader kept the WAL from being truncated; run scrub again"
+        with self._translate(), self._engine.connect() as conn:
+            auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+            auto.exec_driver_sql(f"VACUUM FULL {_S.name}")
+            try:
+                auto.exec_driver_sql("CHECKPOINT")
+            except DBAPIError:
+                return (f"{_S.name} rewritten by VACUUM FULL; CHECKPOINT needs the "
+                        "pg_checkpoint role: the old file's pages wait for the next checkpoint")
+        return f"{_S.name} rewritten by VACUUM FULL and checkpointed"
+
+    def close(self) -> None:
+        """Release the database connections (an engine passed in is left to its owner)."""
+        self._cache.clear()
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # Internals shared with KeyRing
+
+    def _key_for_open(self, subject_id: str, sealed: bytes) -> DataKey:
+        key = self._cache.get(subject_id)
+        if key is not None:
+            return key
+        _check_subject(subject_id)
+        if self._cache.is_erased(subject_id):
+            raise _erased(subject_id)
+        key_version_of(sealed)  # a malformed value is tampering, whatever the subject's state
+        rows = self._load([subject_id])
+        row = rows.get(subject_id)
+        if row is None:
+            raise KeyNotFoundError(
+                "this vault holds no key and no erasure record for the subject: the data was "
+                "sealed with another vault (or one restored from too old a backup)"
+            )
+        return self._key_from_row(row)
+
+    def _key_for_seal(self, subject_id: str) -> DataKey:
+        key = self._cache.get(subject_id)
+        if key is not None:
+            return key
+        _check_subject(subject_id)
+        if self._cache.is_erased(subject_id):
+            raise _erased(subject_id, opening=False)
+        row = self._load([subject_id]).get(subject_id)
+        if row is None:
+            return self._create(subject_id)
+        return self._key_from_row(row, opening=False)
+
+    def _preload(self, subject_ids: Collection[str]) -> None:
+        wanted = [s for s in subject_ids
+                  if self._cache.get(s) is None and not self._cache.is_erased(s)]
+        if not wanted:
+            return
+        for row in self._load(wanted).values():
+            with contextlib.suppress(SubjectErasedError):
+                self._key_from_row(row)
+
+    def _key_from_row(self, row: _KeyRow, *, opening: bool = True) -> DataKey:
+        if row.state == "erased":
+            self._cache.mark_erased([row.subject_id])
+            raise _erased(row.subject_id, opening=opening)
+        provider = self._require_provider()
+        if row.wrapped_by != provider.key_id:
+            raise WrongMasterKeyError(
+                f"the subject's key is wrapped by master key {row.wrapped_by}, not by "
+                f"{provider.key_id}: a rotation changed the master key; restart with the new one"
+            )
+        secret = provider.unwrap(row.wrapped_key,
+                                 context=_wrap_context(row.subject_id, row.key_version))
+        key = DataKey(row.subject_id, row.key_version, secret)
+        self._cache.put(key)
+        return key
+
+    def _create(self, subject_id: str) -> DataKey:
+        provider = self._require_provider()
+        with self._write() as conn:
+            # Shares the state row with erase (which updates it): on PostgreSQL an erase and a
+            # first use of one subject cannot interleave, so no key outlives an erasure.
+            state = conn.execute(sa.select(_ST).with_for_update(read=True)).one()
+            if provider.key_id not in (state.master_key_id, state.rotating_to):
+                raise WrongMasterKeyError(
+                    f"the master key {provider.key_id} no longer wraps this vault "
+                    f"(now {state.master_key_id}); restart with the current master key"
+                )
+            secret = secrets.token_bytes(KEY_SIZE)
+            wrapped = provider.wrap(secret, context=_wrap_context(subject_id, _KEY_VERSION))
+            insert = _insert(conn).values(
+                subject_id=subject_id, state="active", key_version=_KEY_VERSION,
+                wrapped_key=wrapped, wrapped_by=provider.key_id,
+                key_fingerprint=fingerprint(secret), created_at=datetime.now(UTC),
+            ).on_conflict_do_nothing(index_elements=[_S.c.subject_id])
+            conn.execute(insert)
+            row = conn.execute(_LOAD.where(_S.c.subject_id == subject_id)).one()
+        if row.wrapped_key != wrapped:  # another process created it first, or erased it
+            return self._key_from_row(row, opening=False)
+        key = DataKey(subject_id, _KEY_VERSION, secret)
+        self._cache.put(key)
+        return key
+
+    def _load(self, subject_ids: Collection[str]) -> dict[str, _KeyRow]:
+        with self._read() as conn:
+            rows = conn.execute(_LOAD.where(_S.c.subject_id.in_(list(subject_ids)))).all()
+        return {row.subject_id: row for row in rows}
+
+    def _refresh(self) -> None:
+        """Drop cached keys of subjects erased (by any process) since the last check."""
+        with self._read() as conn:
+            erasures = conn.execute(_ERASURES).scalar_one()
+            seen = self._cache.seen_erasures
+            if erasures == seen:
+                return
+            if seen < 0 or erasures - seen > self._cache.size:
+                self._cache.clear()
+            else:
+                rows = conn.execute(sa.select(_S.c.subject_id).where(_S.c.erasure_seq > seen))
+                self._cache.mark_erased(subject_id for (subject_id,) in rows)
+        self._cache.seen_erasures = erasures
+
+    def _adopt_master_key(self, conn: Connection, provider: KeyProvider) -> None:
+        state = conn.execute(sa.select(_ST)).one()
+        if state.master_key_id is None:
+            conn.execute(_ST.update().values(master_key_id=provider.key_id))
+        elif provider.key_id not in (state.master_key_id, state.rotating_to):
+            raise WrongMasterKeyError(
+                f"wrong master key: this vault's keys are wrapped by master key "
+                f"{state.master_key_id}, and the key given is {provider.key_id}"
+            )
+
+    def _count_wrapped_by_other(self, key_id: str) -> int:
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(_S).where(
+                _S.c.state == "active", _S.c.wrapped_by != key_id)).scalar_one())
+
+    def _rewrap_all(
+        self,
+        old: KeyProvider,
+        new: KeyProvider,
+        *,
+        batch_size: int,
+        done: int,
+        total: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> int:
+        rewrapped = 0
+        after = ""
+        while True:
+            with self._read() as conn:
+                batch = conn.execute(
+                    sa.select(_S.c.subject_id, _S.c.key_version, _S.c.wrapped_key,
+                              _S.c.wrapped_by)
+                    .where(_S.c.state == "active", _S.c.wrapped_by != new.key_id,
+                           _S.c.subject_id > after)
+                    .order_by(_S.c.subject_id).limit(batch_size)
+                ).all()
+            if not batch:
+                return rewrapped
+            with self._write() as conn:
+                for row in batch:
+                    if row.wrapped_by != old.key_id:
+                        raise RotationError(
+                            f"a key is wrapped by master key {row.wrapped_by}, neither the old "
+                            f"({old.key_id}) nor the new one"
+                        )
+                    context = _wrap_context(row.subject_id, row.key_version)
+                    secret = old.unwrap(row.wrapped_key, context=context)
+                    rewrapped += conn.execute(
+                        _S.update()
+                        .where(_S.c.subject_id == row.subject_id,
+                               _S.c.wrapped_by == old.key_id)
+                        .values(wrapped_key=new.wrap(secret, context=context),
+                                wrapped_by=new.key_id)
+                    ).rowcount
+            after = batch[-1].subject_id
+            if progress is not None:
+                progress(min(done + rewrapped, max(total, done + rewrapped)), total)
+
+    def _require_provider(self) -> KeyProvider:
+        if self._provider is None:
+            raise VaultConfigurationError("this vault was opened without a master key")
+        return self._provider
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._translate(), self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._translate(), self._engine.connect() as conn:
+            conn.execution_options(**WRITE)
+            with conn.begin():
+                yield conn
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _translate() -> Iterator[None]:
+        try:
+            yield
+        except DBAPIError as error:
+            if is_connect_failure(error):
+                raise VaultUnavailable(
+                    f"cannot reach the vault's database: {driver_message(error)}") from error
+            raise VaultStorageError(
+                f"the vault's database refused: {driver_message(error)}") from error
+
+
+class KeyRing:
+    """Seals and opens with the keys the vault knew when the ring was made (see `keyring`)."""
+
+    __slots__ = ("_vault",)
+
+    def __init__(self, vault: KeyVault) -> None:
+        self._vault = vault
+
+    def seal(self, subject_id: str, plaintext: bytes, *, aad: bytes = b"") -> bytes:
+        """As `KeyVault.seal`."""
+        return self._vault._key_for_seal(subject_id).seal(plaintext, aad)
+
+    def open(self, subject_id: str, sealed: bytes, *, aad: bytes = b"") -> bytes:
+        """As `KeyVault.open`."""
+        return self._vault._key_for_open(subject_id, sealed).open(sealed, aad)
+
+    def preload(self, subject_ids: Collection[str]) -> None:
+        """Fetch the keys of many subjects in one query (erased ones are noted as such)."""
+        self._vault._preload(subject_ids)
+
+    def is_erased(self, subject_id: str) -> bool:
+        """Whether the subject is known to be erased (after `preload` or a failed open)."""
+        return self._vault._cache.is_erased(subject_id)
+
+
+def _wrap_context(subject_id: str, key_version: int) -> bytes:
+    encoded = subject_id.encode()
+    return (b"keyvault.wrap.v1\x00" + len(encoded).to_bytes(4, "big") + encoded
+            + key_version.to_bytes(4, "big"))
+
+
+def _insert(conn: Connection) -> Any:
+    return (postgresql if is_postgres(conn) else sqlite).insert(_S)
+
+
+def _erased(subject_id: str, *, opening: bool = True) -> SubjectErasedError:
+    if opening:
+        return KeyErasedError("the subject's key was erased: its data reads as redacted",
+                              subject_id=subject_id)
+    return SubjectErasedError("the subject was erased: no personal data can be stored for it",
+                              subject_id=subject_id)
+
+
+def _check_subject(subject_id: object) -> None:
+    if (not isinstance(subject_id, str) or not subject_id or len(subject_id) > _MAX_SUBJECT_ID
+            or _CONTROL.search(subject_id)):
+        raise VaultConfigurationError(
+            f"a subject id is a non-empty string of at most {_MAX_SUBJECT_ID} characters "
+            "without control characters"
+        )
+
+
+def _check_note(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > _MAX_NOTE:
+        raise VaultConfigurationError(f"{name} is a string of at most {_MAX_NOTE} characters")
+    return value
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
