@@ -111,6 +111,25 @@ class VaultContract:
             with pytest.raises(TamperedError):
                 vault.open("prop", sealed, aad=other)
 
+    def test_a_vault_shares_a_database_and_an_engine_with_the_event_store(
+        self, url: str, master: MasterKey
+    ) -> None:
+        """Given the event store's engine, the vault keeps its own tables and leaves it open."""
+        from shredstore import EventStore
+        from shredstore.storage.engine import create_engine
+
+        engine = create_engine(url)
+        try:
+            with EventStore(engine) as store, KeyVault(engine, master_key=master) as vault:
+                sealed = vault.seal("s-1", b"secret-value-1")
+                assert store.head().position == 0
+            with KeyVault(engine, master_key=master) as again:  # the engine is still usable
+                assert again.open("s-1", sealed) == b"secret-value-1"
+            tables = set(sa.inspect(engine).get_table_names())
+            assert {"shredstore_events", "keyvault_subjects", "keyvault_state"} <= tables
+        finally:
+            engine.dispose()
+
     # Keys
 
     def test_a_key_is_created_on_first_use_and_stored_wrapped(
