@@ -220,6 +220,40 @@ class KeyVault:
             request_id=row.request_id, reason=row.reason, key_fingerprint=row.key_fingerprint,
         )
 
+    @contextlib.contextmanager
+    def hold_active(
+        self, subject_ids: Collection[str], *, connection: Connection | None = None
+    ) -> Iterator[None]:
+        """Keep the subjects from being erased until the block ends; refuse erased ones.
+
+        Raises `SubjectErasedError` if any of them is erased. While the block runs, an erasure
+        of one of them waits. Pass `connection` to check inside a transaction of your own on
+        the vault's database (the check then lasts until that transaction ends); otherwise
+        the vault holds a transaction of its own for the duration of the block.
+        """
+        wanted = sorted(set(subject_ids))
+        if not wanted:
+            yield
+            return
+        if connection is not None:
+            self._check_active(connection, wanted)
+            yield
+            return
+        with self._write() if not is_postgres(self._engine) else self._read() as conn:
+            self._check_active(conn, wanted)
+            yield
+
+    def _check_active(self, conn: Connection, subject_ids: list[str]) -> None:
+        rows = conn.execute(
+            sa.select(_S.c.subject_id, _S.c.state)
+            .where(_S.c.subject_id.in_(subject_ids))
+            .with_for_update(read=True)
+        ).all()
+        erased = [row.subject_id for row in rows if row.state == "erased"]
+        if erased:
+            self._cache.mark_erased(erased)
+            raise _erased(erased[0], opening=False)
+
     def erased_subjects(self, subject_ids: Collection[str]) -> frozenset[str]:
         """Which of `subject_ids` are erased, in one query."""
         with self._read() as conn:

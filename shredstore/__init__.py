@@ -5,6 +5,7 @@ pydantic models. See README.md and docs/ for the whole story.
 """
 
 from shredstore.errors import (
+    AggregateNotFound,
     ConfigurationError,
     DuplicateEventError,
     EventDecodingError,
@@ -12,17 +13,28 @@ from shredstore.errors import (
     ShredstoreError,
     StorageError,
     StoreUnavailable,
+    SubjectErasedError,
+    TamperedError,
     UnknownEventType,
     WrongExpectedVersion,
 )
-from shredstore.events import Event, EventRegistry, RecordedEvent, UnknownEvent, default_registry
+from shredstore.events import (
+    Event,
+    EventRegistry,
+    RecordedEvent,
+    UnknownEvent,
+    default_registry,
+    upcaster,
+)
 from shredstore.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
+from shredstore.personal import REDACTED, PersonalData, Redacted, SubjectId
 from shredstore.storage.chain import Finding, LogHead, VerifyReport
 from shredstore.storage.log import AppendResult
 from shredstore.store import DEFAULT_URL, EventStore
 
 __all__ = [
     "ANY",
+    "AggregateNotFound",
     "AppendResult",
     "ConfigurationError",
     "DEFAULT_URL",
@@ -36,14 +48,21 @@ __all__ = [
     "ImmutableLogError",
     "LogHead",
     "NO_STREAM",
+    "PersonalData",
+    "REDACTED",
     "RecordedEvent",
+    "Redacted",
     "STREAM_EXISTS",
     "ShredstoreError",
     "StorageError",
     "StoreUnavailable",
+    "SubjectErasedError",
+    "SubjectId",
+    "TamperedError",
     "UnknownEvent",
     "UnknownEventType",
     "VerifyReport",
     "WrongExpectedVersion",
     "default_registry",
+    "upcaster",
 ]

@@ -9,16 +9,26 @@ too, so ``except LookupError`` keeps working for callers that never heard of shr
     ├── DuplicateEventError (ValueError)      an event id already stored elsewhere
     ├── UnknownEventType (LookupError)        no class is registered for a stored type name
     ├── EventDecodingError (ValueError)       a stored event does not fit its class
+    ├── SubjectErasedError (LookupError)      personal data for an erased subject
+    ├── TamperedError (ValueError)            stored ciphertext failed authentication
+    ├── AggregateNotFound (LookupError)       no events for an aggregate id
     └── StorageError                          the database failed or refused
         ├── StoreUnavailable                  cannot connect
         └── ImmutableLogError                 an attempt to change the append-only log
+
+`SubjectErasedError` and `TamperedError` are also keyvault's classes of the same names, so
+either package's name catches them. Redacted means exactly "the subject's key was erased";
+a failed authentication is `TamperedError`, never a redaction.
 
 Messages never contain event field values: they may hold personal data.
 """
 
 from __future__ import annotations
 
+import keyvault
+
 __all__ = [
+    "AggregateNotFound",
     "ConfigurationError",
     "DuplicateEventError",
     "EventDecodingError",
@@ -26,6 +36,8 @@ __all__ = [
     "ShredstoreError",
     "StorageError",
     "StoreUnavailable",
+    "SubjectErasedError",
+    "TamperedError",
     "UnknownEventType",
     "WrongExpectedVersion",
 ]
@@ -63,6 +75,18 @@ class UnknownEventType(ShredstoreError, LookupError):
 
 class EventDecodingError(ShredstoreError, ValueError):
     """A stored event could not be turned into its class (schema drift without an upcaster)."""
+
+
+class SubjectErasedError(ShredstoreError, keyvault.SubjectErasedError):
+    """Personal data cannot be appended for an erased subject; nothing was written."""
+
+
+class TamperedError(ShredstoreError, keyvault.TamperedError):
+    """Stored ciphertext failed authentication: the log was altered. Run `verify()`."""
+
+
+class AggregateNotFound(ShredstoreError, LookupError):
+    """No events are stored for the aggregate id."""
 
 
 class StorageError(ShredstoreError):

@@ -8,7 +8,7 @@ event, so a stored record names its own type without the class that wrote it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -17,8 +17,17 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from shredstore.errors import ConfigurationError, UnknownEventType
+from shredstore.mapping.upcasting import Upcaster, Upcasters
+from shredstore.personal import plan_of
 
-__all__ = ["Event", "EventRegistry", "RecordedEvent", "UnknownEvent", "default_registry"]
+__all__ = [
+    "Event",
+    "EventRegistry",
+    "RecordedEvent",
+    "UnknownEvent",
+    "default_registry",
+    "upcaster",
+]
 
 
 class EventRegistry:
@@ -33,6 +42,7 @@ class EventRegistry:
     def __init__(self) -> None:
         self._classes: dict[str, type[Event]] = {}
         self._lock = threading.Lock()
+        self.upcasters = Upcasters()
 
     def register(self, cls: type[Event]) -> None:
         """Register `cls` under its type name."""
@@ -109,6 +119,7 @@ class Event(BaseModel):
                     f"{cls.__qualname__}: schema_version must be a positive int"
                 )
             cls.__schema_version__ = schema_version
+        plan_of(cls)  # an unresolvable personal-data declaration fails here, at definition
         if register:
             default_registry.register(cls)
 
@@ -120,11 +131,14 @@ class Event(BaseModel):
 
 
 class UnknownEvent(Event, register=False):
-    """A stored event whose type name has no registered class, read as plain data."""
+    """A stored event whose type name has no registered class, read as plain data.
+
+    Its personal fields are opened, or `REDACTED` where their subject was erased.
+    """
 
     type_name: str
     schema_version: int
-    data: dict[str, JsonValue]
+    data: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +156,37 @@ class RecordedEvent:
     recorded_at: datetime
     metadata: Mapping[str, JsonValue]
     event: Event
+    redacted_fields: frozenset[str] = frozenset()
+    """The (dotted) fields whose subject was erased: they read as their replacement or REDACTED."""
+    personal_fields: frozenset[str] = frozenset()
+    """The (dotted) fields stored as personal data, as they were named when written."""
+
+
+def upcaster(
+    target: str | type[Any],
+    *,
+    from_version: int,
+    registry: EventRegistry | None = None,
+) -> Callable[[Upcaster], Upcaster]:
+    """Register the decorated function to lift stored data of `target` by one schema version.
+
+    `target` is an event class, an aggregate class (for its snapshots) or a stored type name.
+    The function takes the stored data (a dict) and returns the data of the next version::
+
+        @upcaster(CustomerRegistered, from_version=1)
+        def _split_name(data):
+            data["full_name"] = data.pop("name")
+            return data
+    """
+    name = target if isinstance(target, str) else getattr(target, "__stored_type__", None)
+    if name is None and isinstance(target, type):
+        name = getattr(target, "__event_type__", None)
+    if not isinstance(name, str):
+        raise ConfigurationError(f"cannot tell the stored type name of {target!r}")
+    chosen = registry if registry is not None else default_registry
+
+    def register(function: Upcaster) -> Upcaster:
+        chosen.upcasters.add(name, from_version, function)
+        return function
+
+    return register

@@ -1,20 +1,23 @@
-"""`EventStore`: the facade applications use to append, read and verify events."""
+"""`EventStore`: the facade applications use to append, read, erase and verify events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Self
 
 from pydantic import JsonValue
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
+import keyvault
+from keyvault import ErasureResult, KeyProvider, KeyRing, KeyVault, SubjectStatus
 from shredstore import expected as _expected
-from shredstore.errors import ConfigurationError, DuplicateEventError
+from shredstore.errors import ConfigurationError, DuplicateEventError, SubjectErasedError
 from shredstore.events import Event, EventRegistry, RecordedEvent, default_registry
 from shredstore.expected import ANY, ExpectedVersion
-from shredstore.mapping.mapper import EventMapper, encode_metadata
-from shredstore.storage.chain import Finding, LogHead, VerifyReport, verify_rows
+from shredstore.mapping.mapper import EventMapper, encode_metadata, personal_subjects
+from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, verify_rows
 from shredstore.storage.engine import create_engine
 from shredstore.storage.log import AppendResult, EventLog
 
@@ -25,28 +28,46 @@ DEFAULT_URL = "sqlite:///shredstore.db"
 
 
 class EventStore:
-    """An append-only, tamper-evident log of domain events in SQLite or PostgreSQL.
+    """An append-only, tamper-evident log of domain events, with crypto-shredded personal data.
 
-    ``EventStore("sqlite:///events.db")`` or ``EventStore("postgresql+psycopg://...")``; an
-    SQLAlchemy `Engine` works too. The tables are created if missing. Use it as a context
-    manager, or call `close()`.
+    ``EventStore("sqlite:///events.db", master_key=master)``, or a PostgreSQL URL, or an
+    SQLAlchemy `Engine`. Personal-data fields are sealed with their subject's key from the key
+    vault, which lives in the same database unless `vault_url` names another. Without a master
+    key the store appends and reads events without personal data, and can erase subjects.
+    The tables are created if missing. Use it as a context manager, or call `close()`.
     """
 
     def __init__(
         self,
         url: str | URL | Engine = DEFAULT_URL,
         *,
+        master_key: KeyProvider | None = None,
+        vault_url: str | URL | Engine | None = None,
         registry: EventRegistry = default_registry,
+        cache_size: int = 10_000,
     ) -> None:
         self._owns_engine = not isinstance(url, Engine)
         self._engine = create_engine(url)
+        self._vault: KeyVault | None = None
+        shared = vault_url is None or vault_url == url
         self._log = EventLog(self._engine)
         self._mapper = EventMapper(registry)
         try:
             self._log.install()
+            self._vault = _open_vault(self._engine if vault_url is None or shared else vault_url,
+                                      master_key=master_key, cache_size=cache_size)
         except BaseException:
             self.close()
             raise
+        self._vault_shares_database = shared
+        self._has_master_key = master_key is not None
+
+    @property
+    def vault(self) -> KeyVault:
+        """The key vault that holds the subjects' keys."""
+        if self._vault is None:
+            raise ConfigurationError("the store is closed")
+        return self._vault
 
     def append(
         self,
@@ -70,8 +91,18 @@ class EventStore:
         if len({event.event_id for event in batch}) != len(batch):
             raise DuplicateEventError("a batch holds the same event (event id) twice")
         encoded_metadata = encode_metadata(metadata)
-        rows = [self._mapper.to_row(event, encoded_metadata) for event in batch]
-        return self._log.append(stream_id, rows, expected_version=expected_version)
+        try:
+            with self._keyring(any(map(self._mapper.needs_keys, batch))) as ring:
+                rows = [self._mapper.to_row(event, encoded_metadata, ring) for event in batch]
+            sealed_for = set().union(*(row.sealed_for for row in rows))
+            if self._vault_shares_database:
+                return self._log.append(
+                    stream_id, rows, expected_version=expected_version,
+                    before_insert=self._guard(sealed_for) if sealed_for else None)
+            with self.vault.hold_active(sealed_for):
+                return self._log.append(stream_id, rows, expected_version=expected_version)
+        except keyvault.SubjectErasedError as error:
+            raise _erased(error) from None
 
     def read_stream(
         self,
@@ -89,10 +120,9 @@ class EventStore:
         _check_stream_id(stream_id)
         _check_count("from_version", from_version, minimum=1)
         _check_count("limit", limit, minimum=0)
-        rows = self._log.read_stream(
+        return self._decode(self._log.read_stream(
             stream_id, from_version=from_version, backwards=backwards, limit=limit
-        )
-        return map(self._mapper.to_recorded, rows)
+        ))
 
     def read_all(
         self,
@@ -111,9 +141,26 @@ class EventStore:
         names = None if types is None else [
             kind if isinstance(kind, str) else kind.__event_type__ for kind in types
         ]
-        return map(self._mapper.to_recorded, self._log.read_all(
-            after=after, limit=limit, types=names
-        ))
+        return self._decode(self._log.read_all(after=after, limit=limit, types=names))
+
+    def read_subject(self, subject_id: str, *, after: int = 0) -> Iterator[RecordedEvent]:
+        """Every event that names `subject_id`, in global order, found through the index."""
+        _check_count("after", after, minimum=0)
+        return self._decode(self._log.read_subject(subject_id, after=after))
+
+    def erase_subject(
+        self, subject_id: str, *, reason: str | None = None, request_id: str | None = None
+    ) -> ErasureResult:
+        """Destroy the subject's key: from now on its personal fields read as redacted.
+
+        Idempotent. The log is not rewritten. `reason` and `request_id` are kept with the
+        erasure record: never put personal data in them.
+        """
+        return self.vault.erase(subject_id, reason=reason, request_id=request_id)
+
+    def subject_status(self, subject_id: str) -> SubjectStatus:
+        """Whether the subject has a key ("active"), was "erased" (and when), or is "unknown"."""
+        return self.vault.status(subject_id)
 
     def stream_version(self, stream_id: str) -> int:
         """The version of the stream's last event, 0 if it has none."""
@@ -130,7 +177,7 @@ class EventStore:
         Also reports immutability triggers that are missing, and, given an `expected_head`
         kept from earlier, a log truncated or rewritten behind that anchor.
         """
-        report = verify_rows(self._log.read_all(), expected_head=expected_head)
+        report = verify_rows(self._log.rows(), expected_head=expected_head)
         missing = self._log.missing_triggers()
         if not missing:
             return report
@@ -150,8 +197,39 @@ class EventStore:
 
     def close(self) -> None:
         """Release the database connections (an engine passed in is left to its owner)."""
+        if self._vault is not None:
+            self._vault.close()
         if self._owns_engine:
             self._engine.dispose()
+
+    def _decode(self, pages: Iterator[list[StoredRow]]) -> Iterator[RecordedEvent]:
+        to_recorded = self._mapper.to_recorded
+        for page in pages:
+            subjects = personal_subjects(page)
+            if not subjects:
+                for row in page:
+                    yield to_recorded(row, None)
+                continue
+            with self._keyring(True) as ring:
+                if ring is not None:
+                    ring.preload(subjects)
+                records = [to_recorded(row, ring) for row in page]
+            yield from records
+
+    @contextlib.contextmanager
+    def _keyring(self, needed: bool) -> Iterator[KeyRing | None]:
+        if not needed or not self._has_master_key:
+            yield None
+            return
+        with self.vault.keyring() as ring:
+            yield ring
+
+    def _guard(self, subjects: set[str]) -> Callable[[Connection], None]:
+        def check(connection: Connection) -> None:
+            with self.vault.hold_active(subjects, connection=connection):
+                pass
+
+        return check
 
     def __enter__(self) -> Self:
         return self
@@ -175,3 +253,18 @@ def _check_count(name: str, value: object, *, minimum: int) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(f"{name} must be an int >= {minimum}, not {value!r}")
+
+
+def _open_vault(
+    url: str | URL | Engine, *, master_key: KeyProvider | None, cache_size: int
+) -> KeyVault:
+    try:
+        return KeyVault(url, master_key=master_key, cache_size=cache_size)
+    except keyvault.VaultConfigurationError as error:
+        raise ConfigurationError(str(error)) from None
+
+
+def _erased(error: keyvault.SubjectErasedError) -> SubjectErasedError:
+    return SubjectErasedError(
+        "a subject of this batch was erased: no personal data can be appended for it; "
+        "nothing was written", subject_id=error.subject_id)

@@ -1,26 +1,42 @@
 """Turns event models into stored rows and stored rows back into models.
 
-Payloads are the JSON of the model (pydantic's own serialiser); the event id lives in its
-column, not in the payload. Reading never needs the class that wrote an event: an unknown
-type name reads as an `UnknownEvent` holding the data.
+Append: model -> JSON-mode data -> personal fields split off by subject -> each subject's
+fields sealed as one value with its key -> payload (the plain fields) and the personal column.
+Read: payload -> each subject's fields opened, or `REDACTED` if its key was erased -> upcast
+-> declared replacements -> the model (or an `UnknownEvent` where no class is registered).
+
+The personal column is self-describing, so any stored event can be opened or redacted without
+the class that wrote it::
+
+    [{"subject": "42", "paths": [["name"], ["billing", "street"]], "sealed": "<base64>"}]
+
+Each sealed value is AES-256-GCM under the subject's key; its associated data binds the event
+id and the field paths (keyvault adds the subject and key version).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+import binascii
+from collections.abc import Iterable, Mapping
 from typing import Any
+from uuid import UUID
 
 import pydantic_core
 from pydantic import JsonValue, ValidationError
 
-from shredstore.errors import ConfigurationError, EventDecodingError
+import keyvault
+from keyvault import KeyRing
+from shredstore.errors import ConfigurationError, EventDecodingError, TamperedError
 from shredstore.events import Event, EventRegistry, RecordedEvent, UnknownEvent
+from shredstore.personal import REDACTED, dotted, plan_of, put, redacted_paths
 from shredstore.storage.chain import StoredRow
 from shredstore.storage.log import NewRow
 
-__all__ = ["EventMapper"]
+__all__ = ["EventMapper", "encode_metadata", "personal_subjects"]
 
 _EMPTY_METADATA = "{}"
+_AAD_PREFIX = b"shredstore.event.v1\x00"
 
 
 class EventMapper:
@@ -29,8 +45,72 @@ class EventMapper:
     def __init__(self, registry: EventRegistry) -> None:
         self._registry = registry
 
-    def to_row(self, event: Event, metadata: str) -> NewRow:
+    def needs_keys(self, event: Event) -> bool:
+        """Whether storing `event` seals personal data."""
+        return plan_of(type(event)).has_personal_data
+
+    def to_row(self, event: Event, metadata: str, ring: KeyRing | None) -> NewRow:
         """The stored form of `event`, with already-encoded `metadata`."""
+        cls = self._check_registered(event)
+        plan = plan_of(cls)
+        if not plan.has_personal_data and not plan.has_subjects:
+            return NewRow(event.event_id, cls.__event_type__, cls.__schema_version__,
+                          metadata, event.model_dump_json())
+        data = event.model_dump(mode="json")
+        groups, subjects = plan.extract(data)
+        personal = None
+        if groups:
+            if ring is None:
+                raise ConfigurationError(
+                    "this event holds personal data, and the store has no master key: "
+                    "pass master_key= to EventStore"
+                )
+            personal = seal_groups(ring, groups, _aad_prefix(event.event_id))
+        return NewRow(
+            event.event_id, cls.__event_type__, cls.__schema_version__, metadata,
+            pydantic_core.to_json(data).decode(), personal,
+            frozenset(subjects) | frozenset(groups), frozenset(groups),
+        )
+
+    def to_recorded(self, row: StoredRow, ring: KeyRing | None) -> RecordedEvent:
+        """The recorded event for a stored row."""
+        where = f"event at position {row.position}"
+        data = _json(row.payload, where)
+        metadata = {} if row.metadata == _EMPTY_METADATA else _json(row.metadata, where)
+        personal_fields: frozenset[str] = frozenset()
+        redacted = False
+        if row.personal is not None:
+            personal_fields, redacted = open_groups(
+                ring, row.personal, data, _aad_prefix(row.event_id), where=where)
+        cls = self._registry.find(row.event_type)
+        if cls is None:
+            event: Event = UnknownEvent(type_name=row.event_type,
+                                        schema_version=row.schema_version,
+                                        data=data, event_id=row.event_id)
+            redacted_fields = frozenset(redacted_paths(data)) if redacted else frozenset()
+        else:
+            if row.schema_version > cls.__schema_version__:
+                raise EventDecodingError(
+                    f"{where} is {row.event_type!r} schema version {row.schema_version}, newer "
+                    f"than {cls.__qualname__} (version {cls.__schema_version__}); "
+                    "upgrade the application"
+                )
+            data = self._registry.upcasters.upcast(
+                row.event_type, row.schema_version, cls.__schema_version__, data, where=where)
+            redacted_fields = frozenset(redacted_paths(data)) if redacted else frozenset()
+            if redacted:
+                plan_of(cls).replace_redacted(data)
+            data["event_id"] = row.event_id
+            event = validate(cls, data, where)
+        return RecordedEvent(
+            position=row.position, stream_id=row.stream_id, version=row.version,
+            event_id=row.event_id, event_type=row.event_type,
+            schema_version=row.schema_version, recorded_at=row.recorded_at,
+            metadata=metadata, event=event, redacted_fields=redacted_fields,
+            personal_fields=personal_fields,
+        )
+
+    def _check_registered(self, event: Event) -> type[Event]:
         cls = type(event)
         if not isinstance(event, Event) or isinstance(event, UnknownEvent):
             raise ConfigurationError(
@@ -41,61 +121,87 @@ class EventMapper:
                 f"{cls.__qualname__} is not the class registered as {cls.__event_type__!r}; "
                 "events of unregistered classes could not be read back"
             )
-        return NewRow(
-            event_id=event.event_id,
-            event_type=cls.__event_type__,
-            schema_version=cls.__schema_version__,
-            metadata=metadata,
-            payload=event.model_dump_json(),
-        )
+        return cls
 
-    def to_recorded(self, row: StoredRow) -> RecordedEvent:
-        """The recorded event for a stored row."""
-        try:
-            data = pydantic_core.from_json(row.payload)
-            metadata = (
-                {} if row.metadata == _EMPTY_METADATA else pydantic_core.from_json(row.metadata)
-            )
-        except ValueError:
-            raise EventDecodingError(
-                f"event at position {row.position} is not valid JSON; run verify()"
-            ) from None
-        return RecordedEvent(
-            position=row.position,
-            stream_id=row.stream_id,
-            version=row.version,
-            event_id=row.event_id,
-            event_type=row.event_type,
-            schema_version=row.schema_version,
-            recorded_at=row.recorded_at,
-            metadata=metadata,
-            event=self._model(row, data),
-        )
 
-    def _model(self, row: StoredRow, data: dict[str, Any]) -> Event:
-        cls = self._registry.find(row.event_type)
-        if cls is None:
-            return UnknownEvent(
-                type_name=row.event_type,
-                schema_version=row.schema_version,
-                data=data,
-                event_id=row.event_id,
-            )
-        if row.schema_version > cls.__schema_version__:
-            raise EventDecodingError(
-                f"event at position {row.position} is {row.event_type!r} schema version "
-                f"{row.schema_version}, newer than {cls.__qualname__} "
-                f"(version {cls.__schema_version__}); upgrade the application"
-            )
-        data["event_id"] = row.event_id
+def seal_groups(ring: KeyRing, groups: Mapping[str, Mapping[tuple[Any, ...], Any]],
+                aad_prefix: bytes) -> str:
+    """Seal each subject's personal values as one value; the stored personal column."""
+    stored = []
+    for subject in sorted(groups):
+        values = groups[subject]
+        paths = [list(path) for path in values]
+        encoded_paths = pydantic_core.to_json(paths)
+        sealed = ring.seal(subject, pydantic_core.to_json(list(values.values())),
+                           aad=aad_prefix + encoded_paths)
+        stored.append({"subject": subject, "paths": paths,
+                       "sealed": base64.b64encode(sealed).decode("ascii")})
+    return pydantic_core.to_json(stored).decode()
+
+
+def open_groups(
+    ring: KeyRing | None, personal: str, data: dict[str, Any], aad_prefix: bytes, *, where: str
+) -> tuple[frozenset[str], bool]:
+    """Put each subject's opened values (or REDACTED) into `data`.
+
+    Returns the personal fields' dotted paths, and whether anything was redacted.
+    """
+    groups = _json(personal, where)
+    fields: list[str] = []
+    redacted = False
+    for group in groups:
         try:
-            return cls.model_validate(data)
-        except ValidationError as error:
-            raise EventDecodingError(
-                f"event at position {row.position} does not fit {cls.__qualname__}: "
-                f"{_describe(error)}; register an upcaster for schema version "
-                f"{row.schema_version}"
+            subject, paths, sealed_text = group["subject"], group["paths"], group["sealed"]
+            sealed = base64.b64decode(sealed_text, validate=True)
+        except (KeyError, TypeError, binascii.Error):
+            raise TamperedError(f"{where}: its personal data is malformed; run verify()",
+                                ) from None
+        fields.extend(dotted(path) for path in paths)
+        if ring is None:
+            raise ConfigurationError(
+                f"{where} holds personal data, and the store has no master key to open it: "
+                "pass master_key= to EventStore"
+            )
+        try:
+            values = pydantic_core.from_json(ring.open(
+                subject, sealed, aad=aad_prefix + pydantic_core.to_json(paths)))
+        except keyvault.KeyErasedError:
+            for path in paths:
+                put(data, path, REDACTED)
+            redacted = True
+            continue
+        except keyvault.TamperedError:
+            raise TamperedError(
+                f"{where}: a subject's personal data failed authentication: the stored event "
+                "was altered; run verify()"
             ) from None
+        for path, value in zip(paths, values, strict=True):
+            put(data, path, value)
+    return frozenset(fields), redacted
+
+
+def personal_subjects(rows: Iterable[StoredRow]) -> set[str]:
+    """The subjects whose keys a page of rows needs (read cheaply, without opening)."""
+    subjects: set[str] = set()
+    for row in rows:
+        if row.personal is not None:
+            try:
+                subjects.update(group["subject"] for group in pydantic_core.from_json(
+                    row.personal))
+            except (ValueError, TypeError, KeyError):
+                continue  # reported when the row itself is decoded
+    return subjects
+
+
+def validate(cls: type[Event], data: dict[str, Any], where: str) -> Event:
+    """`cls` validated from `data`, or an EventDecodingError without the values."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        raise EventDecodingError(
+            f"{where} does not fit {cls.__qualname__}: {_describe(error)}; "
+            "register an upcaster if its schema changed"
+        ) from None
 
 
 def encode_metadata(metadata: Mapping[str, JsonValue] | None) -> str:
@@ -108,6 +214,17 @@ def encode_metadata(metadata: Mapping[str, JsonValue] | None) -> str:
         return pydantic_core.to_json(dict(metadata)).decode()
     except pydantic_core.PydanticSerializationError:
         raise ConfigurationError("event metadata must be JSON-serialisable") from None
+
+
+def _aad_prefix(event_id: UUID) -> bytes:
+    return _AAD_PREFIX + event_id.bytes
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return pydantic_core.from_json(text)
+    except ValueError:
+        raise EventDecodingError(f"{where} is not valid JSON; run verify()") from None
 
 
 def _describe(error: ValidationError) -> str:

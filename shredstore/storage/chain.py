@@ -2,9 +2,10 @@
 
 Every row stores ``prev_hash`` (the ``hash`` of the row before it; 32 zero bytes for the
 first) and ``hash = SHA-256(prev_hash || content)``, where content is the length-prefixed
-stored bytes of the row: stream, version, event id, type, schema version, time, metadata and
-payload. The position is deliberately left out of the content: order is what the links
-protect, so a moved row breaks links instead of making every later row look modified.
+stored bytes of the row: stream, version, event id, type, schema version, time, metadata,
+payload and the sealed personal data. The position is deliberately left out of the content:
+order is what the links protect, so a moved row breaks links instead of making every later row
+look modified.
 
 Because only stored bytes are hashed (ciphertext, once personal data is encrypted), the chain
 still verifies after subjects are erased.
@@ -56,6 +57,7 @@ class StoredRow:
     recorded_at: datetime
     metadata: str
     payload: str
+    personal: str | None
     prev_hash: bytes
     hash: bytes
 
@@ -125,6 +127,7 @@ def chain_hash(
     recorded_at: datetime,
     metadata: str,
     payload: str,
+    personal: str | None,
 ) -> bytes:
     """The chain hash of a row whose predecessor's hash is `prev_hash`."""
     micros = (recorded_at - _EPOCH) // _MICROSECOND
@@ -138,6 +141,7 @@ def chain_hash(
         micros.to_bytes(8, "big", signed=True),
         metadata.encode(),
         payload.encode(),
+        b"\x00" if personal is None else b"\x01" + personal.encode(),
     ):
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
@@ -156,6 +160,7 @@ def row_hash(row: StoredRow) -> bytes:
         recorded_at=row.recorded_at,
         metadata=row.metadata,
         payload=row.payload,
+        personal=row.personal,
     )
 
 

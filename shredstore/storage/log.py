@@ -14,7 +14,7 @@ own short transaction, so memory stays constant and no snapshot is held open for
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,9 +45,10 @@ PAGE_SIZE = 1000
 _E = schema.EVENTS
 _COLUMNS = (
     _E.c.position, _E.c.stream_id, _E.c.version, _E.c.event_id, _E.c.event_type,
-    _E.c.schema_version, _E.c.recorded_at, _E.c.metadata, _E.c.payload, _E.c.prev_hash,
-    _E.c.hash,
+    _E.c.schema_version, _E.c.recorded_at, _E.c.metadata, _E.c.payload, _E.c.personal,
+    _E.c.prev_hash, _E.c.hash,
 )
+_SUBJECT_INSERT = schema.SUBJECTS.insert()
 # Built once: the append path runs these on every call.
 _STREAM_VERSION = sa.select(sa.func.max(_E.c.version)).where(
     _E.c.stream_id == sa.bindparam("stream_id"))
@@ -65,6 +66,12 @@ class NewRow:
     schema_version: int
     metadata: str
     payload: str
+    personal: str | None = None
+    """The sealed personal data, as JSON; None for an event without any."""
+    subjects: frozenset[str] = frozenset()
+    """The data subjects the event names, for the subject index."""
+    sealed_for: frozenset[str] = frozenset()
+    """The subjects whose keys sealed its personal data (they must still be active)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +118,12 @@ class EventLog:
         rows: Sequence[NewRow],
         *,
         expected_version: int | ExpectedVersion,
+        before_insert: Callable[[Connection], None] | None = None,
     ) -> AppendResult:
         """Store `rows` at the end of `stream_id`, all or nothing.
+
+        `before_insert` runs inside the append's transaction, just before the rows are
+        written; whatever it raises aborts the append.
 
         Raises WrongExpectedVersion if the stream is not as expected, DuplicateEventError if
         an event id is already stored other than as this very append. A retry of an append
@@ -120,7 +131,7 @@ class EventLog:
         """
         try:
             with translate_errors(), self._write() as conn:
-                return self._append(conn, stream_id, rows, expected_version)
+                return self._append(conn, stream_id, rows, expected_version, before_insert)
         except _RetryCheck as check:
             with translate_errors(), self._engine.connect() as conn, conn.begin():
                 previous = _find_previous_append(conn, stream_id, rows, expected_version)
@@ -139,6 +150,7 @@ class EventLog:
         stream_id: str,
         rows: Sequence[NewRow],
         expected_version: int | ExpectedVersion,
+        before_insert: Callable[[Connection], None] | None,
     ) -> AppendResult:
         if self._lock_key is not None:
             # A statement of its own: in READ COMMITTED a statement's snapshot is taken
@@ -171,6 +183,7 @@ class EventLog:
                 recorded_at=recorded_at,
                 metadata=row.metadata,
                 payload=row.payload,
+                personal=row.personal,
             )
             params.append({
                 "position": position + offset,
@@ -182,36 +195,42 @@ class EventLog:
                 "recorded_at": recorded_at,
                 "metadata": row.metadata,
                 "payload": row.payload,
+                "personal": row.personal,
                 "prev_hash": prev_hash,
                 "hash": digest,
             })
             prev_hash = digest
+        if before_insert is not None:
+            before_insert(conn)
         try:
             conn.execute(_INSERT, params)
         except IntegrityError:
             raise _RetryCheck(None) from None
+        index = [{"subject_id": subject, "position": p["position"]}
+                 for p, row in zip(params, rows, strict=True) for subject in row.subjects]
+        if index:
+            conn.execute(_SUBJECT_INSERT, index)
         return AppendResult(
             stream_id, current + len(rows), tuple(p["position"] for p in params)
         )
 
     def read_all(
         self, *, after: int = 0, limit: int | None = None, types: Collection[str] | None = None
-    ) -> Iterator[StoredRow]:
-        """Rows in position order, after position `after`."""
+    ) -> Iterator[list[StoredRow]]:
+        """Pages of rows in position order, after position `after`."""
         query = sa.select(*_COLUMNS).order_by(_E.c.position)
         if types is not None:
             query = query.where(_E.c.event_type.in_(sorted(set(types))))
-        cursor = after
-        remaining = limit
-        while remaining is None or remaining > 0:
-            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
-            page = self._page(query.where(_E.c.position > cursor).limit(size))
-            yield from page
-            if len(page) < size:
-                return
-            cursor = page[-1].position
-            if remaining is not None:
-                remaining -= len(page)
+        return self._pages(query, _E.c.position, after, limit, lambda row: row.position)
+
+    def read_subject(self, subject_id: str, *, after: int = 0) -> Iterator[list[StoredRow]]:
+        """Pages of the rows that name `subject_id`, in position order, through the index."""
+        index = schema.SUBJECTS
+        query = (sa.select(*_COLUMNS)
+                 .join(index, index.c.position == _E.c.position)
+                 .where(index.c.subject_id == subject_id)
+                 .order_by(_E.c.position))
+        return self._pages(query, _E.c.position, after, None, lambda row: row.position)
 
     def read_stream(
         self,
@@ -220,28 +239,45 @@ class EventLog:
         from_version: int | None = None,
         backwards: bool = False,
         limit: int | None = None,
-    ) -> Iterator[StoredRow]:
-        """A stream's rows by version: from `from_version` on, or down from it if backwards."""
-        base = sa.select(*_COLUMNS).where(_E.c.stream_id == stream_id)
+    ) -> Iterator[list[StoredRow]]:
+        """Pages of a stream's rows by version: from `from_version` on, or down from it."""
+        query = sa.select(*_COLUMNS).where(_E.c.stream_id == stream_id)
         if backwards:
-            base = base.order_by(_E.c.version.desc())
+            query = query.order_by(_E.c.version.desc())
             bound = (from_version + 1) if from_version is not None else None
         else:
-            base = base.order_by(_E.c.version)
+            query = query.order_by(_E.c.version)
             bound = (from_version - 1) if from_version is not None else 0
+        return self._pages(query, _E.c.version, bound, limit, lambda row: row.version,
+                           descending=backwards)
+
+    def rows(self) -> Iterator[StoredRow]:
+        """Every row, in position order."""
+        for page in self.read_all():
+            yield from page
+
+    def _pages(
+        self,
+        query: sa.Select[Any],
+        key: sa.ColumnElement[Any],
+        bound: int | None,
+        limit: int | None,
+        key_of: Callable[[StoredRow], int],
+        *,
+        descending: bool = False,
+    ) -> Iterator[list[StoredRow]]:
         remaining = limit
         while remaining is None or remaining > 0:
             size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
-            query = base
+            page_query = query
             if bound is not None:
-                query = query.where(
-                    _E.c.version < bound if backwards else _E.c.version > bound
-                )
-            page = self._page(query.limit(size))
-            yield from page
+                page_query = query.where(key < bound if descending else key > bound)
+            page = self._page(page_query.limit(size))
+            if page:
+                yield page
             if len(page) < size:
                 return
-            bound = page[-1].version
+            bound = key_of(page[-1])
             if remaining is not None:
                 remaining -= len(page)
 
@@ -273,10 +309,10 @@ class EventLog:
         return [
             StoredRow(
                 position, stream_id, version, event_id, event_type, schema_version,
-                _utc(recorded_at), metadata, payload, prev_hash, digest,
+                _utc(recorded_at), metadata, payload, personal, prev_hash, digest,
             )
             for (position, stream_id, version, event_id, event_type, schema_version,
-                 recorded_at, metadata, payload, prev_hash, digest) in rows
+                 recorded_at, metadata, payload, personal, prev_hash, digest) in rows
         ]
 
     @contextlib.contextmanager

@@ -5,7 +5,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-__all__ = ["EVENTS", "install", "missing_triggers", "restore_triggers", "table_lock_key"]
+__all__ = [
+    "EVENTS",
+    "SUBJECTS",
+    "install",
+    "missing_triggers",
+    "restore_triggers",
+    "table_lock_key",
+]
 
 metadata = sa.MetaData()
 
@@ -22,11 +29,22 @@ EVENTS = sa.Table(
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("metadata", sa.Text(), nullable=False),
     sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("personal", sa.Text(), nullable=True),
     sa.Column("prev_hash", sa.LargeBinary(32), nullable=False),
     sa.Column("hash", sa.LargeBinary(32), nullable=False),
     sa.UniqueConstraint("stream_id", "version", name="shredstore_events_stream_version"),
     sa.UniqueConstraint("event_id", name="shredstore_events_event_id"),
 )
+
+SUBJECTS = sa.Table(
+    "shredstore_event_subjects",
+    metadata,
+    sa.Column("subject_id", sa.Text(), primary_key=True),
+    sa.Column("position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=False),
+)
+"""The subject index: which events name which subjects, so a subject's events are found
+without a scan. It holds subject ids (opaque identifiers) and positions, never personal data."""
 
 _REFUSAL = "shredstore_events is append-only: stored events cannot be {verb}"
 

@@ -68,7 +68,7 @@ def forge_row(engine: Engine, position: int) -> None:
             "stream_id": "intruder", "version": 1, "event_id": uuid.uuid4(),
             "event_type": "test.Noted", "schema_version": 1,
             "recorded_at": datetime.now(UTC), "metadata": "{}",
-            "payload": '{"text":"forged","number":0}',
+            "payload": '{"text":"forged","number":0}', "personal": None,
         }
         digest = chain_hash(prev, **fields)  # type: ignore[arg-type]
         conn.execute(schema.EVENTS.insert(), [{**fields, "position": position, "prev_hash": prev,
