@@ -4,6 +4,7 @@ Events are appended to an immutable, hash-chained log in SQLite or PostgreSQL an
 pydantic models. See README.md and docs/ for the whole story.
 """
 
+from shredstore.aggregates import Aggregate, Repository
 from shredstore.errors import (
     AggregateNotFound,
     ConfigurationError,
@@ -34,6 +35,7 @@ from shredstore.store import DEFAULT_URL, EventStore
 
 __all__ = [
     "ANY",
+    "Aggregate",
     "AggregateNotFound",
     "AppendResult",
     "ConfigurationError",
@@ -52,6 +54,7 @@ __all__ = [
     "REDACTED",
     "RecordedEvent",
     "Redacted",
+    "Repository",
     "STREAM_EXISTS",
     "ShredstoreError",
     "StorageError",

@@ -204,9 +204,12 @@ def put(data: dict[str, Any], path: Sequence[str | int], value: Any) -> None:
 
 
 def redacted_paths(data: Any, path: Path = ()) -> Iterator[str]:
-    """The dotted paths at which `data` holds `REDACTED`."""
+    """The dotted paths at which `data` (dicts, lists, models) holds `REDACTED`."""
     if data is REDACTED:
         yield _dotted(path)
+    elif isinstance(data, BaseModel):
+        for key, value in data.__dict__.items():
+            yield from redacted_paths(value, (*path, key))
     elif isinstance(data, dict):
         for key, value in data.items():
             yield from redacted_paths(value, (*path, key))

@@ -5,23 +5,33 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 from sqlalchemy.engine import URL, Connection, Engine
 
 import keyvault
 from keyvault import ErasureResult, KeyProvider, KeyRing, KeyVault, SubjectStatus
 from shredstore import expected as _expected
-from shredstore.errors import ConfigurationError, DuplicateEventError, SubjectErasedError
+from shredstore.errors import (
+    ConfigurationError,
+    DuplicateEventError,
+    EventDecodingError,
+    SubjectErasedError,
+)
 from shredstore.events import Event, EventRegistry, RecordedEvent, default_registry
 from shredstore.expected import ANY, ExpectedVersion
 from shredstore.mapping.mapper import EventMapper, encode_metadata, personal_subjects
+from shredstore.mapping.snapshots import snapshot_of, state_from
+from shredstore.personal import plan_of
 from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, verify_rows
 from shredstore.storage.engine import create_engine
 from shredstore.storage.log import AppendResult, EventLog
+from shredstore.storage.snapshots import SnapshotTable
 
 __all__ = ["DEFAULT_URL", "EventStore"]
+
+M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_URL = "sqlite:///shredstore.db"
 """The embedded default: an SQLite file in the working directory."""
@@ -51,6 +61,8 @@ class EventStore:
         self._vault: KeyVault | None = None
         shared = vault_url is None or vault_url == url
         self._log = EventLog(self._engine)
+        self._snapshots = SnapshotTable(self._engine)
+        self._registry = registry
         self._mapper = EventMapper(registry)
         try:
             self._log.install()
@@ -186,6 +198,34 @@ class EventStore:
             for name in missing
         )
         return VerifyReport(report.events_checked, report.head, extra + report.findings)
+
+    def save_snapshot(
+        self, state: BaseModel, *, stream_id: str, version: int, type_name: str,
+        schema_version: int,
+    ) -> None:
+        """Store `state` as the snapshot of `stream_id` after event `version`.
+
+        Its personal fields are sealed like events' (see `shredstore.aggregates`).
+        """
+        with self._keyring(plan_of(type(state)).has_personal_data) as ring:
+            row = snapshot_of(state, stream_id=stream_id, version=version, type_name=type_name,
+                              schema_version=schema_version, ring=ring)
+        self._snapshots.save(row)
+
+    def load_snapshot(
+        self, cls: type[M], stream_id: str, *, type_name: str, schema_version: int
+    ) -> M | None:
+        """The newest snapshot of `stream_id` as `cls`, or None (also if it no longer fits)."""
+        row = self._snapshots.latest(stream_id, type_name)
+        if row is None:
+            return None
+        with self._keyring(row.personal is not None) as ring:
+            try:
+                state = state_from(row, cls, registry=self._registry,
+                                   target_version=schema_version, ring=ring)
+            except EventDecodingError:
+                return None  # a cache that no longer fits: replay instead
+        return state if isinstance(state, cls) else None
 
     def restore_protection(self) -> list[str]:
         """Re-create the immutability triggers if someone dropped them; return their names.

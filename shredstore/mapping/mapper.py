@@ -140,16 +140,30 @@ def seal_groups(ring: KeyRing, groups: Mapping[str, Mapping[tuple[Any, ...], Any
 
 
 def open_groups(
-    ring: KeyRing | None, personal: str, data: dict[str, Any], aad_prefix: bytes, *, where: str
+    ring: KeyRing | None,
+    personal: str,
+    data: dict[str, Any],
+    aad_prefix: bytes,
+    *,
+    where: str,
+    allow_redacted: bool = False,
 ) -> tuple[frozenset[str], bool]:
     """Put each subject's opened values (or REDACTED) into `data`.
 
-    Returns the personal fields' dotted paths, and whether anything was redacted.
+    Returns the personal fields' dotted paths, and whether anything was redacted. Groups stored
+    as already redacted are accepted only where `allow_redacted` (snapshots): in an event they
+    would let an altered row pass for an erasure.
     """
     groups = _json(personal, where)
     fields: list[str] = []
     redacted = False
     for group in groups:
+        if allow_redacted and isinstance(group, dict) and group.get("redacted") is True:
+            for path in group.get("paths", []):
+                put(data, path, REDACTED)
+                fields.append(dotted(path))
+            redacted = True
+            continue
         try:
             subject, paths, sealed_text = group["subject"], group["paths"], group["sealed"]
             sealed = base64.b64decode(sealed_text, validate=True)

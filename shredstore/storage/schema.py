@@ -7,6 +7,7 @@ from sqlalchemy.engine import Connection
 
 __all__ = [
     "EVENTS",
+    "SNAPSHOTS",
     "SUBJECTS",
     "install",
     "missing_triggers",
@@ -45,6 +46,19 @@ SUBJECTS = sa.Table(
 )
 """The subject index: which events name which subjects, so a subject's events are found
 without a scan. It holds subject ids (opaque identifiers) and positions, never personal data."""
+
+SNAPSHOTS = sa.Table(
+    "shredstore_snapshots",
+    metadata,
+    sa.Column("stream_id", sa.Text(), primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("type_name", sa.Text(), nullable=False),
+    sa.Column("schema_version", sa.Integer(), nullable=False),
+    sa.Column("state", sa.Text(), nullable=False),
+    sa.Column("personal", sa.Text(), nullable=True),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""Snapshots of aggregate state: a cache of a replay, sealed like events, never the truth."""
 
 _REFUSAL = "shredstore_events is append-only: stored events cannot be {verb}"
 

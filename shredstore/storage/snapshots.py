@@ -1,0 +1,67 @@
+"""Snapshots of aggregate state in SQL: written beside the log, read newest first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from keyvault.engine import WRITE
+from shredstore.storage import schema
+from shredstore.storage.log import translate_errors
+
+__all__ = ["SnapshotRow", "SnapshotTable"]
+
+_T = schema.SNAPSHOTS
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow:
+    """A stored snapshot: the state of `stream_id` after its event `version`."""
+
+    stream_id: str
+    version: int
+    type_name: str
+    schema_version: int
+    state: str
+    personal: str | None
+
+
+class SnapshotTable:
+    """The snapshots table of one database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def save(self, row: SnapshotRow) -> None:
+        """Store a snapshot; storing one again for the same version replaces it."""
+        values = {
+            "stream_id": row.stream_id, "version": row.version, "type_name": row.type_name,
+            "schema_version": row.schema_version, "state": row.state,
+            "personal": row.personal, "recorded_at": datetime.now(UTC),
+        }
+        with translate_errors(), self._engine.connect() as conn:
+            conn.execution_options(**WRITE)
+            with conn.begin():
+                conn.execute(_T.delete().where(_T.c.stream_id == row.stream_id,
+                                           _T.c.version == row.version))
+                conn.execute(_T.insert().values(**values))
+
+    def latest(self, stream_id: str, type_name: str) -> SnapshotRow | None:
+        """The newest snapshot of `stream_id` written for `type_name`, if any."""
+        with translate_errors(), self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(_T.c.stream_id, _T.c.version, _T.c.type_name, _T.c.schema_version,
+                          _T.c.state, _T.c.personal)
+                .where(_T.c.stream_id == stream_id, _T.c.type_name == type_name)
+                .order_by(_T.c.version.desc()).limit(1)
+            ).first()
+        return SnapshotRow(*found) if found is not None else None
+
+    def count(self, stream_id: str) -> int:
+        """How many snapshots `stream_id` has."""
+        with translate_errors(), self._engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(_T)
+                                    .where(_T.c.stream_id == stream_id)).scalar_one())
