@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from shredstore.errors import AggregateNotFound, ConfigurationError, WrongExpectedVersion
 from shredstore.events import Event
-from shredstore.personal import plan_of
+from shredstore.personal import is_complete, plan_of
 from shredstore.storage.log import AppendResult
 from shredstore.store import EventStore
 
@@ -79,7 +79,8 @@ class Aggregate(BaseModel):
                 raise ConfigurationError(
                     f"{cls.__qualname__}: schema_version must be a positive int")
             cls.__schema_version__ = schema_version
-        plan_of(cls)  # unresolvable personal-data declarations fail at definition
+        if is_complete(cls):
+            plan_of(cls)  # unresolvable personal-data declarations fail at definition
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         for option in ("stream_prefix", "type_name", "schema_version"):

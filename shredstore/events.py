@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from shredstore.errors import ConfigurationError, UnknownEventType
 from shredstore.mapping.upcasting import Upcaster, Upcasters
-from shredstore.personal import plan_of
+from shredstore.personal import is_complete, plan_of
 
 __all__ = [
     "Event",
@@ -119,7 +119,9 @@ class Event(BaseModel):
                     f"{cls.__qualname__}: schema_version must be a positive int"
                 )
             cls.__schema_version__ = schema_version
-        plan_of(cls)  # an unresolvable personal-data declaration fails here, at definition
+        if is_complete(cls):
+            plan_of(cls)  # an unresolvable personal-data declaration fails here, at definition
+        # else: forward references are pending; plan_of checks at first use, after rebuild
         if register:
             default_registry.register(cls)
 

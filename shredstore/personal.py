@@ -231,17 +231,46 @@ _PLANS: dict[type[BaseModel], PersonalPlan] = {}
 
 
 def plan_of(cls: type[BaseModel]) -> PersonalPlan:
-    """The personal-data plan of a top-level model class (an event or an aggregate)."""
+    """The personal-data plan of a top-level model class (an event or an aggregate).
+
+    A plan is only ever made from a fully built model: an incomplete one (forward references
+    not yet resolvable) has no field metadata to find personal data in, and a plan made from
+    it would store personal data in the clear.
+    """
     plan = _PLANS.get(cls)
     if plan is None:
+        _complete(cls)
         plan = _build(cls, (), (cls,))
         _PLANS[cls] = plan
     return plan
 
 
+def is_complete(cls: type[BaseModel]) -> bool:
+    """Whether pydantic has finished building `cls` (all its annotations resolved)."""
+    return bool(getattr(cls, "__pydantic_complete__", False))
+
+
+def _complete(cls: type[BaseModel]) -> None:
+    if is_complete(cls):
+        return
+    try:
+        cls.model_rebuild()
+    except Exception as error:  # noqa: BLE001 - pydantic raises several kinds here
+        raise ConfigurationError(
+            f"{cls.__qualname__} is not fully defined ({type(error).__name__}: {error}); "
+            f"define the types it names, then call {cls.__qualname__}.model_rebuild()"
+        ) from None
+    if not is_complete(cls):
+        raise ConfigurationError(
+            f"{cls.__qualname__} is not fully defined; define the types it names, then call "
+            f"{cls.__qualname__}.model_rebuild()"
+        )
+
+
 def _build(
     cls: type[BaseModel], scopes: tuple[tuple[str, ...], ...], stack: tuple[type, ...]
 ) -> PersonalPlan:
+    _complete(cls)
     subjects = tuple(name for name, info in cls.model_fields.items()
                      if any(isinstance(m, _SubjectMarker) for m in info.metadata))
     scopes = (*scopes, subjects)
