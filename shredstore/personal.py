@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import types
 import typing
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Union
@@ -227,7 +228,7 @@ def _dotted(path: Sequence[str | int]) -> str:
     return ".".join(str(part) for part in path)
 
 
-_PLANS: dict[type[BaseModel], PersonalPlan] = {}
+_PLANS: weakref.WeakKeyDictionary[type[BaseModel], PersonalPlan] = weakref.WeakKeyDictionary()
 
 
 def plan_of(cls: type[BaseModel]) -> PersonalPlan:
