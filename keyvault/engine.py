@@ -157,10 +157,13 @@ def is_connect_failure(error: DBAPIError) -> bool:
     if error.connection_invalidated:
         return True
     text = str(error.orig).lower()
-    return "relation" not in text and any(sign in text for sign in (
+    if any(sign in text for sign in (
         "connection refused", "could not connect", "unable to open database file",
-        "connection failed", "could not translate host name", "does not exist",
-    ))
+        "connection failed", "could not translate host name", "server closed the connection",
+    )):
+        return True
+    # Connecting to a database or as a role that does not exist (not "operator does not exist")
+    return "does not exist" in text and ('database "' in text or 'role "' in text)
 
 
 def driver_message(error: DBAPIError) -> str:

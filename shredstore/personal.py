@@ -278,8 +278,10 @@ def _build(
     personal: list[_Rule] = []
     nested: list[tuple[str, PersonalPlan, bool]] = []
     for name, info in cls.model_fields.items():
-        declaration = next((m for m in info.metadata if isinstance(m, PersonalData)), None)
         where = f"{cls.__qualname__}.{name}"
+        declaration = next((m for m in info.metadata if isinstance(m, PersonalData)), None)
+        if declaration is None:
+            declaration = _declaration_inside(where, info.annotation)
         if declaration is not None:
             if name in subjects:
                 raise ConfigurationError(f"{where} cannot be both a SubjectId and PersonalData")
@@ -294,6 +296,38 @@ def _build(
             if plan.has_personal_data or plan.has_subjects:
                 nested.append((name, plan, many))
     return PersonalPlan(tuple(personal), tuple(nested), subjects)
+
+
+def _declaration_inside(where: str, annotation: Any) -> PersonalData | None:
+    """A PersonalData of an optional field (``Annotated[T, PersonalData()] | None``).
+
+    PersonalData anywhere else inside a type (list items, dict values, a union of several
+    types) is refused: silently ignored, it would let personal data through in the clear.
+    """
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        others = [arg for arg in args if arg is not type(None)]
+        if len(others) == 1 and typing.get_origin(others[0]) is Annotated:
+            found = [m for m in others[0].__metadata__ if isinstance(m, PersonalData)]
+            if found:
+                return found[0]
+    if _mentions_personal_data(annotation):
+        raise ConfigurationError(
+            f"{where}: PersonalData must mark the whole field (optionally as "
+            "`Annotated[T, PersonalData()] | None`), not a part of its type; write e.g. "
+            "`Annotated[list[str], PersonalData()]`"
+        )
+    return None
+
+
+def _mentions_personal_data(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is Annotated and any(
+        isinstance(m, PersonalData) for m in annotation.__metadata__
+    ):
+        return True
+    return any(_mentions_personal_data(arg) for arg in typing.get_args(annotation)
+               if arg is not Ellipsis)
 
 
 def _resolve(

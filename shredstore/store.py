@@ -114,7 +114,15 @@ class EventStore:
             with self.vault.hold_active(sealed_for):
                 return self._log.append(stream_id, rows, expected_version=expected_version)
         except keyvault.SubjectErasedError as error:
+            # A retry of an append that committed before the erasure still succeeded.
+            previous = self._log.previous_append(
+                stream_id, [(event.event_id, type(event).__event_type__) for event in batch],
+                expected_version=expected_version)
+            if previous is not None:
+                return previous
             raise _erased(error) from None
+        except keyvault.VaultConfigurationError as error:
+            raise ConfigurationError(str(error)) from None
 
     def read_stream(
         self,
@@ -168,11 +176,17 @@ class EventStore:
         Idempotent. The log is not rewritten. `reason` and `request_id` are kept with the
         erasure record: never put personal data in them.
         """
-        return self.vault.erase(subject_id, reason=reason, request_id=request_id)
+        try:
+            return self.vault.erase(subject_id, reason=reason, request_id=request_id)
+        except keyvault.VaultConfigurationError as error:
+            raise ConfigurationError(str(error)) from None
 
     def subject_status(self, subject_id: str) -> SubjectStatus:
         """Whether the subject has a key ("active"), was "erased" (and when), or is "unknown"."""
-        return self.vault.status(subject_id)
+        try:
+            return self.vault.status(subject_id)
+        except keyvault.VaultConfigurationError as error:
+            raise ConfigurationError(str(error)) from None
 
     def stream_version(self, stream_id: str) -> int:
         """The version of the stream's last event, 0 if it has none."""

@@ -154,20 +154,22 @@ def open_groups(
     as already redacted are accepted only where `allow_redacted` (snapshots): in an event they
     would let an altered row pass for an erasure.
     """
-    groups = _json(personal, where)
     fields: list[str] = []
     redacted = False
-    for group in groups:
-        if allow_redacted and isinstance(group, dict) and group.get("redacted") is True:
-            for path in group.get("paths", []):
+    for group in _groups(personal, where):
+        paths = group["paths"]
+        if group.get("redacted") is True:
+            if not allow_redacted:
+                raise TamperedError(f"{where}: its personal data is malformed; run verify()")
+            for path in paths:
                 put(data, path, REDACTED)
                 fields.append(dotted(path))
             redacted = True
             continue
+        subject = group["subject"]
         try:
-            subject, paths, sealed_text = group["subject"], group["paths"], group["sealed"]
-            sealed = base64.b64decode(sealed_text, validate=True)
-        except (KeyError, TypeError, binascii.Error):
+            sealed = base64.b64decode(group["sealed"], validate=True)
+        except (KeyError, TypeError, ValueError, binascii.Error):
             raise TamperedError(f"{where}: its personal data is malformed; run verify()",
                                 ) from None
         fields.extend(dotted(path) for path in paths)
@@ -189,9 +191,34 @@ def open_groups(
                 f"{where}: a subject's personal data failed authentication: the stored event "
                 "was altered; run verify()"
             ) from None
-        for path, value in zip(paths, values, strict=True):
-            put(data, path, value)
+        if not isinstance(values, list) or len(values) != len(paths):
+            raise TamperedError(f"{where}: its personal data is malformed; run verify()")
+        try:
+            for path, value in zip(paths, values, strict=True):
+                put(data, path, value)
+        except (KeyError, IndexError, TypeError):
+            raise TamperedError(
+                f"{where}: its personal data does not fit its payload; run verify()") from None
     return frozenset(fields), redacted
+
+
+def _groups(personal: str, where: str) -> list[dict[str, Any]]:
+    """The groups of a stored personal column, checked for shape; TamperedError if malformed."""
+    malformed = TamperedError(f"{where}: its personal data is malformed; run verify()")
+    try:
+        groups = pydantic_core.from_json(personal)
+    except ValueError:
+        raise malformed from None
+    if not isinstance(groups, list):
+        raise malformed
+    for group in groups:
+        if not (isinstance(group, dict) and isinstance(group.get("subject"), str)
+                and group["subject"] and isinstance(group.get("paths"), list) and all(
+                    isinstance(path, list) and path
+                    and all(isinstance(part, str | int) for part in path)
+                    for path in group["paths"])):
+            raise malformed
+    return groups
 
 
 def personal_subjects(rows: Iterable[StoredRow]) -> set[str]:
@@ -200,10 +227,9 @@ def personal_subjects(rows: Iterable[StoredRow]) -> set[str]:
     for row in rows:
         if row.personal is not None:
             try:
-                subjects.update(group["subject"] for group in pydantic_core.from_json(
-                    row.personal))
-            except (ValueError, TypeError, KeyError):
-                continue  # reported when the row itself is decoded
+                subjects.update(group["subject"] for group in _groups(row.personal, ""))
+            except TamperedError:
+                continue  # reported, with its position, when the row itself is decoded
     return subjects
 
 

@@ -133,8 +133,9 @@ class EventLog:
             with translate_errors(), self._write() as conn:
                 return self._append(conn, stream_id, rows, expected_version, before_insert)
         except _RetryCheck as check:
-            with translate_errors(), self._engine.connect() as conn, conn.begin():
-                previous = _find_previous_append(conn, stream_id, rows, expected_version)
+            previous = self.previous_append(
+                stream_id, [(row.event_id, row.event_type) for row in rows],
+                expected_version=expected_version)
             if previous is not None:
                 return previous
             if check.version_mismatch is not None:
@@ -213,6 +214,19 @@ class EventLog:
         return AppendResult(
             stream_id, current + len(rows), tuple(p["position"] for p in params)
         )
+
+    def previous_append(
+        self,
+        stream_id: str,
+        events: Sequence[tuple[UUID, str]],
+        *,
+        expected_version: int | ExpectedVersion,
+    ) -> AppendResult | None:
+        """The result of an earlier, committed append of these (event id, type) pairs, if any."""
+        if not events:
+            return None
+        with translate_errors(), self._engine.connect() as conn, conn.begin():
+            return _find_previous_append(conn, stream_id, events, expected_version)
 
     def read_all(
         self, *, after: int = 0, limit: int | None = None, types: Collection[str] | None = None
@@ -333,11 +347,11 @@ class _RetryCheck(Exception):
 def _find_previous_append(
     conn: Connection,
     stream_id: str,
-    rows: Sequence[NewRow],
+    events: Sequence[tuple[UUID, str]],
     expected_version: int | ExpectedVersion,
 ) -> AppendResult | None:
-    """The result of an earlier, committed append of these very rows, if there was one."""
-    ids = [row.event_id for row in rows]
+    """The result of an earlier, committed append of these very events, if there was one."""
+    ids = [event_id for event_id, _ in events]
     stored = {
         event_id: (stored_stream, version, position, event_type)
         for event_id, stored_stream, version, position, event_type in conn.execute(
@@ -347,11 +361,11 @@ def _find_previous_append(
     }
     if len(stored) != len(ids):
         return None
-    places = [stored[row.event_id] for row in rows]
+    places = [stored[event_id] for event_id in ids]
     first_version = places[0][1]
     same_place = all(
-        place[0] == stream_id and place[1] == first_version + i and place[3] == row.event_type
-        for i, (place, row) in enumerate(zip(places, rows, strict=True))
+        place[0] == stream_id and place[1] == first_version + i and place[3] == event_type
+        for i, (place, (_, event_type)) in enumerate(zip(places, events, strict=True))
     )
     if not same_place or not _expected.satisfied(expected_version, first_version - 1):
         return None

@@ -1,0 +1,77 @@
+"""Child processes for tests/shredding/test_processes.py: an `EventStore` driven over stdin/stdout.
+
+Run from the repository root as ``python -m tests.shredding._process_workers URL``. The first
+line on stdin is the master key in base64 (kept off the command line, which ``ps`` shows). The
+child opens the store, prints ``{"ready": true, "pid": N}``, then reads one JSON command per line
+and answers each with one JSON line, flushed at once. Every answer carries the child's pid, so
+the parent can tell it is still talking to the same process.
+
+Commands, by ``op``:
+
+``read``    stream -> ``events``: per event its ``type``, its top-level ``fields`` (a field that
+    reads as REDACTED is shown as ``"<REDACTED>"``) and ``redacted`` (sorted redacted_fields);
+    or ``error``, the name of the exception's class
+``cached``  subject -> ``cached``: whether this process holds the subject's key in its cache
+``exit``    close the store and exit 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from keyvault import MasterKey
+from shredstore import REDACTED, EventStore
+from tests.shredding import events as _events  # noqa: F401 - registers the event classes
+
+SHOWN_REDACTED = "<REDACTED>"
+
+
+def _emit(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps({**message, "pid": os.getpid()}) + "\n")
+    sys.stdout.flush()
+
+
+def _read(store: EventStore, command: dict[str, Any]) -> dict[str, Any]:
+    try:
+        records = list(store.read_stream(command["stream"]))
+    except Exception as error:  # noqa: BLE001 - reported to the parent by class name
+        return {"error": type(error).__name__}
+    return {"events": [{
+        "type": record.event_type,
+        "fields": {name: SHOWN_REDACTED if value is REDACTED else value
+                   for name, value in record.event if name != "event_id"},
+        "redacted": sorted(record.redacted_fields),
+    } for record in records]}
+
+
+def _cached(store: EventStore, command: dict[str, Any]) -> dict[str, Any]:
+    # White-box on purpose: the test must know the key really was in this process's cache.
+    return {"cached": store.vault._cache.get(command["subject"]) is not None}
+
+
+COMMANDS = {"read": _read, "cached": _cached}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.shredding._process_workers")
+    parser.add_argument("url")
+    args = parser.parse_args(argv)
+    master = MasterKey.from_base64(sys.stdin.readline())
+    with EventStore(args.url, master_key=master) as store:
+        _emit({"ready": True})
+        for line in sys.stdin:
+            command: dict[str, Any] = json.loads(line)
+            if command["op"] == "exit":
+                return 0
+            _emit({"op": command["op"], **COMMANDS[command["op"]](store, command)})
+    print("stdin closed before 'exit'", file=sys.stderr)
+    return 4
+
+
+if __name__ == "__main__":
+    sys.exit(main())
