@@ -26,12 +26,19 @@ and redacted after erasure exactly as in events. `apply` must accept `REDACTED` 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from shredstore.errors import AggregateNotFound, ConfigurationError, WrongExpectedVersion
+from keyvault import KeyVaultError
+from shredstore.errors import (
+    AggregateNotFound,
+    ConfigurationError,
+    ShredstoreError,
+    WrongExpectedVersion,
+)
 from shredstore.events import Event
 from shredstore.personal import is_complete, plan_of
 from shredstore.storage.log import AppendResult
@@ -40,6 +47,7 @@ from shredstore.store import EventStore
 __all__ = ["Aggregate", "Repository"]
 
 A = TypeVar("A", bound="Aggregate")
+_log = logging.getLogger("shredstore.aggregates")
 
 
 class Aggregate(BaseModel):
@@ -117,8 +125,10 @@ class Repository(Generic[A]):
     def __init__(
         self, store: EventStore, aggregate: type[A], *, snapshot_every: int | None = None
     ) -> None:
-        if snapshot_every is not None and (isinstance(snapshot_every, bool)
-                                           or snapshot_every < 1):
+        if snapshot_every is not None and (
+            isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int)
+            or snapshot_every < 1
+        ):
             raise ConfigurationError("snapshot_every must be a positive int or None")
         self._store = store
         self._class = aggregate
@@ -154,11 +164,20 @@ class Repository(Generic[A]):
         aggregate.version = result.version
         every = self._snapshot_every
         if every is not None and result.version // every > before // every:
+            self._snapshot(aggregate)
+        return result
+
+    def _snapshot(self, aggregate: A) -> None:
+        # The events are committed: a snapshot that cannot be taken must not make the save
+        # look failed (a caller would run its command again). The next crossing tries again.
+        try:
             self._store.save_snapshot(aggregate, stream_id=aggregate.stream_id,
                                       version=aggregate.version,
                                       type_name=aggregate.__stored_type__,
                                       schema_version=aggregate.__schema_version__)
-        return result
+        except (ShredstoreError, KeyVaultError) as error:
+            _log.warning("no snapshot of %s at version %d: %s: %s", type(aggregate).__qualname__,
+                         aggregate.version, type(error).__name__, error)
 
     def update(
         self,
@@ -170,8 +189,8 @@ class Repository(Generic[A]):
     ) -> A:
         """Load, run `command` (which records events), save; on a conflict, all again.
 
-        With ``create=True`` a missing aggregate starts empty. Gives up after `retries`
-        conflicts by raising the last WrongExpectedVersion.
+        With ``create=True`` a missing aggregate starts empty. Tries at most ``retries + 1``
+        times, then raises the last WrongExpectedVersion.
         """
         attempt = 0
         while True:

@@ -239,7 +239,9 @@ class EventStore:
                                    target_version=schema_version, ring=ring)
             except EventDecodingError:
                 return None  # a cache that no longer fits: replay instead
-        return state if isinstance(state, cls) else None
+        if not isinstance(state, cls) or getattr(state, "version", row.version) != row.version:
+            return None  # not what the row says it is: do not trust it, replay
+        return state
 
     def restore_protection(self) -> list[str]:
         """Re-create the immutability triggers if someone dropped them; return their names.

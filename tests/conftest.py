@@ -96,7 +96,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and "postgres" in report.keywords:
+    if report.skipped and "postgres" in report.keywords and not hasattr(report, "wasxfail"):
         _skipped_postgres.append(report.nodeid)
 
 

@@ -67,6 +67,9 @@ def state_from(
 ) -> BaseModel:
     """The aggregate a snapshot holds; EventDecodingError if it no longer fits `cls`."""
     where = f"snapshot of {row.stream_id!r} at version {row.version}"
+    if row.schema_version > target_version:
+        raise EventDecodingError(f"{where} was written by a newer schema version "
+                                 f"({row.schema_version} > {target_version})")
     try:
         data = pydantic_core.from_json(row.state)
     except ValueError:

@@ -1,0 +1,13 @@
+"""The aggregate contract on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.aggregates.contract import AggregateContract
+
+
+class TestPostgresAggregates(AggregateContract):
+    @pytest.fixture
+    def url(self, postgres_url: str) -> str:
+        return postgres_url

@@ -1,0 +1,13 @@
+"""The aggregate contract on SQLite."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.aggregates.contract import AggregateContract
+
+
+class TestSQLiteAggregates(AggregateContract):
+    @pytest.fixture
+    def url(self, sqlite_url: str) -> str:
+        return sqlite_url
