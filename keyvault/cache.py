@@ -18,7 +18,7 @@ __all__ = ["KeyCache"]
 
 
 class KeyCache:
-    """LRU of `DataKey` by subject, plus a bounded set of subjects known to be erased."""
+    """Bounded map of `DataKey` by subject, plus a bounded set of subjects known to be erased."""
 
     def __init__(self, size: int) -> None:
         if size < 0:
@@ -30,11 +30,9 @@ class KeyCache:
         self._lock = threading.Lock()
 
     def get(self, subject_id: str) -> DataKey | None:
-        with self._lock:
-            key = self._keys.get(subject_id)
-            if key is not None:
-                self._keys.move_to_end(subject_id)
-            return key
+        # Lock-free: a dict read is atomic. Eviction is therefore first-in, first-out rather
+        # than least-recently-used; a hot key that is evicted costs one unwrap to bring back.
+        return self._keys.get(subject_id)
 
     def is_erased(self, subject_id: str) -> bool:
         return subject_id in self._erased
@@ -44,7 +42,6 @@ class KeyCache:
             return
         with self._lock:
             self._keys[key.subject_id] = key
-            self._keys.move_to_end(key.subject_id)
             while len(self._keys) > self.size:
                 self._keys.popitem(last=False)
 

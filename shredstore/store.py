@@ -21,7 +21,7 @@ from shredstore.errors import (
 )
 from shredstore.events import Event, EventRegistry, RecordedEvent, default_registry
 from shredstore.expected import ANY, ExpectedVersion
-from shredstore.mapping.mapper import EventMapper, encode_metadata, personal_subjects
+from shredstore.mapping.mapper import EventMapper, encode_metadata, page_subjects
 from shredstore.mapping.snapshots import snapshot_of, state_from
 from shredstore.personal import plan_of
 from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, verify_rows
@@ -261,15 +261,16 @@ class EventStore:
     def _decode(self, pages: Iterator[list[StoredRow]]) -> Iterator[RecordedEvent]:
         to_recorded = self._mapper.to_recorded
         for page in pages:
-            subjects = personal_subjects(page)
-            if not subjects:
-                for row in page:
-                    yield to_recorded(row, None)
+            parsed, subjects = page_subjects(page)
+            if all(row.personal is None for row in page):
+                for row, groups in zip(page, parsed, strict=True):
+                    yield to_recorded(row, None, groups)
                 continue
             with self._keyring(True) as ring:
                 if ring is not None:
                     ring.preload(subjects)
-                records = [to_recorded(row, ring) for row in page]
+                records = [to_recorded(row, ring, groups)
+                           for row, groups in zip(page, parsed, strict=True)]
             yield from records
 
     @contextlib.contextmanager

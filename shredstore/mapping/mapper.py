@@ -33,7 +33,7 @@ from shredstore.personal import REDACTED, dotted, plan_of, put, redacted_paths
 from shredstore.storage.chain import StoredRow
 from shredstore.storage.log import NewRow
 
-__all__ = ["EventMapper", "encode_metadata", "personal_subjects"]
+__all__ = ["EventMapper", "encode_metadata", "open_groups", "page_subjects", "parse_groups"]
 
 _EMPTY_METADATA = "{}"
 _AAD_PREFIX = b"shredstore.event.v1\x00"
@@ -72,16 +72,20 @@ class EventMapper:
             frozenset(subjects) | frozenset(groups), frozenset(groups),
         )
 
-    def to_recorded(self, row: StoredRow, ring: KeyRing | None) -> RecordedEvent:
-        """The recorded event for a stored row."""
+    def to_recorded(
+        self, row: StoredRow, ring: KeyRing | None, groups: list[dict[str, Any]] | None = None
+    ) -> RecordedEvent:
+        """The recorded event for a stored row (`groups`: its personal column, if parsed)."""
         where = f"event at position {row.position}"
         data = _json(row.payload, where)
         metadata = {} if row.metadata == _EMPTY_METADATA else _json(row.metadata, where)
         personal_fields: frozenset[str] = frozenset()
         redacted = False
         if row.personal is not None:
+            if groups is None:
+                groups = parse_groups(row.personal, where)
             personal_fields, redacted = open_groups(
-                ring, row.personal, data, _aad_prefix(row.event_id), where=where)
+                ring, groups, data, _aad_prefix(row.event_id), where=where)
         cls = self._registry.find(row.event_type)
         if cls is None:
             event: Event = UnknownEvent(type_name=row.event_type,
@@ -141,7 +145,7 @@ def seal_groups(ring: KeyRing, groups: Mapping[str, Mapping[tuple[Any, ...], Any
 
 def open_groups(
     ring: KeyRing | None,
-    personal: str,
+    groups: list[dict[str, Any]],
     data: dict[str, Any],
     aad_prefix: bytes,
     *,
@@ -152,85 +156,81 @@ def open_groups(
 
     Returns the personal fields' dotted paths, and whether anything was redacted. Groups stored
     as already redacted are accepted only where `allow_redacted` (snapshots): in an event they
-    would let an altered row pass for an erasure.
+    would let an altered row pass for an erasure. Anything malformed is `TamperedError`.
     """
     fields: list[str] = []
     redacted = False
-    for group in _groups(personal, where):
-        paths = group["paths"]
-        if group.get("redacted") is True:
-            if not allow_redacted:
-                raise TamperedError(f"{where}: its personal data is malformed; run verify()")
-            for path in paths:
-                put(data, path, REDACTED)
-                fields.append(dotted(path))
-            redacted = True
-            continue
-        subject = group["subject"]
-        try:
+    if ring is None and any(not (isinstance(g, dict) and g.get("redacted") is True)
+                            for g in groups):
+        raise ConfigurationError(
+            f"{where} holds personal data, and the store has no master key to open it: "
+            "pass master_key= to EventStore"
+        )
+    try:
+        for group in groups:
+            paths = group["paths"]
+            fields.extend(path[0] if len(path) == 1 else dotted(path) for path in paths)
+            if group.get("redacted") is True:
+                if not allow_redacted:
+                    raise TamperedError(f"{where}: its personal data is malformed; run verify()")
+                for path in paths:
+                    put(data, path, REDACTED)
+                redacted = True
+                continue
             sealed = base64.b64decode(group["sealed"], validate=True)
-        except (KeyError, TypeError, ValueError, binascii.Error):
-            raise TamperedError(f"{where}: its personal data is malformed; run verify()",
-                                ) from None
-        fields.extend(dotted(path) for path in paths)
-        if ring is None:
-            raise ConfigurationError(
-                f"{where} holds personal data, and the store has no master key to open it: "
-                "pass master_key= to EventStore"
-            )
-        try:
-            values = pydantic_core.from_json(ring.open(
-                subject, sealed, aad=aad_prefix + pydantic_core.to_json(paths)))
-        except keyvault.KeyErasedError:
-            for path in paths:
-                put(data, path, REDACTED)
-            redacted = True
-            continue
-        except keyvault.TamperedError:
-            raise TamperedError(
-                f"{where}: a subject's personal data failed authentication: the stored event "
-                "was altered; run verify()"
-            ) from None
-        if not isinstance(values, list) or len(values) != len(paths):
-            raise TamperedError(f"{where}: its personal data is malformed; run verify()")
-        try:
+            if ring is None:  # excluded above; not a data error, so outside the handlers
+                raise RuntimeError("no keyring to open personal data with")
+            try:
+                opened = ring.open(group["subject"], sealed,
+                                   aad=aad_prefix + pydantic_core.to_json(paths))
+            except keyvault.KeyErasedError:
+                for path in paths:
+                    put(data, path, REDACTED)
+                redacted = True
+                continue
+            values = pydantic_core.from_json(opened)
+            if len(values) != len(paths):
+                raise TamperedError(f"{where}: its personal data is malformed; run verify()")
             for path, value in zip(paths, values, strict=True):
                 put(data, path, value)
-        except (KeyError, IndexError, TypeError):
-            raise TamperedError(
-                f"{where}: its personal data does not fit its payload; run verify()") from None
+    except (keyvault.TamperedError, keyvault.VaultConfigurationError):
+        raise TamperedError(
+            f"{where}: a subject's personal data failed authentication: the stored event "
+            "was altered; run verify()"
+        ) from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, binascii.Error):
+        raise TamperedError(f"{where}: its personal data is malformed; run verify()") from None
     return frozenset(fields), redacted
 
 
-def _groups(personal: str, where: str) -> list[dict[str, Any]]:
-    """The groups of a stored personal column, checked for shape; TamperedError if malformed."""
-    malformed = TamperedError(f"{where}: its personal data is malformed; run verify()")
+def parse_groups(personal: str, where: str) -> list[dict[str, Any]]:
+    """A stored personal column as a list of groups; TamperedError if it is not one."""
     try:
         groups = pydantic_core.from_json(personal)
     except ValueError:
-        raise malformed from None
+        raise TamperedError(f"{where}: its personal data is malformed; run verify()") from None
     if not isinstance(groups, list):
-        raise malformed
-    for group in groups:
-        if not (isinstance(group, dict) and isinstance(group.get("subject"), str)
-                and group["subject"] and isinstance(group.get("paths"), list) and all(
-                    isinstance(path, list) and path
-                    and all(isinstance(part, str | int) for part in path)
-                    for path in group["paths"])):
-            raise malformed
+        raise TamperedError(f"{where}: its personal data is malformed; run verify()")
     return groups
 
 
-def personal_subjects(rows: Iterable[StoredRow]) -> set[str]:
-    """The subjects whose keys a page of rows needs (read cheaply, without opening)."""
+def page_subjects(rows: Iterable[StoredRow]) -> tuple[list[list[dict[str, Any]] | None],
+                                                       set[str]]:
+    """Each row's parsed personal column (or None), and the subjects whose keys they need."""
+    parsed: list[list[dict[str, Any]] | None] = []
     subjects: set[str] = set()
     for row in rows:
-        if row.personal is not None:
-            try:
-                subjects.update(group["subject"] for group in _groups(row.personal, ""))
-            except TamperedError:
-                continue  # reported, with its position, when the row itself is decoded
-    return subjects
+        if row.personal is None:
+            parsed.append(None)
+            continue
+        try:
+            groups = parse_groups(row.personal, "")
+            subjects.update(group["subject"] for group in groups
+                            if isinstance(group, dict) and isinstance(group.get("subject"), str))
+        except TamperedError:
+            groups = None  # parsed again, and reported with its position, on decoding
+        parsed.append(groups)
+    return parsed, subjects
 
 
 def validate(cls: type[Event], data: dict[str, Any], where: str) -> Event:

@@ -17,7 +17,7 @@ import keyvault
 from keyvault import KeyRing
 from shredstore.errors import EventDecodingError
 from shredstore.events import EventRegistry
-from shredstore.mapping.mapper import open_groups
+from shredstore.mapping.mapper import open_groups, parse_groups
 from shredstore.personal import dotted, plan_of, redacted_paths
 from shredstore.storage.snapshots import SnapshotRow
 
@@ -76,8 +76,9 @@ def state_from(
         raise EventDecodingError(f"{where} is not valid JSON") from None
     redacted = False
     if row.personal is not None:
-        _, redacted = open_groups(ring, row.personal, data, _aad(row.stream_id, row.version),
-                                  where=where, allow_redacted=True)
+        _, redacted = open_groups(ring, parse_groups(row.personal, where), data,
+                                  _aad(row.stream_id, row.version), where=where,
+                                  allow_redacted=True)
     data = registry.upcasters.upcast(row.type_name, row.schema_version, target_version, data,
                                      where=where)
     if redacted:

@@ -131,8 +131,7 @@ def chain_hash(
 ) -> bytes:
     """The chain hash of a row whose predecessor's hash is `prev_hash`."""
     micros = (recorded_at - _EPOCH) // _MICROSECOND
-    digest = hashlib.sha256(prev_hash)
-    for part in (
+    parts = (
         stream_id.encode(),
         version.to_bytes(8, "big"),
         event_id.bytes,
@@ -142,10 +141,9 @@ def chain_hash(
         metadata.encode(),
         payload.encode(),
         b"\x00" if personal is None else b"\x01" + personal.encode(),
-    ):
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.digest()
+    )
+    framed = b"".join([len(part).to_bytes(8, "big") + part for part in parts])
+    return hashlib.sha256(prev_hash + framed).digest()
 
 
 def row_hash(row: StoredRow) -> bytes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -48,13 +48,11 @@ _COLUMNS = (
     _E.c.schema_version, _E.c.recorded_at, _E.c.metadata, _E.c.payload, _E.c.personal,
     _E.c.prev_hash, _E.c.hash,
 )
-_SUBJECT_INSERT = schema.SUBJECTS.insert()
 # Built once: the append path runs these on every call.
 _STREAM_VERSION = sa.select(sa.func.max(_E.c.version)).where(
     _E.c.stream_id == sa.bindparam("stream_id"))
 _HEAD = sa.select(_E.c.position, _E.c.hash).order_by(_E.c.position.desc()).limit(1)
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(:a, :b)")
-_INSERT = _E.insert()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +102,13 @@ class EventLog:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._lock_key: tuple[int, int] | None = None
+        postgres = is_postgres(engine)
+        self._sql = _Statements("%s" if postgres else "?")
+        self._to_row = _postgres_row if postgres else _sqlite_row
+        # Parameters in the formats SQLAlchemy's Uuid and DateTime types use on each backend.
+        self._id_param: Callable[[UUID], Any] = (lambda u: u) if postgres else _hex
+        self._time_param: Callable[[datetime], Any] = (
+            (lambda t: t) if postgres else _sqlite_time)
 
     def install(self) -> None:
         """Create the table and its immutability triggers if missing."""
@@ -157,7 +162,9 @@ class EventLog:
             # A statement of its own: in READ COMMITTED a statement's snapshot is taken
             # before a lock inside it is granted, so the reads below must come after.
             conn.execute(_LOCK, {"a": self._lock_key[0], "b": self._lock_key[1]})
-        current = conn.execute(_STREAM_VERSION, {"stream_id": stream_id}).scalar() or 0
+        # The stream's version and the log's head, in one statement after the lock.
+        found = conn.exec_driver_sql(self._sql.version_and_head, (stream_id,)).first()
+        current = (found[0] or 0) if found is not None else 0
         if not _expected.satisfied(expected_version, current):
             mismatch = WrongExpectedVersion(
                 stream_id, expected=expected_version, actual=current or None
@@ -168,10 +175,12 @@ class EventLog:
         if not rows:
             return AppendResult(stream_id, current, ())
 
-        last = conn.execute(_HEAD).first()
-        position, prev_hash = (last[0], last[1]) if last is not None else (0, GENESIS)
+        position, prev_hash = (found[1], bytes(found[2])) if found is not None else (0, GENESIS)
         recorded_at = datetime.now(UTC)
-        params: list[dict[str, Any]] = []
+        stored_at = self._time_param(recorded_at)
+        id_param = self._id_param
+        params: list[tuple[Any, ...]] = []
+        index: list[tuple[str, int]] = []
         for offset, row in enumerate(rows, start=1):
             version = current + offset
             digest = chain_hash(
@@ -186,34 +195,21 @@ class EventLog:
                 payload=row.payload,
                 personal=row.personal,
             )
-            params.append({
-                "position": position + offset,
-                "stream_id": stream_id,
-                "version": version,
-                "event_id": row.event_id,
-                "event_type": row.event_type,
-                "schema_version": row.schema_version,
-                "recorded_at": recorded_at,
-                "metadata": row.metadata,
-                "payload": row.payload,
-                "personal": row.personal,
-                "prev_hash": prev_hash,
-                "hash": digest,
-            })
+            params.append((position + offset, stream_id, version, id_param(row.event_id),
+                           row.event_type, row.schema_version, stored_at, row.metadata,
+                           row.payload, row.personal, prev_hash, digest))
+            index.extend((subject, position + offset) for subject in row.subjects)
             prev_hash = digest
         if before_insert is not None:
             before_insert(conn)
         try:
-            conn.execute(_INSERT, params)
+            conn.exec_driver_sql(self._sql.insert, params)
         except IntegrityError:
             raise _RetryCheck(None) from None
-        index = [{"subject_id": subject, "position": p["position"]}
-                 for p, row in zip(params, rows, strict=True) for subject in row.subjects]
         if index:
-            conn.execute(_SUBJECT_INSERT, index)
-        return AppendResult(
-            stream_id, current + len(rows), tuple(p["position"] for p in params)
-        )
+            conn.exec_driver_sql(self._sql.insert_subject, index)
+        return AppendResult(stream_id, current + len(rows),
+                            tuple(range(position + 1, position + 1 + len(rows))))
 
     def previous_append(
         self,
@@ -232,19 +228,17 @@ class EventLog:
         self, *, after: int = 0, limit: int | None = None, types: Collection[str] | None = None
     ) -> Iterator[list[StoredRow]]:
         """Pages of rows in position order, after position `after`."""
-        query = sa.select(*_COLUMNS).order_by(_E.c.position)
-        if types is not None:
-            query = query.where(_E.c.event_type.in_(sorted(set(types))))
-        return self._pages(query, _E.c.position, after, limit, lambda row: row.position)
+        sql = self._sql
+        if types is None:
+            return self._pages(sql.after, (), after, limit, _POSITION)
+        names = tuple(sorted(set(types)))
+        if not names:
+            return iter(())
+        return self._pages(sql.typed_after(len(names)), names, after, limit, _POSITION)
 
     def read_subject(self, subject_id: str, *, after: int = 0) -> Iterator[list[StoredRow]]:
         """Pages of the rows that name `subject_id`, in position order, through the index."""
-        index = schema.SUBJECTS
-        query = (sa.select(*_COLUMNS)
-                 .join(index, index.c.position == _E.c.position)
-                 .where(index.c.subject_id == subject_id)
-                 .order_by(_E.c.position))
-        return self._pages(query, _E.c.position, after, None, lambda row: row.position)
+        return self._pages(self._sql.subject_after, (subject_id,), after, None, _POSITION)
 
     def read_stream(
         self,
@@ -255,15 +249,11 @@ class EventLog:
         limit: int | None = None,
     ) -> Iterator[list[StoredRow]]:
         """Pages of a stream's rows by version: from `from_version` on, or down from it."""
-        query = sa.select(*_COLUMNS).where(_E.c.stream_id == stream_id)
         if backwards:
-            query = query.order_by(_E.c.version.desc())
-            bound = (from_version + 1) if from_version is not None else None
-        else:
-            query = query.order_by(_E.c.version)
-            bound = (from_version - 1) if from_version is not None else 0
-        return self._pages(query, _E.c.version, bound, limit, lambda row: row.version,
-                           descending=backwards)
+            bound = (from_version + 1) if from_version is not None else 2**31
+            return self._pages(self._sql.stream_before, (stream_id,), bound, limit, _VERSION)
+        bound = (from_version - 1) if from_version is not None else 0
+        return self._pages(self._sql.stream_after, (stream_id,), bound, limit, _VERSION)
 
     def rows(self) -> Iterator[StoredRow]:
         """Every row, in position order."""
@@ -271,29 +261,22 @@ class EventLog:
             yield from page
 
     def _pages(
-        self,
-        query: sa.Select[Any],
-        key: sa.ColumnElement[Any],
-        bound: int | None,
-        limit: int | None,
-        key_of: Callable[[StoredRow], int],
-        *,
-        descending: bool = False,
+        self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int
     ) -> Iterator[list[StoredRow]]:
+        """Keyset pagination: each page is `sql` with (fixed..., bound, size), own transaction."""
         remaining = limit
+        to_row = self._to_row
         while remaining is None or remaining > 0:
             size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
-            page_query = query
-            if bound is not None:
-                page_query = query.where(key < bound if descending else key > bound)
-            page = self._page(page_query.limit(size))
-            if page:
-                yield page
-            if len(page) < size:
+            with translate_errors(), self._engine.connect() as conn, conn.begin():
+                raw = conn.exec_driver_sql(sql, (*fixed, bound, size)).fetchall()
+            if raw:
+                yield [to_row(row) for row in raw]
+            if len(raw) < size:
                 return
-            bound = key_of(page[-1])
+            bound = raw[-1][key]
             if remaining is not None:
-                remaining -= len(page)
+                remaining -= len(raw)
 
     def head(self) -> LogHead:
         """The position and hash of the last event (position 0 for an empty log)."""
@@ -317,24 +300,77 @@ class EventLog:
         with translate_errors(), self._engine.connect() as conn, conn.begin():
             return schema.missing_triggers(conn)
 
-    def _page(self, query: sa.Select[Any]) -> list[StoredRow]:
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
-            rows = conn.execute(query).all()
-        return [
-            StoredRow(
-                position, stream_id, version, event_id, event_type, schema_version,
-                _utc(recorded_at), metadata, payload, personal, prev_hash, digest,
-            )
-            for (position, stream_id, version, event_id, event_type, schema_version,
-                 recorded_at, metadata, payload, personal, prev_hash, digest) in rows
-        ]
-
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
         with self._engine.connect() as conn:
             conn.execution_options(**WRITE)
             with conn.begin():
                 yield conn
+
+
+_POSITION, _VERSION = 0, 2  # where the keyset columns are in a raw row
+_COLUMN_LIST = ("position, stream_id, version, event_id, event_type, schema_version, "
+                "recorded_at, metadata, payload, personal, prev_hash, hash")
+
+
+class _Statements:
+    """The hot-path SQL, written out for the driver: SQLAlchemy's per-row processing is the
+    largest cost of a read otherwise. Values are stored in the formats SQLAlchemy's types use,
+    so the rest of the code and the tables stay plain SQLAlchemy. The statements are built
+    from constants and placeholder marks only, never from values."""
+
+    def __init__(self, mark: str) -> None:
+        self.mark = mark
+        select = f"SELECT {_COLUMN_LIST} FROM shredstore_events"
+        self.after = (f"{select} WHERE position > {mark} ORDER BY position LIMIT {mark}")
+        self.stream_after = (f"{select} WHERE stream_id = {mark} AND version > {mark} "
+                             f"ORDER BY version LIMIT {mark}")
+        self.stream_before = (f"{select} WHERE stream_id = {mark} AND version < {mark} "
+                              f"ORDER BY version DESC LIMIT {mark}")
+        self.subject_after = (
+            f"SELECT e.{_COLUMN_LIST.replace(', ', ', e.')} FROM shredstore_events e "
+            f"JOIN shredstore_event_subjects s ON s.position = e.position "
+            f"WHERE s.subject_id = {mark} AND e.position > {mark} "
+            f"ORDER BY e.position LIMIT {mark}")
+
+        self.version_and_head = (
+            f"SELECT (SELECT max(version) FROM shredstore_events WHERE stream_id = {mark}), "
+            "position, hash FROM shredstore_events ORDER BY position DESC LIMIT 1")
+        marks = ", ".join([mark] * 12)
+        self.insert = f"INSERT INTO shredstore_events ({_COLUMN_LIST}) VALUES ({marks})"
+        self.insert_subject = ("INSERT INTO shredstore_event_subjects (subject_id, position) "
+                               f"VALUES ({mark}, {mark})")
+
+    def typed_after(self, count: int) -> str:
+        marks = ", ".join([self.mark] * count)
+        return (f"SELECT {_COLUMN_LIST} FROM shredstore_events WHERE event_type IN ({marks}) "
+                f"AND position > {self.mark} ORDER BY position LIMIT {self.mark}")
+
+
+def _sqlite_row(raw: Any) -> StoredRow:
+    # SQLAlchemy's SQLite formats: a UUID as 32 hex digits, a time as naive UTC text.
+    return StoredRow(raw[0], raw[1], raw[2], UUID(hex=raw[3]), raw[4], raw[5],
+                     datetime.fromisoformat(raw[6]).replace(tzinfo=UTC), raw[7], raw[8],
+                     raw[9], raw[10], raw[11])
+
+
+def _postgres_row(raw: Any) -> StoredRow:
+    moment = raw[6]
+    moment = (moment.replace(tzinfo=UTC) if moment.utcoffset() == _ZERO
+              else moment.astimezone(UTC))
+    return StoredRow(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], moment, raw[7], raw[8],
+                     raw[9], bytes(raw[10]), bytes(raw[11]))
+
+
+_ZERO = timedelta(0)
+
+
+def _hex(event_id: UUID) -> str:
+    return event_id.hex
+
+
+def _sqlite_time(moment: datetime) -> str:
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 class _RetryCheck(Exception):
