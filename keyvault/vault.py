@@ -153,13 +153,16 @@ class KeyVault:
             return ring.open(subject_id, sealed, aad=aad)
 
     @contextlib.contextmanager
-    def keyring(self) -> Iterator[KeyRing]:
+    def keyring(self, *, refresh: bool = True) -> Iterator[KeyRing]:
         """Seal and open many values with one erasure check, as of entering the block.
 
         Erasures that commit while the block runs are seen by the next keyring: use one per
-        unit of work (a page of events), not one per process.
+        unit of work (a page of events), not one per process. ``refresh=False`` skips the
+        check; only for sealing whose result is guarded by `hold_active` before it is stored
+        (a cached key of a subject erased meanwhile is then refused there).
         """
-        self._refresh()
+        if refresh:
+            self._refresh()
         yield KeyRing(self)
 
     # Erasure and status
@@ -389,6 +392,22 @@ class KeyVault:
             with contextlib.suppress(SubjectErasedError):
                 self._key_from_row(row)
 
+    def _prepare(self, subject_ids: Collection[str]) -> None:
+        """Load the keys of `subject_ids` and create the missing ones, in two queries."""
+        wanted = [s for s in dict.fromkeys(subject_ids)
+                  if self._cache.get(s) is None and not self._cache.is_erased(s)]
+        if not wanted:
+            return
+        for subject_id in wanted:
+            _check_subject(subject_id)
+        found = self._load(wanted)
+        for row in found.values():
+            with contextlib.suppress(SubjectErasedError):
+                self._key_from_row(row, opening=False)
+        missing = [s for s in wanted if s not in found]
+        if missing:
+            self._create_many(missing)
+
     def _key_from_row(self, row: _KeyRow, *, opening: bool = True) -> DataKey:
         if row.state == "erased":
             self._cache.mark_erased([row.subject_id])
@@ -406,7 +425,20 @@ class KeyVault:
         return key
 
     def _create(self, subject_id: str) -> DataKey:
+        self._create_many([subject_id])
+        key = self._cache.get(subject_id)
+        if key is not None:
+            return key
+        row = self._load([subject_id]).get(subject_id)
+        if row is None:  # pragma: no cover - the row was just written or found
+            raise KeyNotFoundError("a key was created and is gone: is the vault being restored?")
+        return self._key_from_row(row, opening=False)  # erased meanwhile: raises
+
+    def _create_many(self, subject_ids: list[str]) -> None:
+        """Create keys for subjects that have no row, in one transaction; cache them all."""
         provider = self._require_provider()
+        now = datetime.now(UTC)
+        secrets_by_subject: dict[str, tuple[bytes, bytes]] = {}
         with self._write() as conn:
             # Shares the state row with erase (which updates it): on PostgreSQL an erase and a
             # first use of one subject cannot interleave, so no key outlives an erasure.
@@ -416,20 +448,26 @@ class KeyVault:
                     f"the master key {provider.key_id} no longer wraps this vault "
                     f"(now {state.master_key_id}); restart with the current master key"
                 )
-            secret = secrets.token_bytes(KEY_SIZE)
-            wrapped = provider.wrap(secret, context=_wrap_context(subject_id, _KEY_VERSION))
-            insert = _insert(conn).values(
-                subject_id=subject_id, state="active", key_version=_KEY_VERSION,
-                wrapped_key=wrapped, wrapped_by=provider.key_id,
-                key_fingerprint=fingerprint(secret), created_at=datetime.now(UTC),
-            ).on_conflict_do_nothing(index_elements=[_S.c.subject_id])
-            conn.execute(insert)
-            row = conn.execute(_LOAD.where(_S.c.subject_id == subject_id)).one()
-        if row.wrapped_key != wrapped:  # another process created it first, or erased it
-            return self._key_from_row(row, opening=False)
-        key = DataKey(subject_id, _KEY_VERSION, secret)
-        self._cache.put(key)
-        return key
+            values = []
+            for subject_id in subject_ids:
+                secret = secrets.token_bytes(KEY_SIZE)
+                wrapped = provider.wrap(secret, context=_wrap_context(subject_id, _KEY_VERSION))
+                secrets_by_subject[subject_id] = (secret, wrapped)
+                values.append({
+                    "subject_id": subject_id, "state": "active", "key_version": _KEY_VERSION,
+                    "wrapped_key": wrapped, "wrapped_by": provider.key_id,
+                    "key_fingerprint": fingerprint(secret), "created_at": now,
+                })
+            conn.execute(_insert(conn).on_conflict_do_nothing(index_elements=[_S.c.subject_id]),
+                         values)
+            rows = conn.execute(_LOAD.where(_S.c.subject_id.in_(subject_ids))).all()
+        for row in rows:
+            secret, wrapped = secrets_by_subject[row.subject_id]
+            if row.state == "active" and row.wrapped_key == wrapped:
+                self._cache.put(DataKey(row.subject_id, _KEY_VERSION, secret))
+            else:  # another process created it first, or erased it meanwhile
+                with contextlib.suppress(SubjectErasedError):
+                    self._key_from_row(row, opening=False)
 
     def _load(self, subject_ids: Collection[str]) -> dict[str, _KeyRow]:
         with self._read() as conn:
@@ -557,6 +595,11 @@ class KeyRing:
     def preload(self, subject_ids: Collection[str]) -> None:
         """Fetch the keys of many subjects in one query (erased ones are noted as such)."""
         self._vault._preload(subject_ids)
+
+    def prepare(self, subject_ids: Collection[str]) -> None:
+        """Fetch the keys of subjects about to be sealed for, and create the missing ones
+        together, in one transaction. Erased subjects are noted; sealing for them raises."""
+        self._vault._prepare(subject_ids)
 
     def is_erased(self, subject_id: str) -> bool:
         """Whether the subject is known to be erased (after `preload` or a failed open)."""

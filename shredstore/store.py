@@ -104,8 +104,10 @@ class EventStore:
             raise DuplicateEventError("a batch holds the same event (event id) twice")
         encoded_metadata = encode_metadata(metadata)
         try:
-            with self._keyring(any(map(self._mapper.needs_keys, batch))) as ring:
-                rows = [self._mapper.to_row(event, encoded_metadata, ring) for event in batch]
+            # No erasure check before sealing: the guard below, in the append's transaction,
+            # is the check that counts (a key erased meanwhile is refused there).
+            with self._keyring(any(map(self._mapper.needs_keys, batch)), refresh=False) as ring:
+                rows = self._mapper.to_rows(batch, encoded_metadata, ring)
             sealed_for = set().union(*(row.sealed_for for row in rows))
             if self._vault_shares_database:
                 return self._log.append(
@@ -274,11 +276,11 @@ class EventStore:
             yield from records
 
     @contextlib.contextmanager
-    def _keyring(self, needed: bool) -> Iterator[KeyRing | None]:
+    def _keyring(self, needed: bool, *, refresh: bool = True) -> Iterator[KeyRing | None]:
         if not needed or not self._has_master_key:
             yield None
             return
-        with self.vault.keyring() as ring:
+        with self.vault.keyring(refresh=refresh) as ring:
             yield ring
 
     def _guard(self, subjects: set[str]) -> Callable[[Connection], None]:

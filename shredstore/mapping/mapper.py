@@ -49,34 +49,52 @@ class EventMapper:
         """Whether storing `event` seals personal data."""
         return plan_of(type(event)).has_personal_data
 
-    def to_row(self, event: Event, metadata: str, ring: KeyRing | None) -> NewRow:
-        """The stored form of `event`, with already-encoded `metadata`."""
-        cls = self._check_registered(event)
-        plan = plan_of(cls)
-        if not plan.has_personal_data and not plan.has_subjects:
-            return NewRow(event.event_id, cls.__event_type__, cls.__schema_version__,
-                          metadata, event.model_dump_json())
-        data = event.model_dump(mode="json")
-        groups, subjects = plan.extract(data)
-        personal = None
-        if groups:
+    def to_rows(
+        self, events: list[Event], metadata: str, ring: KeyRing | None
+    ) -> list[NewRow]:
+        """The stored form of a batch, with already-encoded `metadata`.
+
+        The subjects' keys are fetched, or created, for the whole batch at once.
+        """
+        split = [self._split(event) for event in events]
+        sealed_for = {subject for _, _, groups, _ in split for subject in groups}
+        if sealed_for:
             if ring is None:
                 raise ConfigurationError(
                     "this event holds personal data, and the store has no master key: "
                     "pass master_key= to EventStore"
                 )
-            personal = seal_groups(ring, groups, _aad_prefix(event.event_id))
-        return NewRow(
-            event.event_id, cls.__event_type__, cls.__schema_version__, metadata,
-            pydantic_core.to_json(data).decode(), personal,
-            frozenset(subjects) | frozenset(groups), frozenset(groups),
-        )
+            ring.prepare(sealed_for)
+        rows = []
+        for event, (cls, data, groups, subjects) in zip(events, split, strict=True):
+            if data is None:
+                rows.append(NewRow(event.event_id, cls.__event_type__, cls.__schema_version__,
+                                   metadata, event.model_dump_json()))
+                continue
+            personal = (seal_groups(ring, groups, _aad_prefix(event.event_id))
+                        if groups and ring is not None else None)
+            rows.append(NewRow(
+                event.event_id, cls.__event_type__, cls.__schema_version__, metadata,
+                pydantic_core.to_json(data).decode(), personal,
+                frozenset(subjects) | frozenset(groups), frozenset(groups),
+            ))
+        return rows
+
+    def _split(self, event: Event) -> tuple[type[Event], dict[str, Any] | None,
+                                            dict[str, dict[tuple[Any, ...], Any]], set[str]]:
+        cls = self._check_registered(event)
+        plan = plan_of(cls)
+        if not plan.has_personal_data and not plan.has_subjects:
+            return cls, None, {}, set()
+        data = event.model_dump(mode="json")
+        groups, subjects = plan.extract(data)
+        return cls, data, groups, subjects
 
     def to_recorded(
         self, row: StoredRow, ring: KeyRing | None, groups: list[dict[str, Any]] | None = None
     ) -> RecordedEvent:
         """The recorded event for a stored row (`groups`: its personal column, if parsed)."""
-        where = f"event at position {row.position}"
+        where = _Where(row.position)
         data = _json(row.payload, where)
         metadata = {} if row.metadata == _EMPTY_METADATA else _json(row.metadata, where)
         personal_fields: frozenset[str] = frozenset()
@@ -149,7 +167,7 @@ def open_groups(
     data: dict[str, Any],
     aad_prefix: bytes,
     *,
-    where: str,
+    where: object,
     allow_redacted: bool = False,
 ) -> tuple[frozenset[str], bool]:
     """Put each subject's opened values (or REDACTED) into `data`.
@@ -169,30 +187,15 @@ def open_groups(
     try:
         for group in groups:
             paths = group["paths"]
-            fields.extend(path[0] if len(path) == 1 else dotted(path) for path in paths)
+            for path in paths:
+                fields.append(path[0] if len(path) == 1 else dotted(path))
             if group.get("redacted") is True:
                 if not allow_redacted:
                     raise TamperedError(f"{where}: its personal data is malformed; run verify()")
-                for path in paths:
-                    put(data, path, REDACTED)
+                _redact(data, paths)
                 redacted = True
-                continue
-            sealed = base64.b64decode(group["sealed"], validate=True)
-            if ring is None:  # excluded above; not a data error, so outside the handlers
-                raise RuntimeError("no keyring to open personal data with")
-            try:
-                opened = ring.open(group["subject"], sealed,
-                                   aad=aad_prefix + pydantic_core.to_json(paths))
-            except keyvault.KeyErasedError:
-                for path in paths:
-                    put(data, path, REDACTED)
+            elif not _open_group(ring, group, data, aad_prefix, where):
                 redacted = True
-                continue
-            values = pydantic_core.from_json(opened)
-            if len(values) != len(paths):
-                raise TamperedError(f"{where}: its personal data is malformed; run verify()")
-            for path, value in zip(paths, values, strict=True):
-                put(data, path, value)
     except (keyvault.TamperedError, keyvault.VaultConfigurationError):
         raise TamperedError(
             f"{where}: a subject's personal data failed authentication: the stored event "
@@ -203,7 +206,35 @@ def open_groups(
     return frozenset(fields), redacted
 
 
-def parse_groups(personal: str, where: str) -> list[dict[str, Any]]:
+def _open_group(ring: KeyRing | None, group: dict[str, Any], data: dict[str, Any],
+                aad_prefix: bytes, where: object) -> bool:
+    """Put one subject's opened values into `data`; False if its key was erased (redacted)."""
+    paths = group["paths"]
+    sealed = base64.b64decode(group["sealed"], validate=True)
+    if ring is None:  # excluded by the caller; not a data error, so outside its handlers
+        raise RuntimeError("no keyring to open personal data with")
+    try:
+        opened = ring.open(group["subject"], sealed, aad=aad_prefix + pydantic_core.to_json(paths))
+    except keyvault.KeyErasedError:
+        _redact(data, paths)
+        return False
+    values = pydantic_core.from_json(opened)
+    if len(values) != len(paths):
+        raise TamperedError(f"{where}: its personal data is malformed; run verify()")
+    for path, value in zip(paths, values, strict=True):
+        if len(path) == 1:
+            data[path[0]] = value
+        else:
+            put(data, path, value)
+    return True
+
+
+def _redact(data: dict[str, Any], paths: list[list[str | int]]) -> None:
+    for path in paths:
+        put(data, path, REDACTED)
+
+
+def parse_groups(personal: str, where: object) -> list[dict[str, Any]]:
     """A stored personal column as a list of groups; TamperedError if it is not one."""
     try:
         groups = pydantic_core.from_json(personal)
@@ -233,7 +264,7 @@ def page_subjects(rows: Iterable[StoredRow]) -> tuple[list[list[dict[str, Any]] 
     return parsed, subjects
 
 
-def validate(cls: type[Event], data: dict[str, Any], where: str) -> Event:
+def validate(cls: type[Event], data: dict[str, Any], where: object) -> Event:
     """`cls` validated from `data`, or an EventDecodingError without the values."""
     try:
         return cls.model_validate(data)
@@ -256,11 +287,26 @@ def encode_metadata(metadata: Mapping[str, JsonValue] | None) -> str:
         raise ConfigurationError("event metadata must be JSON-serialisable") from None
 
 
+class _Where:
+    """Names an event in an error message; formatted only if there is an error."""
+
+    __slots__ = ("position",)
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+
+    def __str__(self) -> str:
+        return f"event at position {self.position}"
+
+    def __format__(self, spec: str) -> str:
+        return str(self)
+
+
 def _aad_prefix(event_id: UUID) -> bytes:
     return _AAD_PREFIX + event_id.bytes
 
 
-def _json(text: str, where: str) -> Any:
+def _json(text: str, where: object) -> Any:
     try:
         return pydantic_core.from_json(text)
     except ValueError:

@@ -36,7 +36,7 @@ class Upcasters:
         self._steps[key] = function
 
     def upcast(
-        self, type_name: str, version: int, target: int, data: dict[str, Any], *, where: str
+        self, type_name: str, version: int, target: int, data: dict[str, Any], *, where: object
     ) -> dict[str, Any]:
         """Run the chain from `version` up to `target`; raise EventDecodingError on a gap."""
         while version < target:
