@@ -247,12 +247,19 @@ class KeyVault:
             yield
 
     def _check_active(self, conn: Connection, subject_ids: list[str]) -> None:
-        rows = conn.execute(
-            sa.select(_S.c.subject_id, _S.c.state)
-            .where(_S.c.subject_id.in_(subject_ids))
-            .with_for_update(read=True)
-        ).all()
-        erased = [row.subject_id for row in rows if row.state == "erased"]
+        # Written out for the driver: on the append path, compiling the IN list costs more
+        # than the query. The statement holds only constants and placeholders.
+        postgres = is_postgres(conn)
+        mark = "%s" if postgres else "?"
+        sql = (f"SELECT subject_id FROM {_S.name} WHERE state = 'erased' AND subject_id IN "
+               f"({', '.join([mark] * len(subject_ids))})")
+        if postgres:  # lock the rows, erased or not, so an erasure waits for this append
+            sql = (f"SELECT subject_id, state FROM {_S.name} WHERE subject_id IN "
+                   f"({', '.join([mark] * len(subject_ids))}) FOR SHARE")
+            rows = conn.exec_driver_sql(sql, tuple(subject_ids)).all()
+            erased = [row[0] for row in rows if row[1] == "erased"]
+        else:  # SQLite: the append's BEGIN IMMEDIATE already excludes every other writer
+            erased = [row[0] for row in conn.exec_driver_sql(sql, tuple(subject_ids))]
         if erased:
             self._cache.mark_erased(erased)
             raise _erased(erased[0], opening=False)

@@ -135,6 +135,11 @@ class PersonalPlan:
         return bool(self.personal) or any(p.has_personal_data for _, p, _ in self.nested)
 
     @property
+    def has_replacements(self) -> bool:
+        return any(rule.declaration.has_replacement for rule in self.personal) or any(
+            p.has_replacements for _, p, _ in self.nested)
+
+    @property
     def has_subjects(self) -> bool:
         return bool(self.subjects) or any(p.has_subjects for _, p, _ in self.nested)
 

@@ -105,6 +105,7 @@ class EventMapper:
             personal_fields, redacted = open_groups(
                 ring, groups, data, _aad_prefix(row.event_id), where=where)
         cls = self._registry.find(row.event_type)
+        redacted_fields: frozenset[str] = frozenset()
         if cls is None:
             event: Event = UnknownEvent(type_name=row.event_type,
                                         schema_version=row.schema_version,
@@ -117,11 +118,18 @@ class EventMapper:
                     f"than {cls.__qualname__} (version {cls.__schema_version__}); "
                     "upgrade the application"
                 )
-            data = self._registry.upcasters.upcast(
-                row.event_type, row.schema_version, cls.__schema_version__, data, where=where)
-            redacted_fields = frozenset(redacted_paths(data)) if redacted else frozenset()
+            upcast = row.schema_version != cls.__schema_version__
+            if upcast:
+                data = self._registry.upcasters.upcast(
+                    row.event_type, row.schema_version, cls.__schema_version__, data,
+                    where=where)
             if redacted:
-                plan_of(cls).replace_redacted(data)
+                # Upcasters may move fields: then find the markers where they ended up.
+                redacted_fields = (frozenset(redacted_paths(data)) if upcast
+                                   else _redacted_fields(groups or (), data))
+                plan = plan_of(cls)
+                if plan.has_replacements:
+                    plan.replace_redacted(data)
             data["event_id"] = row.event_id
             event = validate(cls, data, where)
         return RecordedEvent(
@@ -213,8 +221,12 @@ def _open_group(ring: KeyRing | None, group: dict[str, Any], data: dict[str, Any
     sealed = base64.b64decode(group["sealed"], validate=True)
     if ring is None:  # excluded by the caller; not a data error, so outside its handlers
         raise RuntimeError("no keyring to open personal data with")
+    subject = group["subject"]
+    if ring.is_erased(subject):  # known erased: no need to raise and catch per event
+        _redact(data, paths)
+        return False
     try:
-        opened = ring.open(group["subject"], sealed, aad=aad_prefix + pydantic_core.to_json(paths))
+        opened = ring.open(subject, sealed, aad=aad_prefix + pydantic_core.to_json(paths))
     except keyvault.KeyErasedError:
         _redact(data, paths)
         return False
@@ -227,6 +239,19 @@ def _open_group(ring: KeyRing | None, group: dict[str, Any], data: dict[str, Any
         else:
             put(data, path, value)
     return True
+
+
+def _redacted_fields(groups: Iterable[dict[str, Any]], data: dict[str, Any]) -> frozenset[str]:
+    """The dotted paths the groups put REDACTED at (without walking the whole event)."""
+    found = set()
+    for group in groups:
+        for path in group["paths"]:
+            target: Any = data
+            for part in path:
+                target = target[part]
+            if target is REDACTED:
+                found.add(path[0] if len(path) == 1 else dotted(path))
+    return frozenset(found)
 
 
 def _redact(data: dict[str, Any], paths: list[list[str | int]]) -> None:

@@ -14,6 +14,9 @@ own short transaction, so memory stays constant and no snapshot is held open for
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
+import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,7 +55,6 @@ _COLUMNS = (
 _STREAM_VERSION = sa.select(sa.func.max(_E.c.version)).where(
     _E.c.stream_id == sa.bindparam("stream_id"))
 _HEAD = sa.select(_E.c.position, _E.c.hash).order_by(_E.c.position.desc()).limit(1)
-_LOCK = sa.text("SELECT pg_advisory_xact_lock(:a, :b)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +86,21 @@ class AppendResult:
 
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
-    """Turn database-driver errors into shredstore errors; the one place where that happens."""
+    """Turn database-driver errors into shredstore errors; the one place where that happens.
+
+    Both SQLAlchemy's wrapped errors and the drivers' own (from the hot paths that use the
+    driver's cursor directly) are translated.
+    """
     try:
         yield
+    except _DRIVER_ERRORS as raw:
+        error = DBAPIError(None, None, raw)
+        message = driver_message(error)
+        if "append-only" in message:
+            raise ImmutableLogError(message) from raw
+        if is_connect_failure(error):
+            raise StoreUnavailable(f"cannot reach the database: {message}") from raw
+        raise StorageError(f"the database refused: {message}") from raw
     except DBAPIError as error:
         message = driver_message(error)
         if "append-only" in message:
@@ -158,12 +172,33 @@ class EventLog:
         expected_version: int | ExpectedVersion,
         before_insert: Callable[[Connection], None] | None,
     ) -> AppendResult:
+        # The driver's own cursor, in the transaction SQLAlchemy began: per statement,
+        # SQLAlchemy's execution path costs more than the statement on this hot path.
+        cursor = conn.connection.cursor()
+        try:
+            return self._append_on(cursor, conn, stream_id, rows,
+                                   expected_version=expected_version,
+                                   before_insert=before_insert)
+        finally:
+            cursor.close()
+
+    def _append_on(
+        self,
+        cursor: Any,
+        conn: Connection,
+        stream_id: str,
+        rows: Sequence[NewRow],
+        *,
+        expected_version: int | ExpectedVersion,
+        before_insert: Callable[[Connection], None] | None,
+    ) -> AppendResult:
         if self._lock_key is not None:
             # A statement of its own: in READ COMMITTED a statement's snapshot is taken
             # before a lock inside it is granted, so the reads below must come after.
-            conn.execute(_LOCK, {"a": self._lock_key[0], "b": self._lock_key[1]})
+            cursor.execute(self._sql.lock, self._lock_key)
         # The stream's version and the log's head, in one statement after the lock.
-        found = conn.exec_driver_sql(self._sql.version_and_head, (stream_id,)).first()
+        cursor.execute(self._sql.version_and_head, (stream_id,))
+        found = cursor.fetchone()
         current = (found[0] or 0) if found is not None else 0
         if not _expected.satisfied(expected_version, current):
             mismatch = WrongExpectedVersion(
@@ -203,11 +238,11 @@ class EventLog:
         if before_insert is not None:
             before_insert(conn)
         try:
-            conn.exec_driver_sql(self._sql.insert, params)
-        except IntegrityError:
+            cursor.executemany(self._sql.insert, params)
+        except _INTEGRITY_ERRORS:
             raise _RetryCheck(None) from None
         if index:
-            conn.exec_driver_sql(self._sql.insert_subject, index)
+            cursor.executemany(self._sql.insert_subject, index)
         return AppendResult(stream_id, current + len(rows),
                             tuple(range(position + 1, position + 1 + len(rows))))
 
@@ -333,6 +368,7 @@ class _Statements:
             f"WHERE s.subject_id = {mark} AND e.position > {mark} "
             f"ORDER BY e.position LIMIT {mark}")
 
+        self.lock = f"SELECT pg_advisory_xact_lock({mark}, {mark})"
         self.version_and_head = (
             f"SELECT (SELECT max(version) FROM shredstore_events WHERE stream_id = {mark}), "
             "position, hash FROM shredstore_events ORDER BY position DESC LIMIT 1")
@@ -363,6 +399,19 @@ def _postgres_row(raw: Any) -> StoredRow:
 
 
 _ZERO = timedelta(0)
+
+
+def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    errors: list[type[Exception]] = [sqlite3.Error]
+    integrity: list[type[Exception]] = [IntegrityError, sqlite3.IntegrityError]
+    if importlib.util.find_spec("psycopg") is not None:  # PostgreSQL support is an extra
+        psycopg = importlib.import_module("psycopg")
+        errors.append(psycopg.Error)
+        integrity.append(psycopg.IntegrityError)
+    return tuple(errors), tuple(integrity)
+
+
+_DRIVER_ERRORS, _INTEGRITY_ERRORS = _driver_errors()
 
 
 def _hex(event_id: UUID) -> str:
