@@ -59,6 +59,7 @@ class StoredRow:
     payload: str
     personal: str | None
     prev_hash: bytes
+    """The chain hashes; empty (b"") in rows read for their events rather than for verify."""
     hash: bytes
 
 

@@ -291,8 +291,8 @@ class EventLog:
         return self._pages(self._sql.stream_after, (stream_id,), bound, limit, _VERSION)
 
     def rows(self) -> Iterator[StoredRow]:
-        """Every row, in position order."""
-        for page in self.read_all():
+        """Every row, in position order, with its chain hashes (for verify)."""
+        for page in self._pages(self._sql.after_with_hashes, (), 0, None, _POSITION):
             yield from page
 
     def _pages(
@@ -344,8 +344,10 @@ class EventLog:
 
 
 _POSITION, _VERSION = 0, 2  # where the keyset columns are in a raw row
-_COLUMN_LIST = ("position, stream_id, version, event_id, event_type, schema_version, "
-                "recorded_at, metadata, payload, personal, prev_hash, hash")
+_READ_LIST = ("position, stream_id, version, event_id, event_type, schema_version, "
+              "recorded_at, metadata, payload, personal")
+_COLUMN_LIST = f"{_READ_LIST}, prev_hash, hash"
+"""Reads leave out the chain hashes (only verify needs them)."""
 
 
 class _Statements:
@@ -356,14 +358,16 @@ class _Statements:
 
     def __init__(self, mark: str) -> None:
         self.mark = mark
-        select = f"SELECT {_COLUMN_LIST} FROM shredstore_events"
+        select = f"SELECT {_READ_LIST} FROM shredstore_events"
+        self.after_with_hashes = (f"SELECT {_COLUMN_LIST} FROM shredstore_events "
+                                  f"WHERE position > {mark} ORDER BY position LIMIT {mark}")
         self.after = (f"{select} WHERE position > {mark} ORDER BY position LIMIT {mark}")
         self.stream_after = (f"{select} WHERE stream_id = {mark} AND version > {mark} "
                              f"ORDER BY version LIMIT {mark}")
         self.stream_before = (f"{select} WHERE stream_id = {mark} AND version < {mark} "
                               f"ORDER BY version DESC LIMIT {mark}")
         self.subject_after = (
-            f"SELECT e.{_COLUMN_LIST.replace(', ', ', e.')} FROM shredstore_events e "
+            f"SELECT e.{_READ_LIST.replace(', ', ', e.')} FROM shredstore_events e "
             f"JOIN shredstore_event_subjects s ON s.position = e.position "
             f"WHERE s.subject_id = {mark} AND e.position > {mark} "
             f"ORDER BY e.position LIMIT {mark}")
@@ -379,23 +383,25 @@ class _Statements:
 
     def typed_after(self, count: int) -> str:
         marks = ", ".join([self.mark] * count)
-        return (f"SELECT {_COLUMN_LIST} FROM shredstore_events WHERE event_type IN ({marks}) "
+        return (f"SELECT {_READ_LIST} FROM shredstore_events WHERE event_type IN ({marks}) "
                 f"AND position > {self.mark} ORDER BY position LIMIT {self.mark}")
 
 
 def _sqlite_row(raw: Any) -> StoredRow:
     # SQLAlchemy's SQLite formats: a UUID as 32 hex digits, a time as naive UTC text.
+    hashes = (raw[10], raw[11]) if len(raw) > 10 else (b"", b"")
     return StoredRow(raw[0], raw[1], raw[2], UUID(hex=raw[3]), raw[4], raw[5],
                      datetime.fromisoformat(raw[6]).replace(tzinfo=UTC), raw[7], raw[8],
-                     raw[9], raw[10], raw[11])
+                     raw[9], *hashes)
 
 
 def _postgres_row(raw: Any) -> StoredRow:
     moment = raw[6]
     moment = (moment.replace(tzinfo=UTC) if moment.utcoffset() == _ZERO
               else moment.astimezone(UTC))
+    hashes = (bytes(raw[10]), bytes(raw[11])) if len(raw) > 10 else (b"", b"")
     return StoredRow(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], moment, raw[7], raw[8],
-                     raw[9], bytes(raw[10]), bytes(raw[11]))
+                     raw[9], *hashes)
 
 
 _ZERO = timedelta(0)
