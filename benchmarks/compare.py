@@ -1,0 +1,457 @@
+"""shredstore against eventsourcing 9.5 + AESCipher and raw SQLAlchemy Core, side by side.
+
+Run from the repository root (needs the ``bench`` extra, and ``eventsourcing[postgres]`` for
+PostgreSQL)::
+
+    python -m benchmarks                         # every case, SQLite and PostgreSQL (~25 min)
+    python -m benchmarks --quick                 # ~20x smaller sizes: a smoke run (< 1 min)
+    python -m benchmarks --backend sqlite --cases append-x100,read-all --repeat 5
+    python -m benchmarks --cases append-x1,append-x100,read-all,aggregates,erase   # no 1M fill
+
+Options: ``--backend sqlite|postgres|all`` (default all; with ``all`` an unreachable
+PostgreSQL is reported and skipped), ``--repeat N`` (default 3), ``--json PATH`` (default
+``benchmarks/results/compare-<time>.json``), ``--postgres-url URL`` (else
+``$SHREDSTORE_BENCH_POSTGRES_URL``, else ``postgresql+psycopg://postgres@127.0.0.1:5432/test``;
+the role must be allowed to create schemas), ``--cases`` (a comma-separated subset of the
+cases below).
+
+What is measured (full sizes; ``--quick`` divides them by about 20). The workload and stream
+layout are in `benchmarks.workload`, the contenders in `benchmarks.contenders`:
+
+``append-x1``
+    10,000 single-event appends, each its own transaction and durable commit, round-robin over
+    1,000 streams (customers): events/s. Targets: shredstore >= 1.2x eventsourcing and >= 0.8x
+    raw one-row-per-commit.
+``append-x100``
+    100,000 events in appends of 100, one stream (customer) per append: events/s. Targets:
+    >= 2.0x eventsourcing, >= 0.6x raw executemany.
+``read-all``
+    The whole log of 100,000 events (1,000 subjects), decrypted and decoded: events/s. Target:
+    >= 1.5x eventsourcing. Raw is the floor: rows fetched, not decoded. Then every subject is
+    erased (untimed) and shredstore reads the same log again; target: read after erasure at
+    least as fast as before (ratio of the two medians >= 1.0).
+``aggregates``
+    1,000 aggregates of 10 events each, each loaded once (shredstore ``Repository.load``,
+    eventsourcing ``app.repository.get``, raw: one SELECT of the stream): loads/s. No target.
+``erase``
+    ``erase_subject`` of a subject with 10 events and of one with 100,000 events (shredstore
+    only; eventsourcing has no per-subject erasure): ms. Target: time ratio <= 1.5. The log is
+    filled untimed and scrubbed (SQLite WAL emptied) before the first erasure.
+``memory``
+    Peak RSS of a fresh process that reads the first 1,000 events, and of one that reads all
+    1,000,000, of a log filled untimed in appends of 100 (minutes on PostgreSQL: leave it out
+    with ``--cases``): MiB. Target: shredstore 1M <= 1.2x 1k.
+
+Honesty rules: every contender gets the same events, streams, sizes and durability (SQLite
+file in WAL with ``synchronous=FULL``; the same PostgreSQL server, ``fsync`` on). Inputs are
+built before the clock starts; garbage collection stays on, but the prebuilt inputs are frozen
+out of it (``gc.freeze``) so it does not walk them. Contenders take turns within each
+repetition, their order rotating, so drift on a noisy machine hits all of them alike. Every
+timed run is verified afterwards (counts, and decrypted values of the last event, or of every
+997th event read). Each case runs on fresh SQLite files or PostgreSQL schemas, removed
+afterwards. Each figure is the median of ``--repeat`` runs with min and max; the ratios are of
+medians from this same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import gc
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from . import report
+from .contenders import Session
+from .memory import peak_rss, sampled_read, verify_read
+from .peers import CONTENDERS
+from .report import Check, Figure, Row
+from .workload import (
+    CUSTOMERS,
+    DEFAULT_POSTGRES_URL,
+    POSTGRES_URL_ENV,
+    Backend,
+    Layout,
+    Location,
+    postgres_backend,
+    sqlite_backend,
+)
+
+__all__ = ["CASES", "main"]
+
+T = TypeVar("T")
+CASES = ("append-x1", "append-x100", "read-all", "aggregates", "erase", "memory")
+SHRED, ES, RAW = "shredstore", "eventsourcing", "raw"
+_RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    customers: int = CUSTOMERS
+    """Streams (data subjects) of the append and read cases."""
+    singles: int = 10_000
+    batched: int = 100_000
+    read: int = 100_000
+    aggregates: int = 1_000
+    aggregate_events: int = 10
+    erase_small: int = 10
+    erase_big: int = 100_000
+    memory_small: int = 1_000
+    memory_big: int = 1_000_000
+    memory_repeat: int | None = None
+    """Runs of each memory child (None: ``--repeat``)."""
+
+
+FULL = Sizes()
+QUICK = Sizes(customers=50, singles=500, batched=5_000, read=5_000, aggregates=50,
+              erase_big=5_000, memory_big=50_000, memory_repeat=1)
+"""~20x smaller; customers too, so that as many appends create a subject's key (10%)."""
+BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    backend: Backend
+    repeat: int
+    sizes: Sizes
+
+
+# --- timing ------------------------------------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def clock(work: Callable[[], T]) -> tuple[float, T]:
+    """Seconds `work` took, and its result; prebuilt objects are frozen out of the GC."""
+    gc.collect()
+    gc.freeze()
+    try:
+        start = time.perf_counter()
+        result = work()
+        return time.perf_counter() - start, result
+    finally:
+        gc.unfreeze()
+
+
+def turns(names: Sequence[str], rep: int) -> list[str]:
+    """The contenders' order in repetition `rep`: rotated, so no one always goes first."""
+    shift = rep % len(names)
+    return [*names[shift:], *names[:shift]]
+
+
+@contextlib.contextmanager
+def fresh_session(backend: Backend, name: str) -> Iterator[tuple[Session, Location, str]]:
+    """A contender on a fresh location, with its new key; closed and removed afterwards."""
+    with backend.fresh() as location:
+        secret = CONTENDERS[name].new_secret()
+        session = CONTENDERS[name].open(location, secret)
+        try:
+            yield session, location, secret
+        finally:
+            session.close()
+
+
+def fill(session: Session, layout: Layout, what: str) -> None:
+    progress(f"    filling {session.label} with {layout.events:,} events ({what}, untimed)")
+    session.fill(layout)
+    stored = session.count()
+    if stored != layout.events:
+        raise RuntimeError(f"{session.label} stored {stored} events, expected {layout.events}")
+
+
+def append_all(session: Session, prepared: list[Any]) -> None:
+    for batch in prepared:
+        session.append(batch)
+
+
+def load_all(session: Session, count: int) -> list[Any]:
+    return [session.load(customer) for customer in range(count)]
+
+
+def _ensure(condition: bool, message: str) -> None:
+    if not condition:
+        raise RuntimeError(message)
+
+
+# --- cases -------------------------------------------------------------------------------------
+
+
+def append_case(ctx: Context, case: str, layout: Layout,
+                targets: tuple[float, float]) -> list[Row]:
+    """Appends of `layout.per_append` events on empty logs: events/s per contender."""
+    names = [SHRED, ES, RAW]
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(ctx.repeat):
+        for name in turns(names, rep):
+            with fresh_session(ctx.backend, name) as (session, _, _):
+                prepared = session.prepare(layout.batches())
+                elapsed, _ = clock(functools.partial(append_all, session, prepared))
+                del prepared
+                last = layout.event_at(layout.events - 1)
+                _ensure(session.count() == layout.events, f"{session.label}: wrong count")
+                _ensure(session.matches(session.last_of(last.customer), last),
+                        f"{session.label}: the last event read back wrong")
+            runs[name].append(layout.events / elapsed)
+            progress(f"  {case} {name}: {layout.events / elapsed:,.0f} events/s")
+    figures = {name: Figure.of(values) for name, values in runs.items()}
+    title = (f"append x{layout.per_append}: {layout.appends:,} appends, "
+             f"{layout.events:,} events")
+    return [Row(ctx.backend.name, case, title, "events/s", figures, checks=[
+        Check.ratio_of(figures, SHRED, ES, target=targets[0], at_least=True),
+        Check.ratio_of(figures, SHRED, RAW, target=targets[1], at_least=True),
+    ])]
+
+
+def _timed_reads(ctx: Context, sessions: dict[str, Session], layout: Layout, *,
+                 erased: bool = False) -> dict[str, list[float]]:
+    runs: dict[str, list[float]] = {name: [] for name in sessions}
+    for rep in range(ctx.repeat):
+        for name in turns(list(sessions), rep):
+            session = sessions[name]
+            elapsed, (count, sample) = clock(functools.partial(sampled_read, session, None))
+            verify_read(session, sample, count, layout, erased=erased)
+            runs[name].append(count / elapsed)
+            progress(f"  read-all{' erased' if erased else ''} {name}: "
+                     f"{count / elapsed:,.0f} events/s")
+    return runs
+
+
+def read_case(ctx: Context) -> list[Row]:
+    """read_all of the whole log by every contender; then shredstore's after erasure."""
+    layout = Layout(ctx.sizes.read, per_append=BATCH, customers=ctx.sizes.customers)
+    with contextlib.ExitStack() as stack:
+        sessions = {name: stack.enter_context(fresh_session(ctx.backend, name))[0]
+                    for name in (SHRED, ES, RAW)}
+        for session in sessions.values():
+            fill(session, layout, "read-all")
+        before = _timed_reads(ctx, sessions, layout)
+        shred = sessions[SHRED]
+        customers = sorted({batch.customer for batch in layout.batches()})
+        progress(f"    erasing all {len(customers):,} subjects (untimed)")
+        for customer in customers:
+            shred.erase(customer)
+        _ensure(all(shred.is_erased(c) for c in customers), "an erasure did not take")
+        after = _timed_reads(ctx, {SHRED: shred}, layout, erased=True)
+    figures = {name: Figure.of(values) for name, values in before.items()}
+    after_figure = Figure.of(after[SHRED])
+    title = f"read_all, decrypt + decode: {layout.events:,} events"
+    return [
+        Row(ctx.backend.name, "read-all", title, "events/s", figures, checks=[
+            Check.ratio_of(figures, SHRED, ES, target=1.5, at_least=True),
+            Check.ratio_of(figures, SHRED, RAW, target=None, at_least=True),
+        ]),
+        Row(ctx.backend.name, "read-all", f"read_all after erasing all {len(customers):,} "
+            "subjects", "events/s", {SHRED: after_figure, ES: None, RAW: None}, checks=[
+            Check("shredstore erased / before", after_figure.median / figures[SHRED].median,
+                  target=1.0, at_least=True),
+        ]),
+    ]
+
+
+def aggregate_case(ctx: Context) -> list[Row]:
+    """Loads of aggregates of `aggregate_events` events each: loads/s."""
+    count, per = ctx.sizes.aggregates, ctx.sizes.aggregate_events
+    layout = Layout(count * per, per_append=per, customers=count)
+    runs: dict[str, list[float]] = {SHRED: [], ES: [], RAW: []}
+    with contextlib.ExitStack() as stack:
+        sessions = {name: stack.enter_context(fresh_session(ctx.backend, name))[0]
+                    for name in runs}
+        for session in sessions.values():
+            fill(session, layout, "aggregates")
+        for rep in range(ctx.repeat):
+            for name in turns(list(runs), rep):
+                session = sessions[name]
+                elapsed, loaded = clock(functools.partial(load_all, session, count))
+                for customer, aggregate in enumerate(loaded):
+                    last = layout.event_at(customer * per + per - 1)
+                    _ensure(session.matches_aggregate(aggregate, last),
+                            f"{session.label}: aggregate {customer} loaded wrong")
+                runs[name].append(count / elapsed)
+                progress(f"  aggregates {name}: {count / elapsed:,.0f} loads/s")
+    figures = {name: Figure.of(values) for name, values in runs.items()}
+    return [Row(ctx.backend.name, "aggregates",
+                f"aggregate loads: {count:,} aggregates of {per} events", "loads/s", figures,
+                checks=[Check.ratio_of(figures, SHRED, ES, target=None, at_least=True),
+                        Check.ratio_of(figures, SHRED, RAW, target=None, at_least=True)])]
+
+
+def erase_case(ctx: Context) -> list[Row]:
+    """erase_subject latency for a subject with few events and one with very many: ms."""
+    small, big = ctx.sizes.erase_small, ctx.sizes.erase_big
+    times: dict[int, list[float]] = {small: [], big: []}
+    with fresh_session(ctx.backend, SHRED) as (session, _, _):
+        subjects = []
+        for rep in range(ctx.repeat):  # each repetition erases subjects of its own
+            small_subject, big_subject = 100_000 + rep, 200_000 + rep
+            fill_log(session, Layout(small, per_append=small, customers=1,
+                                     first_customer=small_subject))
+            fill_log(session, Layout(big, per_append=BATCH, customers=1,
+                                     first_customer=big_subject))
+            subjects.append(((small, small_subject), (big, big_subject)))
+        session.scrub()
+        for rep, pair in enumerate(subjects):
+            for events, customer in (pair if rep % 2 == 0 else pair[::-1]):
+                elapsed, _ = clock(functools.partial(session.erase, customer))
+                last = Layout(events, per_append=BATCH if events == big else small,
+                              customers=1, first_customer=customer).event_at(events - 1)
+                _ensure(session.is_erased(customer) and session.matches(
+                    session.last_of(customer), last, erased=True), "the erasure did not take")
+                times[events].append(elapsed * 1000)
+                progress(f"  erase {events:,}-event subject: {elapsed * 1000:.2f} ms")
+    few, many = Figure.of(times[small]), Figure.of(times[big])
+    return [
+        Row(ctx.backend.name, "erase", f"erase_subject, subject with {small:,} events", "ms",
+            {SHRED: few, ES: None, RAW: None}, higher_is_better=False),
+        Row(ctx.backend.name, "erase", f"erase_subject, subject with {big:,} events", "ms",
+            {SHRED: many, ES: None, RAW: None}, higher_is_better=False, checks=[
+                Check(f"time {big:,} / {small:,}", many.median / few.median, target=1.5,
+                      at_least=False)]),
+    ]
+
+
+def fill_log(session: Session, layout: Layout) -> None:
+    progress(f"    filling subject {layout.first_customer} with {layout.events:,} events "
+             "(untimed)")
+    session.fill(layout)
+
+
+def memory_case(ctx: Context) -> list[Row]:
+    """Peak RSS of fresh processes reading 1,000 events and the whole (large) log: MiB."""
+    layout = Layout(ctx.sizes.memory_big, per_append=BATCH, customers=ctx.sizes.customers)
+    small = ctx.sizes.memory_small
+    repeat = ctx.sizes.memory_repeat or ctx.repeat
+    peaks: dict[str, dict[int, list[float]]] = {n: {small: [], layout.events: []}
+                                                for n in (SHRED, ES)}
+    with contextlib.ExitStack() as stack:
+        logs = {name: stack.enter_context(fresh_session(ctx.backend, name)) for name in peaks}
+        for session, _, _ in logs.values():
+            fill(session, layout, "memory")
+        for rep in range(repeat):
+            for name in turns(list(peaks), rep):
+                _, location, secret = logs[name]
+                for size in (small, layout.events):
+                    read, peak = peak_rss(name, location, secret, layout,
+                                          None if size == layout.events else size)
+                    _ensure(read == size, f"the memory child of {name} read {read} events")
+                    peaks[name][size].append(peak)
+                    progress(f"  memory {name} read {size:,}: peak RSS {peak:.1f} MiB")
+    low = {n: Figure.of(peaks[n][small]) for n in peaks} | {RAW: None}
+    high = {n: Figure.of(peaks[n][layout.events]) for n in peaks} | {RAW: None}
+    note = f"{repeat} run(s) each" if repeat != ctx.repeat else ""
+    return [
+        Row(ctx.backend.name, "memory", f"peak RSS, read_all of {small:,} events", "MiB",
+            low, higher_is_better=False, note=note),
+        Row(ctx.backend.name, "memory", f"peak RSS, read_all of {layout.events:,} events",
+            "MiB", high, higher_is_better=False, note=note, checks=[
+                Check.growth(low, high, SHRED, target=1.2),
+                Check.growth(low, high, ES, target=None),
+            ]),
+    ]
+
+
+def run_backend(ctx: Context, cases: Sequence[str]) -> list[Row]:
+    sizes = ctx.sizes
+    runners: dict[str, Callable[[], list[Row]]] = {
+        "append-x1": lambda: append_case(
+            ctx, "append-x1", Layout(sizes.singles, 1, sizes.customers), (1.2, 0.8)),
+        "append-x100": lambda: append_case(
+            ctx, "append-x100", Layout(sizes.batched, BATCH, sizes.customers), (2.0, 0.6)),
+        "read-all": lambda: read_case(ctx),
+        "aggregates": lambda: aggregate_case(ctx),
+        "erase": lambda: erase_case(ctx),
+        "memory": lambda: memory_case(ctx),
+    }
+    rows: list[Row] = []
+    for case in cases:
+        progress(f"{ctx.backend.name} {case}:")
+        started = time.perf_counter()
+        rows.extend(runners[case]())
+        progress(f"  ({time.perf_counter() - started:.0f} s)")
+    return rows
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Compare shredstore with eventsourcing 9.5 + AESCipher and raw SQLAlchemy.")
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
+    parser.add_argument("--quick", action="store_true", help="~20x smaller sizes: a smoke run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (default 3)")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="where to write the results (default benchmarks/results/...)")
+    parser.add_argument("--postgres-url",
+                        default=os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL),
+                        help=f"PostgreSQL URL (default ${POSTGRES_URL_ENV} or "
+                             f"{DEFAULT_POSTGRES_URL})")
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated subset of: {', '.join(CASES)}")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    args.cases = [case.strip() for case in args.cases.split(",") if case.strip()]
+    unknown = sorted(set(args.cases) - set(CASES))
+    if unknown or not args.cases:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    args.cases = [case for case in CASES if case in args.cases]
+    return args
+
+
+def select_backends(choice: str, postgres_url: str) -> list[Backend]:
+    backends = [sqlite_backend()] if choice in ("sqlite", "all") else []
+    if choice in ("postgres", "all"):
+        try:
+            backends.append(postgres_backend(postgres_url))
+        except sa.exc.OperationalError as error:
+            reason = str(error.orig).strip().splitlines()[0]
+            if choice == "postgres":
+                raise SystemExit(f"PostgreSQL is unreachable: {reason}") from None
+            progress(f"SKIPPING PostgreSQL, unreachable: {reason}")
+    return backends
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    backends = select_backends(args.backend, args.postgres_url)
+    revision = report.git_revision()  # at the start: the code may change while this runs
+    started = time.perf_counter()
+    rows: list[Row] = []
+    try:
+        for backend in backends:
+            progress(f"== {backend.description}")
+            rows.extend(run_backend(Context(backend, args.repeat, sizes), args.cases))
+    finally:
+        leftovers = [name for backend in backends for name in backend.leftovers()]
+        for backend in backends:
+            backend.dispose()
+        if leftovers:
+            progress(f"WARNING: schemas left behind: {', '.join(leftovers)}")
+    seconds = time.perf_counter() - started
+    meta = report.metadata(backends, quick=args.quick, repeat=args.repeat, sizes=sizes,
+                           seconds=seconds, cases=args.cases, git=revision)
+    if report.git_revision() != revision:
+        meta["notes"].append(
+            f"The code changed during the run (git {revision} at the start, "
+            f"{report.git_revision()} at the end): timed cases ran the code loaded at the "
+            "start; each memory child imported the code of its moment.")
+    print(report.format_table(rows, [CONTENDERS[name].label for name in CONTENDERS]))
+    print()
+    print(report.format_notes(meta))
+    path = args.json or _RESULTS / f"compare-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    report.write_json(path, rows, meta)
+    print(f"\nJSON: {path}")
+    return 0
