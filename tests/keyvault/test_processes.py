@@ -7,131 +7,37 @@ module for the protocol. The parent hands them the master key as base64 on stdin
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import random
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from keyvault import KeyVault, KeyVaultError, MasterKey, SubjectErasedError
 from tests.keyvault._process_workers import AAD, decode, encode
-
-ROOT = Path(__file__).resolve().parents[2]
-"""The repository root: children run ``python -m tests.keyvault._process_workers`` from here."""
+from tests.processes import CommandChild
 
 WORKER = "tests.keyvault._process_workers"
 TIMEOUT = 60.0
 """The longest any one test waits for its children, in seconds."""
 
 
-class Child:
-    """A vault process; its stdout lines and stderr are collected by background threads."""
-
-    def __init__(self, url: str, master: MasterKey, name: str) -> None:
-        self.name = name
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", WORKER, url],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._stderr: list[str] = []
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        self._pumps = [
-            threading.Thread(target=self._pump_stdout, args=(self.proc.stdout,), daemon=True),
-            threading.Thread(target=self._pump_stderr, args=(self.proc.stderr,), daemon=True),
-        ]
-        for pump in self._pumps:
-            pump.start()
-        self.send(master.to_base64())
-
-    def _pump_stdout(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _pump_stderr(self, stream: IO[str]) -> None:
-        self._stderr.extend(stream)
-
-    def describe(self) -> str:
-        return (f"child {self.name} (pid {self.proc.pid}, exit {self.proc.poll()}), "
-                f"stderr:\n{''.join(self._stderr)}")
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def message(self, deadline: float) -> dict[str, Any]:
-        """The next line the child printed, waiting until `deadline` at most."""
-        try:
-            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            pytest.fail(f"timed out waiting for a line from {self.describe()}")
-        if line is None:
-            self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            for pump in self._pumps:
-                pump.join(timeout=5)
-            pytest.fail(f"unexpected end of output from {self.describe()}")
-        parsed: dict[str, Any] = json.loads(line)
-        # Every answer comes from the process started here: never a restarted one.
-        assert parsed["pid"] == self.proc.pid, self.describe()
-        return parsed
-
-    def submit(self, command: dict[str, Any]) -> None:
-        self.send(json.dumps(command))
-
-    def answer(self, command: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """The child's answer to `command`, submitted before."""
-        reply = self.message(deadline)
-        assert reply.get("op") == command["op"], (reply, self.describe())
-        return reply
-
-    def ask(self, command: dict[str, Any], deadline: float) -> dict[str, Any]:
-        self.submit(command)
-        return self.answer(command, deadline)
-
-    def finish(self, deadline: float) -> None:
-        """Tell the child to exit, and check that it exits cleanly."""
-        self.submit({"op": "exit"})
-        try:
-            self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"timed out waiting for {self.describe()} to exit")
-        for pump in self._pumps:
-            pump.join(timeout=max(1.0, deadline - time.monotonic()))
-        assert self.proc.returncode == 0, self.describe()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+def child_for(url: str, master: MasterKey, name: str) -> CommandChild:
+    """A worker on the vault at `url`; the master key reaches it on stdin."""
+    return CommandChild(WORKER, url, secret=master.to_base64(), name=name)
 
 
 @contextmanager
 def vault_children(
     url: str, master: MasterKey, names: Sequence[str], deadline: float
-) -> Iterator[list[Child]]:
+) -> Iterator[list[CommandChild]]:
     """Children with the vault open and ready; whatever is still running at the end is killed."""
-    started: list[Child] = []
+    started: list[CommandChild] = []
     try:
-        started.extend(Child(url, master, name) for name in names)
+        started.extend(child_for(url, master, name) for name in names)
         for child in started:
             assert child.message(deadline).get("ready") is True, child.describe()
         yield started
@@ -143,7 +49,7 @@ def vault_children(
 
 
 def release(
-    orders: Sequence[tuple[Child, dict[str, Any]]], deadline: float
+    orders: Sequence[tuple[CommandChild, dict[str, Any]]], deadline: float
 ) -> list[dict[str, Any]]:
     """Arm every child with its command, then let them all go at once; their answers in order."""
     for child, command in orders:
@@ -156,7 +62,7 @@ def release(
 
 
 def ask_all(
-    children: Sequence[Child], command: dict[str, Any], deadline: float
+    children: Sequence[CommandChild], command: dict[str, Any], deadline: float
 ) -> list[dict[str, Any]]:
     """The same command run by every child concurrently; their answers in order."""
     for child in children:

@@ -6,24 +6,19 @@ and report on stdout, one JSON line per thing done; see that module for the prot
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import random
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from shredstore import EventStore, RecordedEvent
+from tests.processes import Child
 from tests.store._process_workers import (
     SHARED_STREAM,
     TICK_TYPE,
@@ -33,94 +28,9 @@ from tests.store._process_workers import (
     writer_batch_size,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-"""The repository root: children run ``python -m tests.store._process_workers`` from here."""
-
 WORKER = "tests.store._process_workers"
 TIMEOUT = 60.0
 """The longest any one test waits for its children, in seconds."""
-
-
-class Child:
-    """A worker process whose stdout lines and stderr are collected by background threads."""
-
-    def __init__(self, *args: str) -> None:
-        self.args = args
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", WORKER, *args],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._stderr: list[str] = []
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        self._pumps = [
-            threading.Thread(target=self._pump_stdout, args=(self.proc.stdout,), daemon=True),
-            threading.Thread(target=self._pump_stderr, args=(self.proc.stderr,), daemon=True),
-        ]
-        for pump in self._pumps:
-            pump.start()
-
-    def _pump_stdout(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _pump_stderr(self, stream: IO[str]) -> None:
-        self._stderr.extend(stream)
-
-    def describe(self) -> str:
-        return (f"child {' '.join(self.args[:1])} (pid {self.proc.pid}, exit "
-                f"{self.proc.returncode}), stderr:\n{''.join(self._stderr)}")
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def message(self, deadline: float) -> dict[str, Any]:
-        """The next complete line the child printed, waiting until `deadline` at most."""
-        try:
-            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            pytest.fail(f"timed out waiting for a line from {self.describe()}")
-        if line is None:
-            self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            for pump in self._pumps:
-                pump.join(timeout=5)
-            pytest.fail(f"unexpected end of output from {self.describe()}")
-        parsed: dict[str, Any] = json.loads(line)
-        return parsed
-
-    def finish(self, deadline: float, *, expect_exit: int | None = 0) -> list[dict[str, Any]]:
-        """Wait for the child to exit; every complete line it printed and the parent hasn't read.
-
-        A last line cut off by a kill (no newline) is not a message and is left out.
-        """
-        try:
-            self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"timed out waiting for {self.describe()} to exit")
-        for pump in self._pumps:
-            pump.join(timeout=max(1.0, deadline - time.monotonic()))
-        lines: list[str] = []
-        while (line := self._lines.get_nowait()) is not None:
-            lines.append(line)
-        if expect_exit is not None:
-            assert self.proc.returncode == expect_exit, self.describe()
-        return [json.loads(line) for line in lines if line.endswith("\n")]
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @contextmanager
@@ -169,10 +79,10 @@ def test_concurrent_writer_processes_and_tailing_reader(any_url: str) -> None:
     with EventStore(any_url):
         pass  # the tables exist before any child starts
     with children() as started:
-        reader = Child("reader", any_url, "--timeout", str(TIMEOUT))
+        reader = Child(WORKER, "reader", any_url, "--timeout", str(TIMEOUT))
         started.append(reader)
         workers = {
-            name: Child("writer", any_url, "--name", name, "--appends", str(appends),
+            name: Child(WORKER, "writer", any_url, "--name", name, "--appends", str(appends),
                         "--timeout", str(TIMEOUT))
             for name in names
         }
@@ -181,9 +91,9 @@ def test_concurrent_writer_processes_and_tailing_reader(any_url: str) -> None:
             assert child.message(deadline) == {"ready": True}, child.describe()
         for child in workers.values():
             child.send("go")
-        acks = {name: child.finish(deadline) for name, child in workers.items()}
+        acks = {name: child.wait_exit(deadline) for name, child in workers.items()}
         reader.send("stop")
-        polls = [message["poll"] for message in reader.finish(deadline)]
+        polls = [message["poll"] for message in reader.wait_exit(deadline)]
 
     with EventStore(any_url) as store:
         log = list(store.read_all())
@@ -290,14 +200,14 @@ def test_killed_writer_leaves_whole_acknowledged_batches(any_url: str) -> None:
         name = f"round{round_}"
         kill_after = min_acks + rng.randrange(10)
         with children() as started:
-            child = Child("batches", any_url, "--name", name,
+            child = Child(WORKER, "batches", any_url, "--name", name,
                           "--batch-size", str(batch_size))
             started.append(child)
             acks = [child.message(deadline) for _ in range(kill_after)]
             time.sleep(rng.uniform(0.0, 0.02))
             assert child.proc.poll() is None, f"the writer finished before the kill (seed {seed})"
             os.kill(child.proc.pid, signal.SIGKILL)
-            acks += child.finish(deadline, expect_exit=-signal.SIGKILL)
+            acks += child.wait_exit(deadline, expect_exit=-signal.SIGKILL)
         acked[name] = acks
         with EventStore(any_url) as store:
             log = list(store.read_all())
