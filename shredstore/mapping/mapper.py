@@ -132,13 +132,10 @@ class EventMapper:
                     plan.replace_redacted(data)
             data["event_id"] = row.event_id
             event = validate(cls, data, where)
-        return RecordedEvent(
-            position=row.position, stream_id=row.stream_id, version=row.version,
-            event_id=row.event_id, event_type=row.event_type,
-            schema_version=row.schema_version, recorded_at=row.recorded_at,
-            metadata=metadata, event=event, redacted_fields=redacted_fields,
-            personal_fields=personal_fields,
-        )
+        # Positional: this runs once per event read, and keywords cost a third more.
+        return RecordedEvent(row.position, row.stream_id, row.version, row.event_id,
+                             row.event_type, row.schema_version, row.recorded_at, metadata,
+                             event, redacted_fields, personal_fields)
 
     def _check_registered(self, event: Event) -> type[Event]:
         cls = type(event)
@@ -195,8 +192,7 @@ def open_groups(
     try:
         for group in groups:
             paths = group["paths"]
-            for path in paths:
-                fields.append(path[0] if len(path) == 1 else dotted(path))
+            fields += [path[0] if len(path) == 1 else dotted(path) for path in paths]
             if group.get("redacted") is True:
                 if not allow_redacted:
                     raise TamperedError(f"{where}: its personal data is malformed; run verify()")

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 from uuid import UUID
 
 __all__ = [
@@ -44,9 +44,12 @@ _WINDOW = 100_000
 """How many recent rows verify remembers to explain a broken link (bounded memory)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRow:
-    """One row of the events table, exactly as stored."""
+class StoredRow(NamedTuple):
+    """One row of the events table, exactly as stored.
+
+    A named tuple rather than a frozen dataclass: a read builds one per event, and a tuple is
+    built five times faster.
+    """
 
     position: int
     stream_id: str
