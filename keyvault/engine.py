@@ -12,13 +12,15 @@ so ``secure_delete`` costs it nothing.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sqlite3
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from keyvault.errors import VaultConfigurationError as ConfigurationError
@@ -28,8 +30,11 @@ __all__ = [
     "WRITE",
     "checkpoint_wal",
     "create_engine",
+    "DRIVER_ERRORS",
+    "INTEGRITY_ERRORS",
     "driver_message",
     "is_connect_failure",
+    "wrap_driver_error",
     "is_postgres",
     "is_sqlite",
 ]
@@ -170,3 +175,23 @@ def driver_message(error: DBAPIError) -> str:
     """The first line of the driver's own message: no SQL and no parameter values."""
     text = str(error.orig).strip()
     return text.splitlines()[0] if text else type(error.orig).__name__
+
+
+def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    errors: list[type[Exception]] = [sqlite3.Error]
+    integrity: list[type[Exception]] = [IntegrityError, sqlite3.IntegrityError]
+    if importlib.util.find_spec("psycopg") is not None:  # PostgreSQL support is an extra
+        psycopg = importlib.import_module("psycopg")
+        errors.append(psycopg.Error)
+        integrity.append(psycopg.IntegrityError)
+    return tuple(errors), tuple(integrity)
+
+
+DRIVER_ERRORS, INTEGRITY_ERRORS = _driver_errors()
+"""The drivers' own error classes (raised where a hot path uses the driver's cursor), and the
+integrity errors of SQLAlchemy and the drivers."""
+
+
+def wrap_driver_error(error: Exception) -> DBAPIError:
+    """A driver's own error wrapped as SQLAlchemy would, for one classification of both."""
+    return DBAPIError(None, None, error)

@@ -19,12 +19,14 @@ from sqlalchemy.exc import DBAPIError
 from keyvault import schema
 from keyvault.cache import KeyCache
 from keyvault.engine import (
+    DRIVER_ERRORS,
     WRITE,
     checkpoint_wal,
     create_engine,
     driver_message,
     is_connect_failure,
     is_postgres,
+    wrap_driver_error,
 )
 from keyvault.envelope import KEY_SIZE, DataKey, fingerprint, key_version_of
 from keyvault.errors import (
@@ -256,10 +258,14 @@ class KeyVault:
         if postgres:  # lock the rows, erased or not, so an erasure waits for this append
             sql = (f"SELECT subject_id, state FROM {_S.name} WHERE subject_id IN "
                    f"({', '.join([mark] * len(subject_ids))}) FOR SHARE")
-            rows = conn.exec_driver_sql(sql, tuple(subject_ids)).all()
-            erased = [row[0] for row in rows if row[1] == "erased"]
-        else:  # SQLite: the append's BEGIN IMMEDIATE already excludes every other writer
-            erased = [row[0] for row in conn.exec_driver_sql(sql, tuple(subject_ids))]
+        cursor = conn.connection.cursor()  # the driver's, in the caller's transaction
+        try:
+            cursor.execute(sql, tuple(subject_ids))
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        # SQLite: the append's BEGIN IMMEDIATE already excludes every other writer.
+        erased = [row[0] for row in rows if not postgres or row[1] == "erased"]
         if erased:
             self._cache.mark_erased(erased)
             raise _erased(erased[0], opening=False)
@@ -575,6 +581,13 @@ class KeyVault:
     def _translate() -> Iterator[None]:
         try:
             yield
+        except DRIVER_ERRORS as raw:  # from the driver's cursor on the append guard
+            error = wrap_driver_error(raw)
+            if is_connect_failure(error):
+                raise VaultUnavailable(
+                    f"cannot reach the vault's database: {driver_message(error)}") from raw
+            raise VaultStorageError(
+                f"the vault's database refused: {driver_message(error)}") from raw
         except DBAPIError as error:
             if is_connect_failure(error):
                 raise VaultUnavailable(

@@ -14,9 +14,6 @@ own short transaction, so memory stays constant and no snapshot is held open for
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
-import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,9 +22,17 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 
-from keyvault.engine import WRITE, driver_message, is_connect_failure, is_postgres
+from keyvault.engine import (
+    DRIVER_ERRORS,
+    INTEGRITY_ERRORS,
+    WRITE,
+    driver_message,
+    is_connect_failure,
+    is_postgres,
+    wrap_driver_error,
+)
 from shredstore import expected as _expected
 from shredstore.errors import (
     DuplicateEventError,
@@ -93,8 +98,8 @@ def translate_errors() -> Iterator[None]:
     """
     try:
         yield
-    except _DRIVER_ERRORS as raw:
-        error = DBAPIError(None, None, raw)
+    except DRIVER_ERRORS as raw:
+        error = wrap_driver_error(raw)
         message = driver_message(error)
         if "append-only" in message:
             raise ImmutableLogError(message) from raw
@@ -239,7 +244,7 @@ class EventLog:
             before_insert(conn)
         try:
             cursor.executemany(self._sql.insert, params)
-        except _INTEGRITY_ERRORS:
+        except INTEGRITY_ERRORS:
             raise _RetryCheck(None) from None
         if index:
             cursor.executemany(self._sql.insert_subject, index)
@@ -407,17 +412,6 @@ def _postgres_row(raw: Any) -> StoredRow:
 _ZERO = timedelta(0)
 
 
-def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
-    errors: list[type[Exception]] = [sqlite3.Error]
-    integrity: list[type[Exception]] = [IntegrityError, sqlite3.IntegrityError]
-    if importlib.util.find_spec("psycopg") is not None:  # PostgreSQL support is an extra
-        psycopg = importlib.import_module("psycopg")
-        errors.append(psycopg.Error)
-        integrity.append(psycopg.IntegrityError)
-    return tuple(errors), tuple(integrity)
-
-
-_DRIVER_ERRORS, _INTEGRITY_ERRORS = _driver_errors()
 
 
 def _hex(event_id: UUID) -> str:

@@ -330,6 +330,17 @@ class VaultContract:
             vault.erase("s-1", reason="x" * 2001)
         assert vault.status("s-1").state == "unknown"
 
+    def test_a_database_failure_under_the_guard_is_a_vault_error(
+        self, vault: KeyVault, url: str
+    ) -> None:
+        """The append guard runs on the driver's cursor; its failures read as VaultStorageError."""
+        from keyvault import VaultStorageError
+
+        vault.seal("s-1", b"x")
+        raw(url, "ALTER TABLE keyvault_subjects RENAME TO keyvault_subjects_gone")
+        with pytest.raises(VaultStorageError, match="refused"), vault.hold_active(["s-1"]):
+            pass
+
     # Master-key rotation
 
     def test_rotation_rewraps_every_key_and_locks_the_old_master_out(

@@ -357,6 +357,22 @@ class EventStoreContract:
         with pytest.raises(ConfigurationError, match="stream id"):
             store.append("", notes(1))
 
+    def test_a_database_failure_during_an_append_is_a_storage_error(
+        self, store: EventStore, url: str
+    ) -> None:
+        """Appends run on the driver's cursor; its failures still read as StorageError."""
+        from shredstore import StorageError
+
+        store.append("s", notes(1))
+        engine = tampering.raw_engine(url)
+        try:
+            tampering.execute(engine, "ALTER TABLE shredstore_events "
+                                      "RENAME TO shredstore_events_gone")
+        finally:
+            engine.dispose()
+        with pytest.raises(StorageError, match="refused"):
+            store.append("s", [Registered(customer_id="c", plan="p", credit_limit=1)])
+
     # Immutability, enforced by the database
 
     @pytest.mark.parametrize("statement", [
