@@ -241,14 +241,23 @@ class KeyVault:
             yield
             return
         if connection is not None:
-            self._check_active(connection, wanted)
+            self.check_active(wanted, connection=connection)
             yield
             return
         with self._write() if not is_postgres(self._engine) else self._read() as conn:
-            self._check_active(conn, wanted)
+            self.check_active(wanted, connection=conn)
             yield
 
-    def _check_active(self, conn: Connection, subject_ids: list[str]) -> None:
+    def check_active(self, subject_ids: Collection[str], *, connection: Connection) -> None:
+        """Refuse erased subjects, inside `connection`'s transaction on the vault's database.
+
+        On PostgreSQL the subjects' rows stay locked (FOR SHARE) until that transaction ends,
+        so an erasure of one of them waits for it. Raises `SubjectErasedError`.
+        """
+        subject_ids = sorted(set(subject_ids))
+        if not subject_ids:
+            return
+        conn = connection
         # Written out for the driver: on the append path, compiling the IN list costs more
         # than the query. The statement holds only constants and placeholders.
         postgres = is_postgres(conn)

@@ -285,8 +285,7 @@ class EventStore:
 
     def _guard(self, subjects: set[str]) -> Callable[[Connection], None]:
         def check(connection: Connection) -> None:
-            with self.vault.hold_active(subjects, connection=connection):
-                pass
+            self.vault.check_active(subjects, connection=connection)
 
         return check
 
