@@ -59,8 +59,6 @@ import argparse
 import contextlib
 import functools
 import gc
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -68,17 +66,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-
-from . import report
+from . import common, report
+from .common import add_common_arguments, check_repeat, progress
 from .contenders import Session
 from .memory import peak_rss, sampled_read, verify_read
 from .peers import CONTENDERS
 from .report import Check, Figure, Row
 from .workload import (
     CUSTOMERS,
-    DEFAULT_POSTGRES_URL,
-    POSTGRES_URL_ENV,
     Backend,
     Layout,
     Location,
@@ -126,10 +121,6 @@ class Context:
 
 
 # --- timing ------------------------------------------------------------------------------------
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def clock(work: Callable[[], T]) -> tuple[float, T]:
@@ -388,20 +379,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="Compare shredstore with eventsourcing 9.5 + AESCipher and raw SQLAlchemy.")
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
-    parser.add_argument("--quick", action="store_true", help="~20x smaller sizes: a smoke run")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per case (default 3)")
-    parser.add_argument("--json", type=Path, metavar="PATH",
-                        help="where to write the results (default benchmarks/results/...)")
-    parser.add_argument("--postgres-url",
-                        default=os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL),
-                        help=f"PostgreSQL URL (default ${POSTGRES_URL_ENV} or "
-                             f"{DEFAULT_POSTGRES_URL})")
+    add_common_arguments(parser, quick_help="~20x smaller sizes: a smoke run",
+                         json_help="where to write the results (default benchmarks/results/...)")
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"comma-separated subset of: {', '.join(CASES)}")
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    check_repeat(parser, args)
     args.cases = [case.strip() for case in args.cases.split(",") if case.strip()]
     unknown = sorted(set(args.cases) - set(CASES))
     if unknown or not args.cases:
@@ -411,16 +394,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def select_backends(choice: str, postgres_url: str) -> list[Backend]:
-    backends = [sqlite_backend()] if choice in ("sqlite", "all") else []
-    if choice in ("postgres", "all"):
-        try:
-            backends.append(postgres_backend(postgres_url))
-        except sa.exc.OperationalError as error:
-            reason = str(error.orig).strip().splitlines()[0]
-            if choice == "postgres":
-                raise SystemExit(f"PostgreSQL is unreachable: {reason}") from None
-            progress(f"SKIPPING PostgreSQL, unreachable: {reason}")
-    return backends
+    return common.select_backends(choice, postgres_url, sqlite=sqlite_backend,
+                                  postgres=postgres_backend)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -70,10 +70,10 @@ import cryptography
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from benchmarks import common
+from benchmarks.common import add_common_arguments, check_repeat, progress, render_table
 from keyvault import KeyVault, MasterKey
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-POSTGRES_URL_ENV = "SHREDSTORE_BENCH_POSTGRES_URL"
 SUBJECTS = 1000
 """Subjects with a key and a sealed value, opened by the open cases and sealed to by ``seal``."""
 PLAINTEXT_SIZE = 32
@@ -352,10 +352,6 @@ def postgres_backend(url: str) -> Backend:
 # --- reporting ---------------------------------------------------------------------------------
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def format_table(results: Sequence[Result]) -> str:
     """The results as a plain-text table, one row per backend and case."""
     header = ("backend", "case", "ops", "median op/s", "min op/s", "max op/s", "median ms/op")
@@ -371,16 +367,7 @@ def format_table(results: Sequence[Result]) -> str:
         )
         for result in results
     ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i < 2 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+    return render_table(header, rows)
 
 
 def environment(backends: Sequence[Backend]) -> dict[str, Any]:
@@ -409,33 +396,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks.keyvault_throughput",
         description="Measure keyvault open, seal and erase throughput in operations per second.",
     )
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
-    parser.add_argument("--quick", action="store_true", help="10x smaller sizes: a smoke run")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions per case (default 3)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL),
-        help=f"PostgreSQL URL (default: ${POSTGRES_URL_ENV} or {DEFAULT_POSTGRES_URL})",
-    )
+    add_common_arguments(parser, quick_help="10x smaller sizes: a smoke run")
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    check_repeat(parser, args)
     return args
 
 
 def select_backends(choice: str, postgres_url: str) -> list[Backend]:
     """The backends to run; with ``all``, PostgreSQL is skipped if it is unreachable."""
-    backends = [sqlite_backend()] if choice in ("sqlite", "all") else []
-    if choice in ("postgres", "all"):
-        try:
-            backends.append(postgres_backend(postgres_url))
-        except sa.exc.OperationalError as error:
-            reason = str(error.orig).strip().splitlines()[0]
-            if choice == "postgres":
-                raise SystemExit(f"PostgreSQL is unreachable: {reason}") from None
-            progress(f"SKIPPING PostgreSQL, unreachable: {reason}")
-    return backends
+    return common.select_backends(choice, postgres_url, sqlite=sqlite_backend,
+                                  postgres=postgres_backend)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,10 +53,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 import shredstore
+from benchmarks import common
+from benchmarks.common import add_common_arguments, check_repeat, progress, render_table
 from shredstore import EventStore
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-POSTGRES_URL_ENV = "SHREDSTORE_BENCH_POSTGRES_URL"
 CUSTOMERS = 1000
 """Distinct customers, hence streams, that appends go to round-robin."""
 FILL_BATCH = 100
@@ -277,10 +277,6 @@ def _check(condition: bool, message: str) -> None:
 # --- reporting ---------------------------------------------------------------------------------
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def format_table(results: Sequence[Result]) -> str:
     """The results as a plain-text table, one row per backend and case."""
     header = ("backend", "case", "events", "ev/append", "median ev/s", "min ev/s", "max ev/s")
@@ -296,16 +292,7 @@ def format_table(results: Sequence[Result]) -> str:
         )
         for result in results
     ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.ljust(width) if i < 2 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in rows)])
+    return render_table(header, rows)
 
 
 def environment(backends: Sequence[Backend]) -> dict[str, Any]:
@@ -333,33 +320,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks.log_throughput",
         description="Measure shredstore append and read_all throughput in events per second.",
     )
-    parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
-    parser.add_argument("--quick", action="store_true", help="10x smaller sizes: a smoke run")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions per case (default 3)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write results as JSON")
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL),
-        help=f"PostgreSQL URL (default: ${POSTGRES_URL_ENV} or {DEFAULT_POSTGRES_URL})",
-    )
+    add_common_arguments(parser, quick_help="10x smaller sizes: a smoke run")
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+    check_repeat(parser, args)
     return args
 
 
 def select_backends(choice: str, postgres_url: str) -> list[Backend]:
     """The backends to run; with ``all``, PostgreSQL is skipped if it is unreachable."""
-    backends = [sqlite_backend()] if choice in ("sqlite", "all") else []
-    if choice in ("postgres", "all"):
-        try:
-            backends.append(postgres_backend(postgres_url))
-        except sa.exc.OperationalError as error:
-            reason = str(error.orig).strip().splitlines()[0]
-            if choice == "postgres":
-                raise SystemExit(f"PostgreSQL is unreachable: {reason}") from None
-            progress(f"SKIPPING PostgreSQL, unreachable: {reason}")
-    return backends
+    return common.select_backends(choice, postgres_url, sqlite=sqlite_backend,
+                                  postgres=postgres_backend)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,8 @@ from typing import Any, Literal, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
+from .common import DEFAULT_POSTGRES_URL, POSTGRES_URL_ENV
+
 __all__ = [
     "CUSTOMERS",
     "DEFAULT_POSTGRES_URL",
@@ -42,8 +44,6 @@ __all__ = [
     "subject_id",
 ]
 
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-POSTGRES_URL_ENV = "SHREDSTORE_BENCH_POSTGRES_URL"
 CUSTOMERS = 1000
 """Distinct customers (data subjects, streams) of the append and read cases."""
 
