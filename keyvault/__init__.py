@@ -5,6 +5,7 @@ docs/keyvault.md for the key hierarchy, the threat model and operations.
 """
 
 from keyvault.errors import (
+    KeyCreationConflict,
     KeyErasedError,
     KeyNotFoundError,
     KeyVaultError,
@@ -21,6 +22,7 @@ from keyvault.vault import ErasureResult, KeyRing, KeyVault, RotationResult, Sub
 
 __all__ = [
     "ErasureResult",
+    "KeyCreationConflict",
     "KeyErasedError",
     "KeyNotFoundError",
     "KeyProvider",

@@ -12,6 +12,8 @@ Every one derives from `KeyVaultError`; where a builtin fits, a class inherits i
     ├── TamperedError (ValueError)             authentication failed: a sealed value or a
     │                                          wrapped key was altered
     ├── RotationError                          a master-key rotation cannot proceed
+    ├── KeyCreationConflict                    a key created in a transaction lost a race:
+    │                                          seal again (`KeyRing` with deferred creation)
     └── VaultStorageError                      the database failed or refused
         └── VaultUnavailable                   cannot connect
 
@@ -23,6 +25,7 @@ material or sealed plaintext.
 from __future__ import annotations
 
 __all__ = [
+    "KeyCreationConflict",
     "KeyErasedError",
     "KeyNotFoundError",
     "KeyVaultError",
@@ -66,6 +69,20 @@ class KeyNotFoundError(KeyVaultError, LookupError):
 
 class TamperedError(KeyVaultError, ValueError):
     """Authentication failed: a sealed value or a wrapped key is not as it was written."""
+
+
+class KeyCreationConflict(KeyVaultError):
+    """Another process created (or erased) a subject's key first, in the same moment.
+
+    Raised by `KeyVault.check_active` when it stores the keys a deferred-creation `KeyRing`
+    made: what was sealed with them must be sealed again with the stored key. The transaction
+    must be rolled back; a retry loads the winner's key (or finds the subject erased).
+    """
+
+    def __init__(self, subject_ids: list[str]) -> None:
+        super().__init__(f"{len(subject_ids)} key(s) were created by another process first; "
+                         "seal again")
+        self.subject_ids = subject_ids
 
 
 class RotationError(KeyVaultError):

@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, NamedTuple, Self
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +30,7 @@ from keyvault.engine import (
 )
 from keyvault.envelope import KEY_SIZE, DataKey, fingerprint, key_version_of
 from keyvault.errors import (
+    KeyCreationConflict,
     KeyErasedError,
     KeyNotFoundError,
     RotationError,
@@ -155,17 +156,25 @@ class KeyVault:
             return ring.open(subject_id, sealed, aad=aad)
 
     @contextlib.contextmanager
-    def keyring(self, *, refresh: bool = True) -> Iterator[KeyRing]:
+    def keyring(self, *, refresh: bool = True, defer_creation: bool = False
+                ) -> Iterator[KeyRing]:
         """Seal and open many values with one erasure check, as of entering the block.
 
         Erasures that commit while the block runs are seen by the next keyring: use one per
         unit of work (a page of events), not one per process. ``refresh=False`` skips the
-        check; only for sealing whose result is guarded by `hold_active` before it is stored
+        check; only for sealing whose result is guarded by `check_active` before it is stored
         (a cached key of a subject erased meanwhile is then refused there).
+
+        ``defer_creation=True``: keys that `KeyRing.prepare` must create are made in memory
+        only, and stored by ``check_active(..., ring=ring)`` inside the caller's transaction,
+        which then writes the data sealed with them; one commit instead of two. If another
+        process stored a key for one of those subjects first, `check_active` raises
+        `KeyCreationConflict`: roll back and seal again with a new ring. After the commit,
+        `KeyRing.settle` caches the new keys.
         """
         if refresh:
             self._refresh()
-        yield KeyRing(self)
+        yield KeyRing(self, defer_creation=defer_creation)
 
     # Erasure and status
 
@@ -248,12 +257,19 @@ class KeyVault:
             self.check_active(wanted, connection=conn)
             yield
 
-    def check_active(self, subject_ids: Collection[str], *, connection: Connection) -> None:
+    def check_active(self, subject_ids: Collection[str], *, connection: Connection,
+                     ring: KeyRing | None = None) -> None:
         """Refuse erased subjects, inside `connection`'s transaction on the vault's database.
 
         On PostgreSQL the subjects' rows stay locked (FOR SHARE) until that transaction ends,
-        so an erasure of one of them waits for it. Raises `SubjectErasedError`.
+        so an erasure of one of them waits for it. Raises `SubjectErasedError`. With the
+        `ring` of a deferred-creation `keyring`, first stores the keys it created (or raises
+        `KeyCreationConflict` if another process stored one of them first).
         """
+        created = ring._created if ring is not None else None
+        if created:  # new rows: nothing to lock or check for them
+            self._store_created(created, connection)
+            subject_ids = set(subject_ids) - created.keys()
         subject_ids = sorted(set(subject_ids))
         if not subject_ids:
             return
@@ -414,10 +430,15 @@ class KeyVault:
             with contextlib.suppress(SubjectErasedError):
                 self._key_from_row(row)
 
-    def _prepare(self, subject_ids: Collection[str]) -> None:
-        """Load the keys of `subject_ids` and create the missing ones, in two queries."""
+    def _prepare(self, subject_ids: Collection[str],
+                 created: dict[str, _NewKey] | None = None) -> None:
+        """Load the keys of `subject_ids` and create the missing ones, in two queries.
+
+        With `created` (a deferred-creation ring's), missing keys are only made, into it.
+        """
         wanted = [s for s in dict.fromkeys(subject_ids)
-                  if self._cache.get(s) is None and not self._cache.is_erased(s)]
+                  if self._cache.get(s) is None and not self._cache.is_erased(s)
+                  and (created is None or s not in created)]
         if not wanted:
             return
         for subject_id in wanted:
@@ -427,7 +448,9 @@ class KeyVault:
             with contextlib.suppress(SubjectErasedError):
                 self._key_from_row(row, opening=False)
         missing = [s for s in wanted if s not in found]
-        if missing:
+        if missing and created is not None:
+            created.update(self._new_keys(missing))
+        elif missing:
             self._create_many(missing)
 
     def _key_from_row(self, row: _KeyRow, *, opening: bool = True) -> DataKey:
@@ -456,37 +479,59 @@ class KeyVault:
             raise KeyNotFoundError("a key was created and is gone: is the vault being restored?")
         return self._key_from_row(row, opening=False)  # erased meanwhile: raises
 
-    def _create_many(self, subject_ids: list[str]) -> None:
-        """Create keys for subjects that have no row, in one transaction; cache them all."""
+    def _new_keys(self, subject_ids: list[str]) -> dict[str, _NewKey]:
+        """Fresh keys for `subject_ids`, wrapped and ready to store; nothing written yet."""
         provider = self._require_provider()
         now = datetime.now(UTC)
-        secrets_by_subject: dict[str, tuple[bytes, bytes]] = {}
+        made = {}
+        for subject_id in subject_ids:
+            secret = secrets.token_bytes(KEY_SIZE)
+            made[subject_id] = _NewKey(
+                DataKey(subject_id, _KEY_VERSION, secret),
+                {"subject_id": subject_id, "state": "active", "key_version": _KEY_VERSION,
+                 "wrapped_key": provider.wrap(secret, context=_wrap_context(subject_id,
+                                                                            _KEY_VERSION)),
+                 "wrapped_by": provider.key_id, "key_fingerprint": fingerprint(secret),
+                 "created_at": now})
+        return made
+
+    def _insert_new_keys(self, conn: Connection, made: dict[str, _NewKey]) -> None:
+        """Insert the rows of `made` where no row exists, in `conn`'s transaction.
+
+        Takes the state row first (shared), as erase takes it exclusively: on PostgreSQL an
+        erase and a first use of one subject cannot interleave, so no key outlives an
+        erasure. Refuses a master key that no longer wraps the vault.
+        """
+        provider = self._require_provider()
+        state = conn.execute(sa.select(_ST).with_for_update(read=True)).one()
+        if provider.key_id not in (state.master_key_id, state.rotating_to):
+            raise WrongMasterKeyError(
+                f"the master key {provider.key_id} no longer wraps this vault "
+                f"(now {state.master_key_id}); restart with the current master key"
+            )
+        conn.execute(_insert(conn).on_conflict_do_nothing(index_elements=[_S.c.subject_id]),
+                     [new.row for new in made.values()])
+
+    def _store_created(self, made: dict[str, _NewKey], conn: Connection) -> None:
+        """Store a deferred-creation ring's keys; KeyCreationConflict where one lost a race."""
+        self._insert_new_keys(conn, made)
+        rows = conn.execute(sa.select(_S.c.subject_id, _S.c.wrapped_key).where(
+            _S.c.subject_id.in_(list(made)))).all()
+        stored = {row.subject_id: row.wrapped_key for row in rows}
+        lost = [s for s, new in made.items() if stored.get(s) != new.row["wrapped_key"]]
+        if lost:
+            raise KeyCreationConflict(lost)
+
+    def _create_many(self, subject_ids: list[str]) -> None:
+        """Create keys for subjects that have no row, in one transaction; cache them all."""
+        made = self._new_keys(subject_ids)
         with self._write() as conn:
-            # Shares the state row with erase (which updates it): on PostgreSQL an erase and a
-            # first use of one subject cannot interleave, so no key outlives an erasure.
-            state = conn.execute(sa.select(_ST).with_for_update(read=True)).one()
-            if provider.key_id not in (state.master_key_id, state.rotating_to):
-                raise WrongMasterKeyError(
-                    f"the master key {provider.key_id} no longer wraps this vault "
-                    f"(now {state.master_key_id}); restart with the current master key"
-                )
-            values = []
-            for subject_id in subject_ids:
-                secret = secrets.token_bytes(KEY_SIZE)
-                wrapped = provider.wrap(secret, context=_wrap_context(subject_id, _KEY_VERSION))
-                secrets_by_subject[subject_id] = (secret, wrapped)
-                values.append({
-                    "subject_id": subject_id, "state": "active", "key_version": _KEY_VERSION,
-                    "wrapped_key": wrapped, "wrapped_by": provider.key_id,
-                    "key_fingerprint": fingerprint(secret), "created_at": now,
-                })
-            conn.execute(_insert(conn).on_conflict_do_nothing(index_elements=[_S.c.subject_id]),
-                         values)
+            self._insert_new_keys(conn, made)
             rows = conn.execute(_LOAD.where(_S.c.subject_id.in_(subject_ids))).all()
         for row in rows:
-            secret, wrapped = secrets_by_subject[row.subject_id]
-            if row.state == "active" and row.wrapped_key == wrapped:
-                self._cache.put(DataKey(row.subject_id, _KEY_VERSION, secret))
+            new = made[row.subject_id]
+            if row.state == "active" and row.wrapped_key == new.row["wrapped_key"]:
+                self._cache.put(new.key)
             else:  # another process created it first, or erased it meanwhile
                 with contextlib.suppress(SubjectErasedError):
                     self._key_from_row(row, opening=False)
@@ -605,16 +650,28 @@ class KeyVault:
                 f"the vault's database refused: {driver_message(error)}") from error
 
 
+class _NewKey(NamedTuple):
+    """A key made by a deferred-creation ring: the key, and its row as it will be stored."""
+
+    key: DataKey
+    row: dict[str, Any]
+
+
 class KeyRing:
     """Seals and opens with the keys the vault knew when the ring was made (see `keyring`)."""
 
-    __slots__ = ("_vault",)
+    __slots__ = ("_created", "_vault")
 
-    def __init__(self, vault: KeyVault) -> None:
+    def __init__(self, vault: KeyVault, *, defer_creation: bool = False) -> None:
         self._vault = vault
+        self._created: dict[str, _NewKey] | None = {} if defer_creation else None
 
     def seal(self, subject_id: str, plaintext: bytes, *, aad: bytes = b"") -> bytes:
         """As `KeyVault.seal`."""
+        if self._created:
+            new = self._created.get(subject_id)
+            if new is not None:
+                return new.key.seal(plaintext, aad)
         return self._vault._key_for_seal(subject_id).seal(plaintext, aad)
 
     def open(self, subject_id: str, sealed: bytes, *, aad: bytes = b"") -> bytes:
@@ -627,8 +684,16 @@ class KeyRing:
 
     def prepare(self, subject_ids: Collection[str]) -> None:
         """Fetch the keys of subjects about to be sealed for, and create the missing ones
-        together, in one transaction. Erased subjects are noted; sealing for them raises."""
-        self._vault._prepare(subject_ids)
+        together, in one transaction (with deferred creation: make them, to be stored by
+        `KeyVault.check_active`). Erased subjects are noted; sealing for them raises."""
+        self._vault._prepare(subject_ids, self._created)
+
+    def settle(self) -> None:
+        """After the transaction that stored this ring's new keys committed: cache them."""
+        if self._created:
+            for new in self._created.values():
+                self._vault._cache.put(new.key)
+            self._created.clear()
 
     def is_erased(self, subject_id: str) -> bool:
         """Whether the subject is known to be erased (after `preload` or a failed open)."""

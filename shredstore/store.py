@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -32,6 +32,8 @@ from shredstore.storage.snapshots import SnapshotTable
 __all__ = ["DEFAULT_URL", "EventStore"]
 
 M = TypeVar("M", bound=BaseModel)
+
+_KEY_RACE_ATTEMPTS = 3  # a new subject's key raced by another process: seal again
 
 DEFAULT_URL = "sqlite:///shredstore.db"
 """The embedded default: an SQLite file in the working directory."""
@@ -103,18 +105,14 @@ class EventStore:
         if len({event.event_id for event in batch}) != len(batch):
             raise DuplicateEventError("a batch holds the same event (event id) twice")
         encoded_metadata = encode_metadata(metadata)
+        needs_keys = any(map(self._mapper.needs_keys, batch))
         try:
-            # No erasure check before sealing: the guard below, in the append's transaction,
-            # is the check that counts (a key erased meanwhile is refused there).
-            with self._keyring(any(map(self._mapper.needs_keys, batch)), refresh=False) as ring:
-                rows = self._mapper.to_rows(batch, encoded_metadata, ring)
-            sealed_for = set().union(*(row.sealed_for for row in rows))
-            if self._vault_shares_database:
-                return self._log.append(
-                    stream_id, rows, expected_version=expected_version,
-                    before_insert=self._guard(sealed_for) if sealed_for else None)
-            with self.vault.hold_active(sealed_for):
-                return self._log.append(stream_id, rows, expected_version=expected_version)
+            for _ in range(_KEY_RACE_ATTEMPTS - 1):
+                with contextlib.suppress(keyvault.KeyCreationConflict):
+                    return self._append(stream_id, batch, encoded_metadata, expected_version,
+                                        needs_keys)
+            return self._append(stream_id, batch, encoded_metadata, expected_version,
+                                needs_keys)
         except keyvault.SubjectErasedError as error:
             # A retry of an append that committed before the erasure still succeeded.
             previous = self._log.previous_append(
@@ -276,18 +274,36 @@ class EventStore:
             yield from records
 
     @contextlib.contextmanager
-    def _keyring(self, needed: bool, *, refresh: bool = True) -> Iterator[KeyRing | None]:
+    def _keyring(self, needed: bool, *, refresh: bool = True, defer_creation: bool = False
+                 ) -> Iterator[KeyRing | None]:
         if not needed or not self._has_master_key:
             yield None
             return
-        with self.vault.keyring(refresh=refresh) as ring:
+        with self.vault.keyring(refresh=refresh, defer_creation=defer_creation) as ring:
             yield ring
 
-    def _guard(self, subjects: set[str]) -> Callable[[Connection], None]:
-        def check(connection: Connection) -> None:
-            self.vault.check_active(subjects, connection=connection)
+    def _append(self, stream_id: str, batch: list[Event], metadata: str,
+                expected_version: int | ExpectedVersion, needs_keys: bool) -> AppendResult:
+        """One attempt at an append; KeyCreationConflict if a new key lost a race."""
+        # No erasure check before sealing: the guard in the append's transaction is the check
+        # that counts (a key erased meanwhile is refused there). Where the vault shares the
+        # database, the keys of new subjects are stored by that guard too: one commit.
+        shared = self._vault_shares_database
+        with self._keyring(needs_keys, refresh=False, defer_creation=shared) as ring:
+            rows = self._mapper.to_rows(batch, metadata, ring)
+            sealed_for = set().union(*(row.sealed_for for row in rows))
+            if not shared:
+                with self.vault.hold_active(sealed_for):
+                    return self._log.append(stream_id, rows, expected_version=expected_version)
 
-        return check
+            def guard(connection: Connection) -> None:
+                self.vault.check_active(sealed_for, connection=connection, ring=ring)
+
+            result = self._log.append(stream_id, rows, expected_version=expected_version,
+                                      before_insert=guard if sealed_for else None)
+            if ring is not None:
+                ring.settle()
+            return result
 
     def __enter__(self) -> Self:
         return self

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
@@ -153,17 +154,26 @@ class EventMapper:
 
 def seal_groups(ring: KeyRing, groups: Mapping[str, Mapping[tuple[Any, ...], Any]],
                 aad_prefix: bytes) -> str:
-    """Seal each subject's personal values as one value; the stored personal column."""
+    """Seal each subject's personal values as one value; the stored personal column.
+
+    The same JSON as ``to_json([{"subject": ..., "paths": ..., "sealed": ...}, ...])``, built
+    from parts: the encoded paths of a field layout are computed once (`_encoded_paths`).
+    """
     stored = []
     for subject in sorted(groups):
         values = groups[subject]
-        paths = [list(path) for path in values]
-        encoded_paths = pydantic_core.to_json(paths)
+        encoded_paths = _encoded_paths(tuple(values))
         sealed = ring.seal(subject, pydantic_core.to_json(list(values.values())),
                            aad=aad_prefix + encoded_paths)
-        stored.append({"subject": subject, "paths": paths,
-                       "sealed": base64.b64encode(sealed).decode("ascii")})
-    return pydantic_core.to_json(stored).decode()
+        stored.append(b'{"subject":%s,"paths":%s,"sealed":"%s"}' % (
+            pydantic_core.to_json(subject), encoded_paths, base64.b64encode(sealed)))
+    return (b"[" + b",".join(stored) + b"]").decode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _encoded_paths(paths: tuple[tuple[str | int, ...], ...]) -> bytes:
+    """A group's field paths as stored and authenticated: a JSON list of lists."""
+    return pydantic_core.to_json([list(path) for path in paths])
 
 
 def open_groups(

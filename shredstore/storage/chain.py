@@ -18,6 +18,7 @@ keep `LogHead` values outside the database (erasure receipts do) and pass one to
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -133,21 +134,30 @@ def chain_hash(
     payload: str,
     personal: str | None,
 ) -> bytes:
-    """The chain hash of a row whose predecessor's hash is `prev_hash`."""
+    """The chain hash of a row whose predecessor's hash is `prev_hash`.
+
+    SHA-256 of `prev_hash` and each field framed by its 8-byte big-endian length: the stream
+    id, the version (8 bytes), the event id (16), the type, the schema version (8), the
+    recorded time in microseconds since the epoch (8, signed), the metadata, the payload, and
+    the personal column (a 0 byte if none, else a 1 byte and the text).
+    """
     micros = (recorded_at - _EPOCH) // _MICROSECOND
-    parts = (
-        stream_id.encode(),
-        version.to_bytes(8, "big"),
-        event_id.bytes,
-        event_type.encode(),
-        schema_version.to_bytes(8, "big"),
-        micros.to_bytes(8, "big", signed=True),
-        metadata.encode(),
-        payload.encode(),
-        b"\x00" if personal is None else b"\x01" + personal.encode(),
-    )
-    framed = b"".join([len(part).to_bytes(8, "big") + part for part in parts])
-    return hashlib.sha256(prev_hash + framed).digest()
+    stream = stream_id.encode()
+    kind = event_type.encode()
+    meta = metadata.encode()
+    body = payload.encode()
+    secret = b"\x00" if personal is None else b"\x01" + personal.encode()
+    return hashlib.sha256(b"".join((
+        prev_hash, _LENGTH.pack(len(stream)), stream,
+        _VERSION_AND_ID.pack(8, version, 16, event_id.bytes, len(kind)), kind,
+        _SCHEMA_AND_TIME.pack(8, schema_version, 8, micros, len(meta)), meta,
+        _LENGTH.pack(len(body)), body, _LENGTH.pack(len(secret)), secret,
+    ))).digest()
+
+
+_LENGTH = struct.Struct(">Q")
+_VERSION_AND_ID = struct.Struct(">QQQ16sQ")
+_SCHEMA_AND_TIME = struct.Struct(">QQQqQ")
 
 
 def row_hash(row: StoredRow) -> bytes:

@@ -12,7 +12,13 @@ Commands, by ``op``:
     reads as REDACTED is shown as ``"<REDACTED>"``) and ``redacted`` (sorted redacted_fields);
     or ``error``, the name of the exception's class
 ``cached``  subject -> ``cached``: whether this process holds the subject's key in its cache
+``append``  stream, subject, name, email -> ``version``: a CustomerRegistered appended; or
+    ``error``, the name of the exception's class
 ``exit``    close the store and exit 0
+
+A command with ``"barrier": true`` is answered first with ``{"armed": true}``; the child then
+waits for a line ``go`` before it runs the command, so that the parent can release several
+children at the same moment.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 
 from keyvault import MasterKey
 from shredstore import REDACTED, EventStore
-from tests.shredding import events as _events  # noqa: F401 - registers the event classes
+from tests.shredding import events as _events
 
 SHOWN_REDACTED = "<REDACTED>"
 
@@ -54,7 +60,16 @@ def _cached(store: EventStore, command: dict[str, Any]) -> dict[str, Any]:
     return {"cached": store.vault._cache.get(command["subject"]) is not None}
 
 
-COMMANDS = {"read": _read, "cached": _cached}
+def _append(store: EventStore, command: dict[str, Any]) -> dict[str, Any]:
+    event = _events.CustomerRegistered(customer_id=command["subject"], name=command["name"],
+                                       email=command["email"], credit_limit=1)
+    try:
+        return {"version": store.append(command["stream"], [event]).version}
+    except Exception as error:  # noqa: BLE001 - reported to the parent by class name
+        return {"error": type(error).__name__}
+
+
+COMMANDS = {"read": _read, "cached": _cached, "append": _append}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             command: dict[str, Any] = json.loads(line)
             if command["op"] == "exit":
                 return 0
+            if command.get("barrier"):
+                _emit({"armed": True})
+                if sys.stdin.readline().strip() != "go":
+                    print("expected 'go' after an armed command", file=sys.stderr)
+                    return 3
             _emit({"op": command["op"], **COMMANDS[command["op"]](store, command)})
     print("stdin closed before 'exit'", file=sys.stderr)
     return 4

@@ -15,7 +15,7 @@ import base64
 import json
 import math
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -42,6 +42,7 @@ from shredstore import (
     SubjectId,
     TamperedError,
     UnknownEvent,
+    WrongExpectedVersion,
 )
 from tests.shredding.events import (
     ERASED_EMAIL,
@@ -180,6 +181,21 @@ ANY_REDACTED: Any = REDACTED
 def is_redacted(value: object) -> bool:
     """Whether a field reads as REDACTED (its static type may say it cannot)."""
     return value is REDACTED
+
+
+def interleave_after_prepare(monkeypatch: pytest.MonkeyPatch, store: EventStore,
+                             meanwhile: Callable[[], object]) -> None:
+    """Run `meanwhile` once, right after `store` prepared (but did not store) new keys."""
+    vault = store.vault
+    prepare = vault._prepare
+    pending = [meanwhile]
+
+    def prepare_then_interleave(*args: Any, **kwargs: Any) -> None:
+        prepare(*args, **kwargs)
+        if pending:
+            pending.pop()()
+
+    monkeypatch.setattr(vault, "_prepare", prepare_then_interleave)
 
 
 def only(records: Iterator[RecordedEvent]) -> RecordedEvent:
@@ -609,6 +625,59 @@ class ShreddingContract:
         store.erase_subject("c-1")
         assert store.append("s", batch, expected_version=NO_STREAM) == first
         assert store.stream_version("s") == 1
+
+    # A new subject's key is stored by the append that first uses it
+
+    def test_a_new_subjects_key_is_stored_only_if_the_append_commits(
+        self, store: EventStore
+    ) -> None:
+        """The key of a subject first seen in an append is written in the append's own
+        transaction: an append that fails leaves no key behind, one that commits leaves one."""
+        store.append("s", [customer("c-0")])
+        with pytest.raises(WrongExpectedVersion):
+            store.append("s", [customer("c-1")], expected_version=NO_STREAM)
+        assert store.subject_status("c-1").state == "unknown"
+        store.append("s", [customer("c-1")], expected_version=1)
+        assert store.subject_status("c-1").state == "active"
+        assert only(store.read_stream("s", from_version=2)).event.name == "Ada Example"
+
+    def test_a_key_created_meanwhile_by_another_store_wins_and_the_append_seals_again(
+        self, store: EventStore, url: str, master: MasterKey,
+        monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If another process stores the new subject's key between this append's sealing and
+        its commit, the append seals again with the stored key: one key, and the data opens."""
+        sealed_by_other: list[bytes] = []
+        with EventStore(url, master_key=master) as other:
+            interleave_after_prepare(
+                monkeypatch, store,
+                lambda: sealed_by_other.append(other.vault.seal("c-1", b"first")))
+            result = store.append("s", [customer("c-1")])
+            fingerprint = other.subject_status("c-1").key_fingerprint
+        assert result.version == 1
+        assert store.subject_status("c-1").key_fingerprint == fingerprint
+        assert raw_rows(url, "SELECT count(*) FROM keyvault_subjects")[0][0] == 1
+        with EventStore(url, master_key=master) as fresh:
+            event = only(fresh.read_stream("s")).event
+            assert isinstance(event, CustomerRegistered)
+            assert (event.name, event.email) == ("Ada Example", "ada@example.org")
+            assert fresh.vault.open("c-1", sealed_by_other[0]) == b"first"
+
+    def test_an_erasure_meanwhile_of_a_new_subject_refuses_the_append(
+        self, store: EventStore, url: str, master: MasterKey,
+        monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If the new subject is erased between this append's sealing and its commit, the
+        append raises SubjectErasedError and writes nothing, and no key is created."""
+        with EventStore(url, master_key=master) as other:
+            interleave_after_prepare(monkeypatch, store, lambda: other.erase_subject("c-1"))
+            with pytest.raises(SubjectErasedError):
+                store.append("s", [customer("c-1")])
+        assert store.head().position == 0
+        status = store.subject_status("c-1")
+        assert (status.state, status.key_fingerprint) == ("erased", None)
+        assert raw_rows(url, "SELECT count(*) FROM keyvault_subjects "
+                        "WHERE wrapped_key IS NOT NULL")[0][0] == 0
 
     # Tampering, master keys and configuration
 

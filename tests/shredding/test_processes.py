@@ -78,3 +78,46 @@ def test_an_erasure_reaches_a_running_reader_at_once(any_url: str) -> None:
             reader.finish(deadline)
         finally:
             reader.kill()
+
+
+@pytest.mark.processes
+def test_processes_appending_for_a_new_subject_at_once_share_one_key(any_url: str) -> None:
+    """Processes that append the first events of a subject at the same moment (each creating
+    its key inside its own append) all commit, with one key, and every event reads back."""
+    processes, rounds = 4, 5
+    deadline = time.monotonic() + TIMEOUT
+    master = MasterKey.generate()
+    writers = [child_for(any_url, master, f"writer{n}") for n in range(processes)]
+    try:
+        for writer in writers:
+            assert writer.message(deadline).get("ready") is True, writer.describe()
+        for round_ in range(rounds):
+            commands = [{"op": "append", "stream": f"w{n}", "subject": f"subject-{round_}",
+                         "name": f"Racer {round_}-{n}", "email": f"r{round_}.{n}@example.org",
+                         "barrier": True} for n in range(processes)]
+            for writer, command in zip(writers, commands, strict=True):
+                writer.submit(command)
+            for writer in writers:
+                assert writer.message(deadline).get("armed") is True, writer.describe()
+            for writer in writers:
+                writer.send("go")
+            answers = [writer.answer(command, deadline)
+                       for writer, command in zip(writers, commands, strict=True)]
+            assert answers == [{"op": "append", "version": round_ + 1,
+                                "pid": writer.proc.pid} for writer in writers], answers
+        for writer in writers:
+            writer.finish(deadline)
+    finally:
+        for writer in writers:
+            writer.kill()
+    with EventStore(any_url, master_key=master) as store:
+        for n in range(processes):
+            read = [(r.event.customer_id, r.event.name, r.event.email)
+                    for r in store.read_stream(f"w{n}")
+                    if isinstance(r.event, CustomerRegistered)]
+            assert read == [(f"subject-{k}", f"Racer {k}-{n}", f"r{k}.{n}@example.org")
+                            for k in range(rounds)]
+        fingerprints = {store.subject_status(f"subject-{k}").key_fingerprint
+                        for k in range(rounds)}
+        assert None not in fingerprints
+        assert len(fingerprints) == rounds
