@@ -10,7 +10,7 @@ from typing import Any, Self, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, JsonValue
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 import keyvault
 from keyvault import KeyProvider, KeyRing, KeyVault, SubjectStatus
@@ -21,6 +21,7 @@ from shredstore.errors import (
     ConfigurationError,
     DuplicateEventError,
     EventDecodingError,
+    NotInitialisedError,
     SubjectErasedError,
     TamperedError,
 )
@@ -58,7 +59,8 @@ class EventStore:
     SQLAlchemy `Engine`. Personal-data fields are sealed with their subject's key from the key
     vault, which lives in the same database unless `vault_url` names another. Without a master
     key the store appends and reads events without personal data, and can erase subjects.
-    The tables are created if missing. Use it as a context manager, or call `close()`.
+    The tables are created if missing (``create=False``: `NotInitialisedError` instead). Use
+    it as a context manager, or call `close()`.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class EventStore:
         vault_url: str | URL | Engine | None = None,
         registry: EventRegistry = default_registry,
         cache_size: int = 10_000,
+        create: bool = True,
     ) -> None:
         self._owns_engine = not isinstance(url, Engine)
         self._engine = create_engine(url)
@@ -81,6 +84,9 @@ class EventStore:
         self._registry = registry
         self._mapper = EventMapper(registry)
         try:
+            if not create and not self._log.is_installed():
+                raise NotInitialisedError(
+                    f"no event store at {_shown(url)}: run `shredstore init` first")
             self._log.install()
             self._vault = _open_vault(self._engine if vault_url is None or shared else vault_url,
                                       master_key=master_key, cache_size=cache_size)
@@ -419,6 +425,16 @@ class EventStore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _shown(url: str | URL | Engine) -> str:
+    """A database URL for messages, without its password."""
+    if isinstance(url, Engine):
+        url = url.url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for a message
+        return "the given URL"
 
 
 def _check_stream_id(stream_id: object) -> None:
