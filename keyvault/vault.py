@@ -227,12 +227,7 @@ class KeyVault:
             row = conn.execute(sa.select(_S).where(_S.c.subject_id == subject_id)).first()
         if row is None:
             return SubjectStatus(subject_id, "unknown")
-        return SubjectStatus(
-            subject_id, row.state,
-            created_at=_utc(row.created_at) if row.created_at else None,
-            erased_at=_utc(row.erased_at) if row.erased_at else None,
-            request_id=row.request_id, reason=row.reason, key_fingerprint=row.key_fingerprint,
-        )
+        return _status_of(row)
 
     @contextlib.contextmanager
     def hold_active(
@@ -294,6 +289,20 @@ class KeyVault:
         if erased:
             self._cache.mark_erased(erased)
             raise _erased(erased[0], opening=False)
+
+    def erasures(self) -> Iterator[SubjectStatus]:
+        """Every erased subject's tombstone, oldest erasure first."""
+        after = 0
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(sa.select(_S).where(
+                    _S.c.state == "erased", _S.c.erasure_seq > after,
+                ).order_by(_S.c.erasure_seq).limit(1000)).all()
+            for row in rows:
+                yield _status_of(row)
+            if len(rows) < 1000:
+                return
+            after = rows[-1].erasure_seq
 
     def erased_subjects(self, subject_ids: Collection[str]) -> frozenset[str]:
         """Which of `subject_ids` are erased, in one query."""
@@ -698,6 +707,15 @@ class KeyRing:
     def is_erased(self, subject_id: str) -> bool:
         """Whether the subject is known to be erased (after `preload` or a failed open)."""
         return self._vault._cache.is_erased(subject_id)
+
+
+def _status_of(row: Any) -> SubjectStatus:
+    return SubjectStatus(
+        row.subject_id, row.state,
+        created_at=_utc(row.created_at) if row.created_at else None,
+        erased_at=_utc(row.erased_at) if row.erased_at else None,
+        request_id=row.request_id, reason=row.reason, key_fingerprint=row.key_fingerprint,
+    )
 
 
 def _wrap_context(subject_id: str, key_version: int) -> bytes:

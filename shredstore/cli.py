@@ -1,21 +1,33 @@
 """The `shredstore` command line.
 
-Exit codes: 0 done; 1 the command ran and found a problem; 2 a usage or configuration error
-(one line on stderr, never a traceback).
+Exit codes: 0 done; 1 the command ran and found a problem (verify found tampering, an erasure
+failed, a request file had bad lines); 2 a usage or configuration error (one line on stderr,
+never a traceback). Personal data is never printed: the commands work on subject ids, counts,
+field names and fingerprints.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich.console import Console
+from rich.progress import track
 
+import keyvault
+from keyvault import MasterKey
+from shredstore import erasure
 from shredstore.demo import run_demo
 from shredstore.errors import ConfigurationError, ShredstoreError, StoreUnavailable
+from shredstore.requests import ErasureRequest, read_requests
 from shredstore.storage.chain import LogHead
 from shredstore.store import DEFAULT_URL, EventStore
 
@@ -25,13 +37,48 @@ EXIT_PROBLEM = 1
 EXIT_USAGE = 2
 
 
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where the store is and how to open it, from the global options and the environment."""
+
+    url: str
+    vault_url: str | None
+    master_key_file: Path | None
+
+    def master_key(self, *, required: bool) -> MasterKey | None:
+        if self.master_key_file is not None:
+            return MasterKey.from_file(self.master_key_file)
+        text = os.environ.get("SHREDSTORE_MASTER_KEY")
+        if text:
+            return MasterKey.from_base64(text)
+        if required:
+            raise ConfigurationError(
+                "this command needs the master key: pass --master-key-file, or set "
+                "SHREDSTORE_MASTER_KEY_FILE or SHREDSTORE_MASTER_KEY")
+        return None
+
+    @contextmanager
+    def store(self, *, needs_key: bool = False, create: bool = False) -> Iterator[EventStore]:
+        with EventStore(self.url, master_key=self.master_key(required=needs_key),
+                        vault_url=self.vault_url, create=create) as store:
+            yield store
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--url", envvar="SHREDSTORE_URL", default=DEFAULT_URL, show_default=True,
               help="Database URL of the event store (or SHREDSTORE_URL).")
+@click.option("--vault-url", envvar="SHREDSTORE_VAULT_URL",
+              help="Database URL of the key vault, if not the event store's (or "
+                   "SHREDSTORE_VAULT_URL).")
+@click.option("--master-key-file", envvar="SHREDSTORE_MASTER_KEY_FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the base64 master key, mode 600 (or SHREDSTORE_MASTER_KEY_FILE;"
+                   " or the key itself in SHREDSTORE_MASTER_KEY).")
 @click.pass_context
-def cli(ctx: click.Context, url: str) -> None:
+def cli(ctx: click.Context, url: str, vault_url: str | None, master_key_file: Path | None
+        ) -> None:
     """An event store that honours the right to be forgotten."""
-    ctx.obj = {"url": url}
+    ctx.obj = Settings(url, vault_url, master_key_file)
 
 
 @cli.command()
@@ -46,10 +93,10 @@ def demo(folder: Path | None) -> None:
 
 
 @cli.command()
-@click.pass_context
-def init(ctx: click.Context) -> None:
+@click.pass_obj
+def init(settings: Settings) -> None:
     """Create the tables and triggers if missing (idempotent); restore dropped triggers."""
-    with _errors(), EventStore(ctx.obj["url"]) as store:
+    with _errors(), settings.store(create=True) as store:
         restored = store.restore_protection()
     for name in restored:
         click.echo(f"restored the missing immutability trigger {name}")
@@ -59,12 +106,12 @@ def init(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--expect-head", metavar="POSITION:HASH",
               help="An anchored log head kept from earlier; the log must still hold it.")
-@click.pass_context
-def verify(ctx: click.Context, expect_head: str | None) -> None:
-    """Check the hash chain and the immutability triggers; exit 1 on any finding."""
+@click.pass_obj
+def verify(settings: Settings, expect_head: str | None) -> None:
+    """Check the hash chain, the immutability triggers, and that no erased key is back."""
     with _errors():
         anchor = _parse_head(expect_head)
-        with EventStore(ctx.obj["url"]) as store:
+        with settings.store() as store:
             report = store.verify(expected_head=anchor)
     for finding in report.findings:
         click.echo(str(finding))
@@ -74,9 +121,211 @@ def verify(ctx: click.Context, expect_head: str | None) -> None:
         sys.exit(EXIT_PROBLEM)
 
 
+@cli.command()
+@click.argument("subject")
+@click.pass_obj
+def status(settings: Settings, subject: str) -> None:
+    """What the vault and the log hold of SUBJECT; exit 1 if the store knows nothing of it."""
+    with _errors(), settings.store() as store:
+        state = store.subject_status(subject)
+        footprint = store.subject_footprint(subject)
+    click.echo(f"{subject}: {state.state}")
+    if state.state == "erased" and state.erased_at is not None:
+        click.echo(f"  erased at {state.erased_at.isoformat()}"
+                   + (f", request {state.request_id}" if state.request_id else ""))
+    if state.key_fingerprint:
+        click.echo(f"  key fingerprint {state.key_fingerprint}")
+    click.echo(f"  {footprint.events} event(s) in {len(footprint.streams)} stream(s) hold its "
+               "personal data")
+    if state.state == "unknown" and footprint.mentions == 0:
+        _fail(EXIT_PROBLEM, "unknown subject: no key, no erasure record, no events")
+
+
+@cli.command()
+@click.argument("subjects", nargs=-1)
+@click.option("--reason", help="Why (e.g. 'GDPR Art. 17'); stored: no personal data.")
+@click.option("--request-id", help="The erasure request's id; stored: no personal data.")
+@click.option("--from-file", "request_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A batch of requests: CSV (subject,request_id,reason) or JSON lines.")
+@click.option("--dry-run", is_flag=True, help="Show what would be erased; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
+@click.option("--receipts", "receipt_dir", envvar="SHREDSTORE_RECEIPTS_DIR",
+              type=click.Path(file_okay=False, path_type=Path), default=Path("erasure-receipts"),
+              show_default=True, help="Folder the receipts are written to.")
+@click.option("--signing-key-file", envvar="SHREDSTORE_SIGNING_KEY_FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Ed25519 private key (PEM) to sign receipts with.")
+@click.option("--allow-unknown", is_flag=True,
+              help="Erase subjects the store knows nothing of (records a tombstone).")
+@click.pass_obj
+def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
+          request_id: str | None, request_file: Path | None, dry_run: bool, as_json: bool,
+          receipt_dir: Path, signing_key_file: Path | None, allow_unknown: bool) -> None:
+    """Erase SUBJECT...: destroy their keys, record it in the log, write receipts."""
+    with _errors():
+        requests = [ErasureRequest(0, subject, request_id, reason) for subject in subjects]
+        bad: list[str] = []
+        if request_file is not None:
+            parsed, bad = read_requests(request_file)
+            requests += parsed
+        if not requests and not bad:
+            raise click.UsageError("name at least one SUBJECT, or --from-file")
+        signing_key = (erasure.load_signing_key(signing_key_file)
+                       if signing_key_file is not None and not dry_run else None)
+        for problem in bad:
+            _emit(as_json, {"result": "invalid", "problem": problem}, f"skipped: {problem}")
+        counts = {"erased": 0, "already erased": 0, "would erase": 0, "failed": 0}
+        with settings.store() as store:
+            for request in _progress(requests, "erasing" if not dry_run else "checking"):
+                outcome = _erase_one(store, request, dry_run=dry_run, as_json=as_json,
+                                     receipt_dir=receipt_dir, signing_key=signing_key,
+                                     allow_unknown=allow_unknown)
+                counts[outcome] += 1
+    summary = ", ".join(f"{n} {label}" for label, n in counts.items() if n)
+    if bad:
+        summary += f", {len(bad)} invalid request(s)"
+    click.echo(summary or "nothing to do", err=as_json)
+    if counts["failed"] or bad:
+        sys.exit(EXIT_PROBLEM)
+
+
+@cli.command()
+@click.pass_obj
+def reconcile(settings: Settings) -> None:
+    """Erase again every key the vault holds for a subject the log's ledger says is erased."""
+    with _errors(), settings.store() as store:
+        report = erasure.reconcile(store)
+    for subject in report.re_erased:
+        click.echo(f"re-erased {subject}: the vault held its key again")
+    for subject in report.recorded:
+        click.echo(f"recorded {subject} in the ledger: erased in the vault, missing from the log")
+    click.echo(f"{report.ledger_entries} ledger entries checked: "
+               + ("nothing to do" if not report.changed else
+                  f"{len(report.re_erased)} re-erased, {len(report.recorded)} recorded"))
+
+
+@cli.group()
+def receipt() -> None:
+    """Erasure receipts."""
+
+
+@receipt.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The signer's Ed25519 key (PEM); without it, the key the receipt names.")
+def receipt_verify(file: Path, public_key: Path | None) -> None:
+    """Check the signature of an erasure receipt; exit 1 if it does not hold."""
+    with _errors():
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ConfigurationError(f"cannot read {file}: {error.strerror}") from None
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigurationError(f"{file} is not JSON") from None
+        if not isinstance(data, dict):
+            raise ConfigurationError(f"{file} is not an erasure receipt")
+        key = erasure.load_public_key(public_key) if public_key is not None else None
+        check = erasure.verify_receipt(data, public_key=key)
+    if not check.ok:
+        _fail(EXIT_PROBLEM, f"{file}: {check.message}")
+    click.echo(f"{file}: {check.message}"
+               + ("" if public_key else "; pass --public-key to check whose key it is"))
+
+
+@cli.group()
+def keys() -> None:
+    """Master and signing keys."""
+
+
+@keys.command("new-signing-key")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def new_signing_key(out: Path) -> None:
+    """Write a new Ed25519 key for signing erasure receipts (mode 600)."""
+    with _errors():
+        key_id = erasure.generate_signing_key(out)
+    click.echo(f"wrote signing key {key_id} to {out}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="shredstore")
+
+
+def _erase_one(store: EventStore, request: ErasureRequest, *, dry_run: bool, as_json: bool,
+               receipt_dir: Path, signing_key: Any, allow_unknown: bool) -> str:
+    """Handle one request; the outcome's name for the summary."""
+    subject, where = request.subject, request.where()
+    try:
+        state = store.subject_status(subject).state
+        footprint = store.subject_footprint(subject)
+        if state == "unknown" and footprint.mentions == 0 and not allow_unknown:
+            _emit(as_json, {"subject": subject, "request_id": request.request_id,
+                            "result": "failed", "problem": "unknown subject"},
+                  f"{where}{subject}: unknown subject: nothing held "
+                  "(--allow-unknown records the erasure anyway)")
+            return "failed"
+        if dry_run:
+            _emit(as_json, {"subject": subject, "result": "dry run", "state": state,
+                            **footprint.to_dict()},
+                  _describe_footprint(where, state, footprint))
+            return "would erase" if state != "erased" else "already erased"
+        receipt = store.erase_subject(subject, reason=request.reason,
+                                      request_id=request.request_id, signing_key=signing_key)
+    except (ConfigurationError, keyvault.VaultConfigurationError) as error:
+        _emit(as_json, {"subject": subject, "result": "failed", "problem": str(error)},
+              f"{where}{subject}: {error}")
+        return "failed"
+    path = _write_receipt(receipt_dir, receipt)
+    outcome = "already erased" if receipt.already_erased else "erased"
+    if not receipt.ok:
+        outcome = "failed"
+    _emit(as_json, {"subject": subject, "request_id": receipt.request_id, "result": outcome,
+                    "receipt": str(path), "events": receipt.footprint.events,
+                    "streams": len(receipt.footprint.streams),
+                    "check": receipt.check.to_dict()["result"]},
+          f"{where}{subject}: {outcome}; {receipt.footprint.events} event(s) in "
+          f"{len(receipt.footprint.streams)} stream(s); {receipt.check.to_dict()['result']}; "
+          f"receipt {path}")
+    return outcome
+
+
+def _describe_footprint(where: str, state: str, footprint: erasure.Footprint) -> str:
+    lines = [f"{where}{footprint.subject_id}: {state}; would make {footprint.events} event(s) "
+             f"in {len(footprint.streams)} stream(s) and {footprint.snapshots} snapshot(s) "
+             "read as redacted"]
+    if footprint.event_types:
+        lines.append(f"  event types: {', '.join(footprint.event_types)}")
+    if footprint.personal_fields:
+        lines.append(f"  personal fields: {', '.join(footprint.personal_fields)}")
+    return "\n".join(lines)
+
+
+def _write_receipt(folder: Path, receipt: erasure.ErasureReceipt) -> Path:
+    """Write the receipt under a name that does not spell out the subject id."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(f"cannot create {folder}: {error.strerror}") from None
+    digest = hashlib.sha256(receipt.subject_id.encode()).hexdigest()[:12]
+    stamp = receipt.issued_at.strftime("%Y%m%dT%H%M%S%fZ")
+    path = folder / f"erasure-{digest}-{stamp}.json"
+    try:
+        path.write_text(receipt.to_json(), encoding="utf-8")
+    except OSError as error:
+        raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
+    return path
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False) if as_json else text)
+
+
+def _progress(items: list[ErasureRequest], label: str) -> Iterator[ErasureRequest]:
+    """`items`, with a progress bar on an interactive terminal (stderr) for batches."""
+    if len(items) < 2 or not sys.stderr.isatty():
+        yield from items
+        return
+    yield from track(items, description=label, transient=True, console=Console(stderr=True))
 
 
 def _parse_head(text: str | None) -> LogHead | None:
@@ -92,12 +341,13 @@ def _parse_head(text: str | None) -> LogHead | None:
 def _errors() -> Iterator[None]:
     try:
         yield
-    except (ConfigurationError, StoreUnavailable) as error:
+    except (ConfigurationError, StoreUnavailable, keyvault.VaultConfigurationError,
+            keyvault.WrongMasterKeyError, keyvault.VaultUnavailable) as error:
         _fail(EXIT_USAGE, error)
-    except ShredstoreError as error:
+    except (ShredstoreError, keyvault.KeyVaultError) as error:
         _fail(EXIT_PROBLEM, error)
 
 
-def _fail(code: int, error: Exception, echo: Callable[..., Any] = click.echo) -> NoReturn:
+def _fail(code: int, error: Exception | str, echo: Callable[..., Any] = click.echo) -> NoReturn:
     echo(f"shredstore: {error}", err=True)
     sys.exit(code)

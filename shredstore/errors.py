@@ -5,6 +5,7 @@ too, so ``except LookupError`` keeps working for callers that never heard of shr
 
     ShredstoreError
     ├── ConfigurationError (ValueError)       a URL or option that cannot work
+    │   └── NotInitialisedError               no event store there yet: `shredstore init`
     ├── WrongExpectedVersion                  optimistic concurrency: the stream moved on
     ├── DuplicateEventError (ValueError)      an event id already stored elsewhere
     ├── UnknownEventType (LookupError)        no class is registered for a stored type name
@@ -33,6 +34,7 @@ __all__ = [
     "DuplicateEventError",
     "EventDecodingError",
     "ImmutableLogError",
+    "NotInitialisedError",
     "ShredstoreError",
     "StorageError",
     "StoreUnavailable",
@@ -49,6 +51,10 @@ class ShredstoreError(Exception):
 
 class ConfigurationError(ShredstoreError, ValueError):
     """A URL, option or declaration that cannot work; fix the configuration and retry."""
+
+
+class NotInitialisedError(ConfigurationError):
+    """The database has no event store (opened with ``create=False``): run `shredstore init`."""
 
 
 class WrongExpectedVersion(ShredstoreError):

@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, JsonValue
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 import keyvault
-from keyvault import ErasureResult, KeyProvider, KeyRing, KeyVault, SubjectStatus
+from keyvault import KeyProvider, KeyRing, KeyVault, SubjectStatus
+from shredstore import erasure
 from shredstore import expected as _expected
+from shredstore.erasure import CiphertextCheck, ErasureReceipt, Footprint
 from shredstore.errors import (
     ConfigurationError,
     DuplicateEventError,
     EventDecodingError,
+    NotInitialisedError,
     SubjectErasedError,
+    TamperedError,
 )
 from shredstore.events import Event, EventRegistry, RecordedEvent, default_registry
 from shredstore.expected import ANY, ExpectedVersion
-from shredstore.mapping.mapper import EventMapper, encode_metadata, page_subjects
+from shredstore.mapping.mapper import (
+    EventMapper,
+    encode_metadata,
+    open_one,
+    page_subjects,
+    parse_groups,
+)
 from shredstore.mapping.snapshots import snapshot_of, state_from
-from shredstore.personal import plan_of
+from shredstore.personal import dotted, plan_of
 from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, verify_rows
 from shredstore.storage.engine import create_engine
 from shredstore.storage.log import AppendResult, EventLog
@@ -33,6 +45,7 @@ __all__ = ["DEFAULT_URL", "EventStore"]
 
 M = TypeVar("M", bound=BaseModel)
 
+_EMPTY_METADATA = "{}"
 _KEY_RACE_ATTEMPTS = 3  # a new subject's key raced by another process: seal again
 
 DEFAULT_URL = "sqlite:///shredstore.db"
@@ -46,7 +59,8 @@ class EventStore:
     SQLAlchemy `Engine`. Personal-data fields are sealed with their subject's key from the key
     vault, which lives in the same database unless `vault_url` names another. Without a master
     key the store appends and reads events without personal data, and can erase subjects.
-    The tables are created if missing. Use it as a context manager, or call `close()`.
+    The tables are created if missing (``create=False``: `NotInitialisedError` instead). Use
+    it as a context manager, or call `close()`.
     """
 
     def __init__(
@@ -57,6 +71,7 @@ class EventStore:
         vault_url: str | URL | Engine | None = None,
         registry: EventRegistry = default_registry,
         cache_size: int = 10_000,
+        create: bool = True,
     ) -> None:
         self._owns_engine = not isinstance(url, Engine)
         self._engine = create_engine(url)
@@ -64,9 +79,14 @@ class EventStore:
         shared = vault_url is None or vault_url == url
         self._log = EventLog(self._engine)
         self._snapshots = SnapshotTable(self._engine)
+        if registry.find(erasure.SubjectErased.__event_type__) is None:
+            registry.register(erasure.SubjectErased)  # the ledger's events read as themselves
         self._registry = registry
         self._mapper = EventMapper(registry)
         try:
+            if not create and not self._log.is_installed():
+                raise NotInitialisedError(
+                    f"no event store at {_shown(url)}: run `shredstore init` first")
             self._log.install()
             self._vault = _open_vault(self._engine if vault_url is None or shared else vault_url,
                                       master_key=master_key, cache_size=cache_size)
@@ -100,6 +120,10 @@ class EventStore:
         again after a commit (a retry) stores nothing and returns the first result.
         """
         _check_stream_id(stream_id)
+        if stream_id.startswith("$"):
+            raise ConfigurationError(
+                "stream ids starting with $ are reserved for the store's own streams "
+                "(such as the erasure ledger, $erasures)")
         expected_version = _expected.validate(expected_version)
         batch = list(events)
         if len({event.event_id for event in batch}) != len(batch):
@@ -169,17 +193,51 @@ class EventStore:
         return self._decode(self._log.read_subject(subject_id, after=after))
 
     def erase_subject(
-        self, subject_id: str, *, reason: str | None = None, request_id: str | None = None
-    ) -> ErasureResult:
+        self,
+        subject_id: str,
+        *,
+        reason: str | None = None,
+        request_id: str | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
+    ) -> ErasureReceipt:
         """Destroy the subject's key: from now on its personal fields read as redacted.
 
-        Idempotent. The log is not rewritten. `reason` and `request_id` are kept with the
-        erasure record: never put personal data in them.
+        Idempotent. The log is not rewritten; a `SubjectErased` event (no personal data) is
+        appended to the ledger stream ``$erasures``, once per subject. Returns the erasure
+        receipt (signed with `signing_key`, an Ed25519 private key, if given): see
+        `shredstore.erasure`. `reason` and `request_id` are kept with the erasure record and
+        in the ledger: never put personal data in them.
         """
-        try:
-            return self.vault.erase(subject_id, reason=reason, request_id=request_id)
-        except keyvault.VaultConfigurationError as error:
-            raise ConfigurationError(str(error)) from None
+        return erasure.erase(self, subject_id, reason=reason, request_id=request_id,
+                             signing_key=signing_key)
+
+    def subject_footprint(self, subject_id: str) -> Footprint:
+        """What the log holds of the subject's personal data: events, streams, event types,
+        fields and snapshots (from the subject index and the stored groups; nothing opened)."""
+        if not isinstance(subject_id, str) or not subject_id:
+            raise ConfigurationError("a subject id is a non-empty string")
+        events = mentions = 0
+        streams: dict[str, None] = {}
+        types: dict[str, None] = {}
+        fields: dict[str, None] = {}
+        for page in self._log.read_subject(subject_id):
+            for row in page:
+                mentions += 1
+                mine = [group for group in _groups_of(row) if group.get("subject") == subject_id]
+                if not mine:
+                    continue
+                events += 1
+                streams[row.stream_id] = None
+                types[row.event_type] = None
+                for group in mine:
+                    for path in group.get("paths", ()):
+                        fields[f"{row.event_type}:{dotted(path)}"] = None
+        snapshots = sum(
+            1 for personal in self._snapshots.personal_columns(streams)
+            if any(group.get("subject") == subject_id
+                   for group in _parsed_or_empty(personal)))
+        return Footprint(subject_id, events, tuple(streams), tuple(sorted(types)),
+                         tuple(sorted(fields)), snapshots, mentions)
 
     def subject_status(self, subject_id: str) -> SubjectStatus:
         """Whether the subject has a key ("active"), was "erased" (and when), or is "unknown"."""
@@ -200,17 +258,24 @@ class EventStore:
     def verify(self, *, expected_head: LogHead | None = None) -> VerifyReport:
         """Walk the whole log and report, by position, every row that is not as written.
 
-        Also reports immutability triggers that are missing, and, given an `expected_head`
-        kept from earlier, a log truncated or rewritten behind that anchor.
+        Also reports immutability triggers that are missing, keys the vault holds again for
+        subjects the erasure ledger says are erased ("resurrected", after a vault restore: run
+        `erasure.reconcile`), and, given an `expected_head` kept from earlier, a log truncated
+        or rewritten behind that anchor.
         """
         report = verify_rows(self._log.rows(), expected_head=expected_head)
-        missing = self._log.missing_triggers()
-        if not missing:
-            return report
         extra = tuple(
             Finding("unprotected", None, f"the immutability trigger {name} is missing")
-            for name in missing
+            for name in self._log.missing_triggers()
+        ) + tuple(
+            Finding("resurrected", position,
+                    f"the vault holds a key again for subject {subject!r}, which the erasure "
+                    "ledger says was erased (a vault restored from a backup?): run "
+                    "`shredstore reconcile`")
+            for subject, position in erasure.resurrected(self)
         )
+        if not extra:
+            return report
         return VerifyReport(report.events_checked, report.head, extra + report.findings)
 
     def save_snapshot(
@@ -282,6 +347,51 @@ class EventStore:
         with self.vault.keyring(refresh=refresh, defer_creation=defer_creation) as ring:
             yield ring
 
+    def _append_system(self, stream_id: str, events: list[Event]) -> AppendResult:
+        """Append to a system stream (``$...``), which `append` refuses."""
+        return self._append(stream_id, events, _EMPTY_METADATA, ANY, needs_keys=False)
+
+    def _ledger_position(self, subject_id: str) -> int | None:
+        """The position of the subject's entry in the erasure ledger, if it has one."""
+        for page in self._log.read_subject(subject_id):
+            for row in page:
+                if row.stream_id == erasure.LEDGER_STREAM:
+                    return row.position
+        return None
+
+    def _check_sealed(self, subject_id: str, *, sample: int) -> CiphertextCheck:
+        """Try to open the first and last of the subject's sealed values, as the vault is now."""
+        head: list[tuple[StoredRow, dict[str, Any]]] = []
+        tail: collections.deque[tuple[StoredRow, dict[str, Any]]] = collections.deque(
+            maxlen=sample - sample // 2)
+        total = 0
+        for page in self._log.read_subject(subject_id):
+            for row in page:
+                for group in _groups_of(row):
+                    if group.get("subject") != subject_id or "sealed" not in group:
+                        continue
+                    total += 1
+                    if len(head) < sample // 2:
+                        head.append((row, group))
+                    else:
+                        tail.append((row, group))
+        opened = failed = checked = 0
+        with self.vault.keyring() as ring:
+            for row, group in (*head, *tail):
+                try:
+                    if open_one(ring, row.event_id, group):
+                        opened += 1
+                    checked += 1
+                except keyvault.KeyErasedError:
+                    checked += 1
+                except (keyvault.TamperedError, TamperedError):
+                    failed += 1
+                    checked += 1
+                except keyvault.KeyVaultError:
+                    pass  # cannot try (no master key, no key found): key_held says the rest
+        held = self.vault.status(subject_id).state == "active"
+        return CiphertextCheck(total, checked, opened, failed, held)
+
     def _append(self, stream_id: str, batch: list[Event], metadata: str,
                 expected_version: int | ExpectedVersion, needs_keys: bool) -> AppendResult:
         """One attempt at an append; KeyCreationConflict if a new key lost a race."""
@@ -317,9 +427,32 @@ class EventStore:
         self.close()
 
 
+def _shown(url: str | URL | Engine) -> str:
+    """A database URL for messages, without its password."""
+    if isinstance(url, Engine):
+        url = url.url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for a message
+        return "the given URL"
+
+
 def _check_stream_id(stream_id: object) -> None:
     if not isinstance(stream_id, str) or not stream_id:
         raise ConfigurationError("a stream id is a non-empty string")
+
+
+def _groups_of(row: StoredRow) -> list[dict[str, Any]]:
+    """A row's stored personal groups (dicts only); [] if none or malformed (verify reports)."""
+    return [] if row.personal is None else _parsed_or_empty(row.personal)
+
+
+def _parsed_or_empty(personal: str) -> list[dict[str, Any]]:
+    try:
+        groups = parse_groups(personal, "")
+    except TamperedError:
+        return []
+    return [group for group in groups if isinstance(group, dict)]
 
 
 def _check_count(name: str, value: object, *, minimum: int) -> None:

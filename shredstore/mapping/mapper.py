@@ -34,7 +34,8 @@ from shredstore.personal import REDACTED, dotted, plan_of, put, redacted_paths
 from shredstore.storage.chain import StoredRow
 from shredstore.storage.log import NewRow
 
-__all__ = ["EventMapper", "encode_metadata", "open_groups", "page_subjects", "parse_groups"]
+__all__ = ["EventMapper", "encode_metadata", "open_groups", "open_one", "page_subjects",
+           "parse_groups"]
 
 _EMPTY_METADATA = "{}"
 _AAD_PREFIX = b"shredstore.event.v1\x00"
@@ -244,6 +245,17 @@ def _open_group(ring: KeyRing | None, group: dict[str, Any], data: dict[str, Any
             data[path[0]] = value
         else:
             put(data, path, value)
+    return True
+
+
+def open_one(ring: KeyRing, event_id: UUID, group: dict[str, Any]) -> bool:
+    """Open one stored group with `ring`: True if it opens (raises as `KeyRing.open` does)."""
+    try:
+        sealed = base64.b64decode(group["sealed"], validate=True)
+        aad = _aad_prefix(event_id) + pydantic_core.to_json(group["paths"])
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise TamperedError("a stored personal group is malformed; run verify()") from None
+    ring.open(group["subject"], sealed, aad=aad)
     return True
 
 

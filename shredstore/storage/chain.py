@@ -91,7 +91,8 @@ class LogHead:
 
 
 FindingKind = Literal[
-    "modified", "deleted", "inserted", "reordered", "unlinked", "anchor", "unprotected"
+    "modified", "deleted", "inserted", "reordered", "unlinked", "anchor", "unprotected",
+    "resurrected",
 ]
 
 

@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -128,6 +129,16 @@ class EventLog:
         self._id_param: Callable[[UUID], Any] = (lambda u: u) if postgres else _hex
         self._time_param: Callable[[datetime], Any] = (
             (lambda t: t) if postgres else _sqlite_time)
+
+    def is_installed(self) -> bool:
+        """Whether the events table exists (an SQLite file is not created to find out)."""
+        url = self._engine.url
+        database = url.database
+        if (url.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+                and not Path(database).exists()):
+            return False
+        with translate_errors(), self._engine.connect() as conn:
+            return sa.inspect(conn).has_table(schema.EVENTS.name)
 
     def install(self) -> None:
         """Create the table and its immutability triggers if missing."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -65,3 +66,13 @@ class SnapshotTable:
         with translate_errors(), self._engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(_T)
                                     .where(_T.c.stream_id == stream_id)).scalar_one())
+
+    def personal_columns(self, stream_ids: Collection[str]) -> Iterator[str]:
+        """The personal columns of the snapshots of `stream_ids` that have one."""
+        wanted = sorted(set(stream_ids))
+        for start in range(0, len(wanted), 500):
+            with translate_errors(), self._engine.connect() as conn:
+                rows = conn.execute(sa.select(_T.c.personal).where(
+                    _T.c.stream_id.in_(wanted[start:start + 500]),
+                    _T.c.personal.is_not(None))).all()
+            yield from (personal for (personal,) in rows)

@@ -71,7 +71,7 @@ def test_a_separate_vault_is_a_second_schema(
                     vault_url=second_postgres_url) as store:
         store.append("s", [customer("c-1")])
         store.erase_subject("c-1")
-        assert [r.redacted_fields for r in store.read_all()] == [{"name", "email"}]
+        assert [r.redacted_fields for r in store.read_stream("s")] == [{"name", "email"}]
     events_tables, vault_tables = set(table_dumps(postgres_url)), set(
         table_dumps(second_postgres_url))
     assert {"shredstore_events", "shredstore_event_subjects"} <= events_tables

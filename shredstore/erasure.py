@@ -1,0 +1,408 @@
+"""The erasure workflow: destroy a subject's key, record it in the log, prove it in a receipt.
+
+An erasure (`erase`) deletes the subject's key and records the vault's tombstone, then appends a
+`SubjectErased` event, which holds no personal data, to the system stream ``$erasures``: the log
+itself is the durable ledger of erasures, as tamper-evident as every other event. The erasure
+returns an `ErasureReceipt`: what was held, the log head at erasure, the fingerprint of the
+destroyed key, and a check that the subject's ciphertext no longer opens; signed with Ed25519 if
+a signing key is given, so that `verify_receipt` can later show it was not edited.
+
+A vault restored from an old backup brings erased keys back. `reconcile` reads the ledger and
+erases again every key the vault still holds for a subject the ledger says is erased (and
+records in the ledger any tombstone the ledger lacks, e.g. after a crash between the two steps).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+import keyvault
+from keyvault import ErasureResult
+from shredstore.errors import ConfigurationError
+from shredstore.events import Event
+from shredstore.personal import SubjectId
+from shredstore.storage.chain import LogHead
+
+if TYPE_CHECKING:
+    from shredstore.store import EventStore
+
+__all__ = [
+    "LEDGER_STREAM",
+    "RECEIPT_FORMAT",
+    "CiphertextCheck",
+    "ErasureReceipt",
+    "Footprint",
+    "ReceiptCheck",
+    "ReconcileReport",
+    "SubjectErased",
+    "erase",
+    "generate_signing_key",
+    "load_public_key",
+    "load_signing_key",
+    "reconcile",
+    "verify_receipt",
+]
+
+LEDGER_STREAM = "$erasures"
+"""The system stream of `SubjectErased` events: the erasure ledger."""
+
+RECEIPT_FORMAT = "shredstore.erasure-receipt/1"
+
+CHECK_SAMPLE = 100
+"""At most this many of the subject's sealed values are tried after erasure (first and last)."""
+
+
+class SubjectErased(Event, type_name="shredstore.SubjectErased"):
+    """A subject's key was destroyed. The erasure ledger's event: no personal data.
+
+    `recorded_by` is "erase", or "reconcile" where the ledger entry was added afterwards for a
+    tombstone the ledger lacked.
+    """
+
+    subject_id: SubjectId
+    erased_at: datetime
+    request_id: str | None = None
+    reason: str | None = None
+    key_fingerprint: str | None = None
+    recorded_by: Literal["erase", "reconcile"] = "erase"
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """What the log holds of a subject's personal data (read from the subject index)."""
+
+    subject_id: str
+    events: int
+    """Events holding personal data of the subject."""
+    streams: tuple[str, ...]
+    event_types: tuple[str, ...]
+    personal_fields: tuple[str, ...]
+    """As ``event_type:field.path``."""
+    snapshots: int
+    """Snapshots holding personal data of the subject."""
+    mentions: int
+    """Events that name the subject at all (with or without its personal data)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subject": self.subject_id, "events": self.events,
+                "streams": list(self.streams), "event_types": list(self.event_types),
+                "personal_fields": list(self.personal_fields), "snapshots": self.snapshots,
+                "events_naming_subject": self.mentions}
+
+
+@dataclass(frozen=True, slots=True)
+class CiphertextCheck:
+    """After erasure: of the subject's `sealed_values`, `checked` were tried; `opened` opened."""
+
+    sealed_values: int
+    checked: int
+    opened: int
+    failed: int
+    """Values that failed authentication (tampered), neither opened nor redacted."""
+    key_held: bool
+    """Whether the vault still holds a key for the subject."""
+
+    @property
+    def ok(self) -> bool:
+        return self.opened == 0 and self.failed == 0 and not self.key_held
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sealed_values": self.sealed_values, "checked": self.checked,
+                "opened": self.opened, "failed_authentication": self.failed,
+                "key_held": self.key_held,
+                "result": "no ciphertext of the subject opens" if self.ok
+                else "the subject's data can still be opened"}
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReceipt:
+    """The evidence of one erasure; `to_json` is what the CLI writes and `verify_receipt` checks.
+
+    Also answers as `keyvault.ErasureResult` did: `already_erased`, `held_key`, `erased_at`.
+    """
+
+    subject_id: str
+    erased_at: datetime
+    already_erased: bool
+    held_key: bool
+    key_fingerprint: str | None
+    request_id: str | None
+    reason: str | None
+    footprint: Footprint
+    log_head: LogHead
+    ledger_position: int | None
+    check: CiphertextCheck
+    issued_at: datetime
+    signature: dict[str, str] | None = field(default=None)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the check found nothing of the subject's data that still opens."""
+        return self.check.ok
+
+    def body(self) -> dict[str, Any]:
+        """The receipt without its signature: what a signature covers."""
+        return {
+            "format": RECEIPT_FORMAT,
+            "subject": self.subject_id,
+            "request_id": self.request_id,
+            "reason": self.reason,
+            "erased_at": self.erased_at.isoformat(),
+            "already_erased": self.already_erased,
+            "held": {"events": self.footprint.events, "streams": len(self.footprint.streams),
+                     "snapshots": self.footprint.snapshots},
+            "log_head": {"position": self.log_head.position,
+                         "hash": self.log_head.hash.hex()},
+            "ledger_position": self.ledger_position,
+            "key": {"held": self.held_key, "fingerprint": self.key_fingerprint},
+            "check": self.check.to_dict(),
+            "issued_at": self.issued_at.isoformat(),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.body()
+        if self.signature is not None:
+            data["signature"] = dict(self.signature)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def signed(self, key: Ed25519PrivateKey) -> ErasureReceipt:
+        """This receipt signed with `key` (Ed25519 over its canonical JSON)."""
+        public = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                               serialization.PublicFormat.Raw)
+        return _replace_signature(self, {
+            "algorithm": "Ed25519",
+            "public_key": base64.b64encode(public).decode(),
+            "key_id": _key_id(public),
+            "value": base64.b64encode(key.sign(_canonical(self.body()))).decode(),
+        })
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptCheck:
+    """The outcome of `verify_receipt`: `ok`, and why not."""
+
+    ok: bool
+    message: str
+    key_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    """What `reconcile` found and did."""
+
+    ledger_entries: int
+    re_erased: tuple[str, ...]
+    """Subjects the ledger says are erased whose key the vault held again: erased again."""
+    recorded: tuple[str, ...]
+    """Subjects erased in the vault that the ledger lacked: entries appended."""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.re_erased or self.recorded)
+
+
+def erase(
+    store: EventStore,
+    subject_id: str,
+    *,
+    reason: str | None = None,
+    request_id: str | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
+) -> ErasureReceipt:
+    """Erase the subject (idempotent), record it in the ledger once, and return the receipt."""
+    footprint = store.subject_footprint(subject_id)
+    result = _erase_key(store, subject_id, reason=reason, request_id=request_id)
+    ledger_position = store._ledger_position(subject_id)
+    if ledger_position is None:
+        entry = SubjectErased(subject_id=subject_id, erased_at=result.erased_at,
+                              request_id=result.request_id, reason=result.reason,
+                              key_fingerprint=result.key_fingerprint)
+        ledger_position = _record(store, entry)
+    receipt = ErasureReceipt(
+        subject_id=subject_id, erased_at=result.erased_at,
+        already_erased=result.already_erased, held_key=result.held_key,
+        key_fingerprint=result.key_fingerprint, request_id=result.request_id,
+        reason=result.reason, footprint=footprint, log_head=store.head(),
+        ledger_position=ledger_position, check=check_ciphertext(store, subject_id),
+        issued_at=datetime.now(UTC),
+    )
+    return receipt.signed(signing_key) if signing_key is not None else receipt
+
+
+def check_ciphertext(store: EventStore, subject_id: str) -> CiphertextCheck:
+    """Try the first and last of the subject's sealed values with the vault as it is now."""
+    return store._check_sealed(subject_id, sample=CHECK_SAMPLE)
+
+
+def ledger(store: EventStore) -> dict[str, tuple[int, SubjectErased]]:
+    """The erasure ledger: each subject's first `SubjectErased` entry, with its position."""
+    entries: dict[str, tuple[int, SubjectErased]] = {}
+    for record in store.read_stream(LEDGER_STREAM):
+        event = record.event
+        if isinstance(event, SubjectErased) and event.subject_id not in entries:
+            entries[event.subject_id] = (record.position, event)
+    return entries
+
+
+def reconcile(store: EventStore, *, progress: Callable[[int, int], None] | None = None
+              ) -> ReconcileReport:
+    """Erase again every key the vault holds for a subject the ledger says is erased; add to
+    the ledger every tombstone it lacks. Idempotent."""
+    entries = ledger(store)
+    re_erased = []
+    for done, (subject, (_, entry)) in enumerate(sorted(entries.items()), start=1):
+        if store.subject_status(subject).state != "erased":
+            _erase_key(store, subject, request_id=entry.request_id,
+                       reason="re-erased by reconcile (the vault held the key again)")
+            re_erased.append(subject)
+        if progress is not None:
+            progress(done, len(entries))
+    recorded = []
+    for status in store.vault.erasures():
+        if status.subject_id in entries:
+            continue
+        _record(store, SubjectErased(
+            subject_id=status.subject_id, erased_at=status.erased_at or datetime.now(UTC),
+            request_id=status.request_id, reason=status.reason,
+            key_fingerprint=status.key_fingerprint, recorded_by="reconcile"))
+        recorded.append(status.subject_id)
+    return ReconcileReport(len(entries), tuple(re_erased), tuple(recorded))
+
+
+def resurrected(store: EventStore) -> list[tuple[str, int]]:
+    """Subjects the ledger says are erased for which the vault holds a key again, each with
+    the position of its ledger entry."""
+    entries = ledger(store)
+    if not entries:
+        return []
+    subjects = sorted(entries)
+    erased = frozenset().union(*(store.vault.erased_subjects(subjects[i:i + 500])
+                                 for i in range(0, len(subjects), 500)))
+    return [(subject, entries[subject][0]) for subject in sorted(entries)
+            if subject not in erased and store.subject_status(subject).state == "active"]
+
+
+# Signing
+
+
+def generate_signing_key(path: Path) -> str:
+    """Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600) to `path`; return its key id."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    try:
+        with path.open("xb") as out:
+            path.chmod(0o600)
+            out.write(pem)
+    except FileExistsError:
+        raise ConfigurationError(f"{path} exists: not overwriting a key") from None
+    except OSError as error:
+        raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
+    return _key_id(_raw_public(key.public_key()))
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a PEM file; ConfigurationError (without contents) if not."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the signing key {path}: {error.strerror}") from None
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"{path} is not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigurationError(f"{path} is not an Ed25519 key")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """An Ed25519 public key: a PEM public key, or the PEM private key it belongs to."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the public key {path}: {error.strerror}") from None
+    try:
+        key: object = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError):
+            raise ConfigurationError(f"{path} is not a PEM Ed25519 key") from None
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigurationError(f"{path} is not an Ed25519 key")
+    return key
+
+
+def verify_receipt(  # noqa: PLR0911 - one return per way a receipt can fail
+    receipt: Mapping[str, Any], *, public_key: Ed25519PublicKey | None = None
+) -> ReceiptCheck:
+    """Check a receipt's signature; against `public_key` if given (else the one it names)."""
+    if receipt.get("format") != RECEIPT_FORMAT:
+        return ReceiptCheck(False, "not a shredstore erasure receipt")
+    signature = receipt.get("signature")
+    if signature is None:
+        return ReceiptCheck(False, "the receipt is not signed")
+    try:
+        if signature["algorithm"] != "Ed25519":
+            return ReceiptCheck(False, f"unsupported signature algorithm {signature['algorithm']}")
+        named = base64.b64decode(signature["public_key"], validate=True)
+        value = base64.b64decode(signature["value"], validate=True)
+        key = public_key or Ed25519PublicKey.from_public_bytes(named)
+    except (KeyError, TypeError, ValueError):
+        return ReceiptCheck(False, "the signature block is malformed")
+    key_id = _key_id(_raw_public(key))
+    if public_key is not None and _raw_public(public_key) != named:
+        return ReceiptCheck(False, f"signed by key {_key_id(named)}, not by {key_id}", key_id)
+    body = {name: value for name, value in receipt.items() if name != "signature"}
+    try:
+        key.verify(value, _canonical(body))
+    except InvalidSignature:
+        return ReceiptCheck(False, "the signature does not match: the receipt was altered",
+                            key_id)
+    return ReceiptCheck(True, f"signature valid (key {key_id})", key_id)
+
+
+def _erase_key(store: EventStore, subject_id: str, *, reason: str | None,
+               request_id: str | None) -> ErasureResult:
+    try:
+        return store.vault.erase(subject_id, reason=reason, request_id=request_id)
+    except keyvault.VaultConfigurationError as error:
+        raise ConfigurationError(str(error)) from None
+
+
+def _record(store: EventStore, entry: SubjectErased) -> int:
+    """Append a ledger entry; its position."""
+    return store._append_system(LEDGER_STREAM, [entry]).positions[0]
+
+
+def _canonical(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _raw_public(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _key_id(public: bytes) -> str:
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
+def _replace_signature(receipt: ErasureReceipt, signature: dict[str, str]) -> ErasureReceipt:
+    return dataclasses.replace(receipt, signature=signature)
