@@ -257,14 +257,15 @@ def _erase_one(store: EventStore, request: ErasureRequest, *, dry_run: bool, as_
     subject, where = request.subject, request.where()
     try:
         state = store.subject_status(subject).state
-        footprint = store.subject_footprint(subject)
-        if state == "unknown" and footprint.mentions == 0 and not allow_unknown:
+        refuse_unknown = state == "unknown" and not allow_unknown
+        footprint = store.subject_footprint(subject) if dry_run or refuse_unknown else None
+        if refuse_unknown and footprint is not None and footprint.mentions == 0:
             _emit(as_json, {"subject": subject, "request_id": request.request_id,
                             "result": "failed", "problem": "unknown subject"},
                   f"{where}{subject}: unknown subject: nothing held "
                   "(--allow-unknown records the erasure anyway)")
             return "failed"
-        if dry_run:
+        if dry_run and footprint is not None:
             _emit(as_json, {"subject": subject, "result": "dry run", "state": state,
                             **footprint.to_dict()},
                   _describe_footprint(where, state, footprint))

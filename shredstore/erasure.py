@@ -225,9 +225,9 @@ def erase(
     signing_key: Ed25519PrivateKey | None = None,
 ) -> ErasureReceipt:
     """Erase the subject (idempotent), record it in the ledger once, and return the receipt."""
-    footprint = store.subject_footprint(subject_id)
+    scan = store._scan_subject(subject_id, sample=CHECK_SAMPLE)
     result = _erase_key(store, subject_id, reason=reason, request_id=request_id)
-    ledger_position = store._ledger_position(subject_id)
+    ledger_position = scan.ledger_position
     if ledger_position is None:
         entry = SubjectErased(subject_id=subject_id, erased_at=result.erased_at,
                               request_id=result.request_id, reason=result.reason,
@@ -237,16 +237,11 @@ def erase(
         subject_id=subject_id, erased_at=result.erased_at,
         already_erased=result.already_erased, held_key=result.held_key,
         key_fingerprint=result.key_fingerprint, request_id=result.request_id,
-        reason=result.reason, footprint=footprint, log_head=store.head(),
-        ledger_position=ledger_position, check=check_ciphertext(store, subject_id),
+        reason=result.reason, footprint=scan.footprint, log_head=store.head(),
+        ledger_position=ledger_position, check=store._try_sealed(subject_id, scan),
         issued_at=datetime.now(UTC),
     )
     return receipt.signed(signing_key) if signing_key is not None else receipt
-
-
-def check_ciphertext(store: EventStore, subject_id: str) -> CiphertextCheck:
-    """Try the first and last of the subject's sealed values with the vault as it is now."""
-    return store._check_sealed(subject_id, sample=CHECK_SAMPLE)
 
 
 def ledger(store: EventStore) -> dict[str, tuple[int, SubjectErased]]:

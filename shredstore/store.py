@@ -6,7 +6,8 @@ import collections
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
+from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, JsonValue
@@ -214,30 +215,7 @@ class EventStore:
     def subject_footprint(self, subject_id: str) -> Footprint:
         """What the log holds of the subject's personal data: events, streams, event types,
         fields and snapshots (from the subject index and the stored groups; nothing opened)."""
-        if not isinstance(subject_id, str) or not subject_id:
-            raise ConfigurationError("a subject id is a non-empty string")
-        events = mentions = 0
-        streams: dict[str, None] = {}
-        types: dict[str, None] = {}
-        fields: dict[str, None] = {}
-        for page in self._log.read_subject(subject_id):
-            for row in page:
-                mentions += 1
-                mine = [group for group in _groups_of(row) if group.get("subject") == subject_id]
-                if not mine:
-                    continue
-                events += 1
-                streams[row.stream_id] = None
-                types[row.event_type] = None
-                for group in mine:
-                    for path in group.get("paths", ()):
-                        fields[f"{row.event_type}:{dotted(path)}"] = None
-        snapshots = sum(
-            1 for personal in self._snapshots.personal_columns(streams)
-            if any(group.get("subject") == subject_id
-                   for group in _parsed_or_empty(personal)))
-        return Footprint(subject_id, events, tuple(streams), tuple(sorted(types)),
-                         tuple(sorted(fields)), snapshots, mentions)
+        return self._scan_subject(subject_id, sample=0).footprint
 
     def subject_status(self, subject_id: str) -> SubjectStatus:
         """Whether the subject has a key ("active"), was "erased" (and when), or is "unknown"."""
@@ -351,46 +329,64 @@ class EventStore:
         """Append to a system stream (``$...``), which `append` refuses."""
         return self._append(stream_id, events, _EMPTY_METADATA, ANY, needs_keys=False)
 
-    def _ledger_position(self, subject_id: str) -> int | None:
-        """The position of the subject's entry in the erasure ledger, if it has one."""
-        for page in self._log.read_subject(subject_id):
-            for row in page:
-                if row.stream_id == erasure.LEDGER_STREAM:
-                    return row.position
-        return None
-
-    def _check_sealed(self, subject_id: str, *, sample: int) -> CiphertextCheck:
-        """Try to open the first and last of the subject's sealed values, as the vault is now."""
-        head: list[tuple[StoredRow, dict[str, Any]]] = []
-        tail: collections.deque[tuple[StoredRow, dict[str, Any]]] = collections.deque(
+    def _scan_subject(self, subject_id: str, *, sample: int) -> SubjectScan:
+        """One pass over the rows that name the subject (through the index, nothing opened):
+        its footprint, its ledger entry, and the first and last of its sealed values."""
+        if not isinstance(subject_id, str) or not subject_id:
+            raise ConfigurationError("a subject id is a non-empty string")
+        events = mentions = sealed = 0
+        ledger_position = None
+        streams: dict[str, None] = {}
+        types: dict[str, None] = {}
+        fields: dict[str, None] = {}
+        first: list[tuple[UUID, dict[str, Any]]] = []
+        last: collections.deque[tuple[UUID, dict[str, Any]]] = collections.deque(
             maxlen=sample - sample // 2)
-        total = 0
         for page in self._log.read_subject(subject_id):
             for row in page:
-                for group in _groups_of(row):
-                    if group.get("subject") != subject_id or "sealed" not in group:
+                mentions += 1
+                if row.stream_id == erasure.LEDGER_STREAM and ledger_position is None:
+                    ledger_position = row.position
+                mine = [group for group in _groups_of(row) if group.get("subject") == subject_id]
+                if not mine:
+                    continue
+                events += 1
+                streams[row.stream_id] = None
+                types[row.event_type] = None
+                for group in mine:
+                    for path in group.get("paths", ()):
+                        fields[f"{row.event_type}:{dotted(path)}"] = None
+                    if "sealed" not in group:
                         continue
-                    total += 1
-                    if len(head) < sample // 2:
-                        head.append((row, group))
-                    else:
-                        tail.append((row, group))
+                    sealed += 1
+                    if len(first) < sample // 2:
+                        first.append((row.event_id, group))
+                    elif sample:
+                        last.append((row.event_id, group))
+        snapshots = sum(
+            1 for personal in self._snapshots.personal_columns(streams)
+            if any(group.get("subject") == subject_id
+                   for group in _parsed_or_empty(personal)))
+        footprint = Footprint(subject_id, events, tuple(streams), tuple(sorted(types)),
+                              tuple(sorted(fields)), snapshots, mentions)
+        return SubjectScan(footprint, ledger_position, sealed, (*first, *last))
+
+    def _try_sealed(self, subject_id: str, scan: SubjectScan) -> CiphertextCheck:
+        """Try to open the sealed values a scan sampled, with the vault as it is now."""
         opened = failed = checked = 0
         with self.vault.keyring() as ring:
-            for row, group in (*head, *tail):
+            for event_id, group in scan.samples:
                 try:
-                    if open_one(ring, row.event_id, group):
-                        opened += 1
-                    checked += 1
+                    opened += open_one(ring, event_id, group)
                 except keyvault.KeyErasedError:
-                    checked += 1
+                    pass  # what an erasure must leave: counted as checked below
                 except (keyvault.TamperedError, TamperedError):
                     failed += 1
-                    checked += 1
-                except keyvault.KeyVaultError:
-                    pass  # cannot try (no master key, no key found): key_held says the rest
+                except keyvault.VaultConfigurationError:
+                    continue  # no master key to try with: key_held below says whether it could
+                checked += 1
         held = self.vault.status(subject_id).state == "active"
-        return CiphertextCheck(total, checked, opened, failed, held)
+        return CiphertextCheck(scan.sealed, checked, opened, failed, held)
 
     def _append(self, stream_id: str, batch: list[Event], metadata: str,
                 expected_version: int | ExpectedVersion, needs_keys: bool) -> AppendResult:
@@ -425,6 +421,15 @@ class EventStore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class SubjectScan(NamedTuple):
+    """What one pass over a subject's rows found (see `EventStore._scan_subject`)."""
+
+    footprint: Footprint
+    ledger_position: int | None
+    sealed: int
+    samples: tuple[tuple[UUID, dict[str, Any]], ...]
 
 
 def _shown(url: str | URL | Engine) -> str:
