@@ -7,13 +7,15 @@ so a test can wait for a line with a deadline and never blocks on a full pipe.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import pytest
 
@@ -131,3 +133,51 @@ class CommandChild(Child):
         """Tell the child to exit, and check that it exits cleanly."""
         self.submit({"op": "exit"})
         self.wait_exit(deadline)
+
+
+def release(
+    orders: Sequence[tuple[CommandChild, dict[str, Any]]], deadline: float
+) -> list[dict[str, Any]]:
+    """Arm every child with its command, then let them all go at once; their answers in order."""
+    for child, command in orders:
+        child.submit({**command, "barrier": True})
+    for child, _ in orders:
+        assert child.message(deadline).get("armed") is True, child.describe()
+    for child, _ in orders:
+        child.send("go")
+    return [child.answer(command, deadline) for child, command in orders]
+
+
+# The child's side of a CommandChild
+
+T = TypeVar("T")
+
+
+def emit(message: Mapping[str, Any]) -> None:
+    """One answer line, with the child's pid, flushed at once."""
+    sys.stdout.write(json.dumps({**message, "pid": os.getpid()}) + "\n")
+    sys.stdout.flush()
+
+
+def serve(target: T, commands: Mapping[str, Callable[[T, dict[str, Any]], dict[str, Any]]]
+          ) -> int:
+    """Say ready, then answer one JSON command per stdin line with ``commands[op]``.
+
+    ``exit`` ends it (0). A command with ``"barrier": true`` is answered ``{"armed": true}``
+    first and run after a line ``go``; a ``"delay"`` (seconds) is slept after the release.
+    """
+    emit({"ready": True})
+    for line in sys.stdin:
+        command: dict[str, Any] = json.loads(line)
+        if command["op"] == "exit":
+            return 0
+        if command.get("barrier"):
+            emit({"armed": True})
+            if sys.stdin.readline().strip() != "go":
+                print("expected 'go' after an armed command", file=sys.stderr)
+                return 3
+        if command.get("delay"):
+            time.sleep(command["delay"])
+        emit({"op": command["op"], **commands[command["op"]](target, command)})
+    print("stdin closed before 'exit'", file=sys.stderr)
+    return 4

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
-import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from keyvault import KeyVault, KeyVaultError, MasterKey
+from tests.processes import serve
 
 AAD = b"keyvault-process-test"
 """The associated data of every value sealed or opened in these tests."""
@@ -49,11 +48,6 @@ def encode(data: bytes) -> str:
 
 def decode(text: str) -> bytes:
     return base64.b64decode(text)
-
-
-def _emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps({**message, "pid": os.getpid()}) + "\n")
-    sys.stdout.flush()
 
 
 def _seal(vault: KeyVault, command: dict[str, Any]) -> dict[str, Any]:
@@ -130,22 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     master = MasterKey.from_base64(sys.stdin.readline())
     with KeyVault(args.url, master_key=master) as vault:
-        _emit({"ready": True})
-        for line in sys.stdin:
-            command: dict[str, Any] = json.loads(line)
-            if command["op"] == "exit":
-                return 0
-            if command.get("barrier"):
-                _emit({"armed": True})
-                if sys.stdin.readline().strip() != "go":
-                    print("expected 'go' after an armed command", file=sys.stderr)
-                    return 3
-            if command.get("delay"):
-                time.sleep(command["delay"])
-            _emit({"op": command["op"], **COMMANDS[command["op"]](vault, command)})
-    print("stdin closed before 'exit'", file=sys.stderr)
-    return 4
-
+        return serve(vault, COMMANDS)
 
 if __name__ == "__main__":
     sys.exit(main())

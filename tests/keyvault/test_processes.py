@@ -18,7 +18,7 @@ import pytest
 
 from keyvault import KeyVault, KeyVaultError, MasterKey, SubjectErasedError
 from tests.keyvault._process_workers import AAD, decode, encode
-from tests.processes import CommandChild
+from tests.processes import CommandChild, release
 
 WORKER = "tests.keyvault._process_workers"
 TIMEOUT = 60.0
@@ -46,19 +46,6 @@ def vault_children(
     finally:
         for child in started:
             child.kill()
-
-
-def release(
-    orders: Sequence[tuple[CommandChild, dict[str, Any]]], deadline: float
-) -> list[dict[str, Any]]:
-    """Arm every child with its command, then let them all go at once; their answers in order."""
-    for child, command in orders:
-        child.submit({**command, "barrier": True})
-    for child, _ in orders:
-        assert child.message(deadline).get("armed") is True, child.describe()
-    for child, _ in orders:
-        child.send("go")
-    return [child.answer(command, deadline) for child, command in orders]
 
 
 def ask_all(

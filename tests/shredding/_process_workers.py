@@ -24,22 +24,16 @@ children at the same moment.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from keyvault import MasterKey
 from shredstore import REDACTED, EventStore
+from tests.processes import serve
 from tests.shredding import events as _events
 
 SHOWN_REDACTED = "<REDACTED>"
-
-
-def _emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps({**message, "pid": os.getpid()}) + "\n")
-    sys.stdout.flush()
 
 
 def _read(store: EventStore, command: dict[str, Any]) -> dict[str, Any]:
@@ -78,20 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     master = MasterKey.from_base64(sys.stdin.readline())
     with EventStore(args.url, master_key=master) as store:
-        _emit({"ready": True})
-        for line in sys.stdin:
-            command: dict[str, Any] = json.loads(line)
-            if command["op"] == "exit":
-                return 0
-            if command.get("barrier"):
-                _emit({"armed": True})
-                if sys.stdin.readline().strip() != "go":
-                    print("expected 'go' after an armed command", file=sys.stderr)
-                    return 3
-            _emit({"op": command["op"], **COMMANDS[command["op"]](store, command)})
-    print("stdin closed before 'exit'", file=sys.stderr)
-    return 4
-
+        return serve(store, COMMANDS)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ import pytest
 
 from keyvault import MasterKey
 from shredstore import EventStore
-from tests.processes import CommandChild
+from tests.processes import CommandChild, release
 from tests.shredding._process_workers import SHOWN_REDACTED
 from tests.shredding.events import ERASED_EMAIL, CustomerRegistered
 
@@ -92,17 +92,10 @@ def test_processes_appending_for_a_new_subject_at_once_share_one_key(any_url: st
         for writer in writers:
             assert writer.message(deadline).get("ready") is True, writer.describe()
         for round_ in range(rounds):
-            commands = [{"op": "append", "stream": f"w{n}", "subject": f"subject-{round_}",
-                         "name": f"Racer {round_}-{n}", "email": f"r{round_}.{n}@example.org",
-                         "barrier": True} for n in range(processes)]
-            for writer, command in zip(writers, commands, strict=True):
-                writer.submit(command)
-            for writer in writers:
-                assert writer.message(deadline).get("armed") is True, writer.describe()
-            for writer in writers:
-                writer.send("go")
-            answers = [writer.answer(command, deadline)
-                       for writer, command in zip(writers, commands, strict=True)]
+            answers = release([(writer, {
+                "op": "append", "stream": f"w{n}", "subject": f"subject-{round_}",
+                "name": f"Racer {round_}-{n}", "email": f"r{round_}.{n}@example.org"})
+                for n, writer in enumerate(writers)], deadline)
             assert answers == [{"op": "append", "version": round_ + 1,
                                 "pid": writer.proc.pid} for writer in writers], answers
         for writer in writers:
