@@ -8,7 +8,6 @@ field names and fingerprints.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -20,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
-from rich.progress import track
+from rich.progress import MofNCompleteColumn, Progress, track
 
 import keyvault
 from keyvault import MasterKey
@@ -83,11 +82,13 @@ def cli(ctx: click.Context, url: str, vault_url: str | None, master_key_file: Pa
 
 @cli.command()
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the demo's database (default: a new temporary folder).")
-def demo(folder: Path | None) -> None:
-    """Append, replay, conflict and verify on a fresh SQLite store, narrated."""
+              help="An empty folder for the demo's files (default: a new temporary folder).")
+@click.option("--reveal", is_flag=True,
+              help="Show the demo's (invented) personal values instead of masking them.")
+def demo(folder: Path | None, reveal: bool) -> None:
+    """Crypto-shredding in a minute: append, replay, erase a customer, replay, verify."""
     with _errors():
-        ok = run_demo(folder, click.echo)
+        ok = run_demo(folder, Console(highlight=False), reveal=reveal)
     if not ok:
         sys.exit(EXIT_PROBLEM)
 
@@ -246,6 +247,35 @@ def new_signing_key(out: Path) -> None:
     click.echo(f"wrote signing key {key_id} to {out}")
 
 
+@keys.command("new-master")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def new_master(out: Path) -> None:
+    """Write a new random master key to OUT (base64, mode 600; never overwrites)."""
+    with _errors():
+        if out.exists():
+            raise ConfigurationError(f"{out} exists: not overwriting a key")
+        MasterKey.generate().to_file(out)
+    click.echo(f"wrote a new master key to {out}; keep it apart from the database")
+
+
+@keys.command("rotate-master")
+@click.option("--new-key-file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The new master key (from `shredstore keys new-master`).")
+@click.pass_obj
+def rotate_master(settings: Settings, new_key_file: Path) -> None:
+    """Re-wrap every subject's key under a new master key; events are untouched.
+
+    Resumable: if interrupted, run it again with the same two keys. Afterwards the old key
+    opens nothing: restart every process with the new one.
+    """
+    with _errors():
+        new = MasterKey.from_file(new_key_file)
+        with settings.store(needs_key=True) as store, _progress_bar("re-wrapping keys") as tick:
+            result = store.vault.rotate_master_key(new, progress=tick)
+    click.echo(f"master key rotated: {result.rewrapped} subject key(s) re-wrapped from "
+               f"{result.old_key_id} to {result.new_key_id}; use {new_key_file} from now on")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="shredstore")
@@ -276,7 +306,7 @@ def _erase_one(store: EventStore, request: ErasureRequest, *, dry_run: bool, as_
         _emit(as_json, {"subject": subject, "result": "failed", "problem": str(error)},
               f"{where}{subject}: {error}")
         return "failed"
-    path = _write_receipt(receipt_dir, receipt)
+    path = erasure.write_receipt(receipt_dir, receipt)
     outcome = "already erased" if receipt.already_erased else "erased"
     if not receipt.ok:
         outcome = "failed"
@@ -301,22 +331,6 @@ def _describe_footprint(where: str, state: str, footprint: erasure.Footprint) ->
     return "\n".join(lines)
 
 
-def _write_receipt(folder: Path, receipt: erasure.ErasureReceipt) -> Path:
-    """Write the receipt under a name that does not spell out the subject id."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigurationError(f"cannot create {folder}: {error.strerror}") from None
-    digest = hashlib.sha256(receipt.subject_id.encode()).hexdigest()[:12]
-    stamp = receipt.issued_at.strftime("%Y%m%dT%H%M%S%fZ")
-    path = folder / f"erasure-{digest}-{stamp}.json"
-    try:
-        path.write_text(receipt.to_json(), encoding="utf-8")
-    except OSError as error:
-        raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
-    return path
-
-
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
     click.echo(json.dumps(data, ensure_ascii=False) if as_json else text)
 
@@ -327,6 +341,28 @@ def _progress(items: list[ErasureRequest], label: str) -> Iterator[ErasureReques
         yield from items
         return
     yield from track(items, description=label, transient=True, console=Console(stderr=True))
+
+
+@contextmanager
+def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A `progress(done, total)` callback: a bar on an interactive stderr, else a line on
+    stderr at each tenth of the way (for logs)."""
+    if sys.stderr.isatty():
+        with Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(label, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
+        return
+    last = -1
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        tenth = done * 10 // total if total else 10
+        if tenth != last:
+            last = tenth
+            click.echo(f"{label}: {done}/{total}", err=True)
+
+    yield report
 
 
 def _parse_head(text: str | None) -> LogHead | None:
@@ -343,7 +379,8 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except (ConfigurationError, StoreUnavailable, keyvault.VaultConfigurationError,
-            keyvault.WrongMasterKeyError, keyvault.VaultUnavailable) as error:
+            keyvault.WrongMasterKeyError, keyvault.VaultUnavailable, keyvault.RotationError
+            ) as error:
         _fail(EXIT_USAGE, error)
     except (ShredstoreError, keyvault.KeyVaultError) as error:
         _fail(EXIT_PROBLEM, error)

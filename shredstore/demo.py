@@ -1,78 +1,259 @@
-"""The main job, narrated: what `shredstore demo` shows a newcomer on the embedded default."""
+"""The main job, narrated: what `shredstore demo` shows a newcomer on the embedded default.
+
+A master key and a SQLite store in a fresh folder; three made-up customers with orders and
+payments; a replay into a small read model; one customer erased through the erasure workflow;
+the replay again, showing which fields now read as redacted; the signed erasure receipt checked;
+the log verified. Personal values are shown masked unless `reveal` is set (they are invented).
+"""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from shredstore.errors import WrongExpectedVersion
-from shredstore.events import Event
-from shredstore.expected import NO_STREAM
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from keyvault import MasterKey
+from shredstore import erasure
+from shredstore.errors import ConfigurationError, SubjectErasedError
+from shredstore.events import Event, RecordedEvent
+from shredstore.expected import NO_STREAM, STREAM_EXISTS
+from shredstore.personal import REDACTED, PersonalData, SubjectId
 from shredstore.store import EventStore
 
 __all__ = ["run_demo"]
 
 
 class CustomerRegistered(Event, type_name="demo.CustomerRegistered"):
-    customer_id: str
-    plan: str
-    credit_limit: int
+    customer_id: SubjectId
+    name: Annotated[str, PersonalData()]
+    email: Annotated[str, PersonalData(replacement="erased@invalid")]
+    country: str
 
 
 class OrderPlaced(Event, type_name="demo.OrderPlaced"):
-    customer_id: str
+    customer_id: SubjectId
     order_id: str
+    shipping_address: Annotated[str, PersonalData()]
+    total_cents: int
+
+
+class PaymentReceived(Event, type_name="demo.PaymentReceived"):
+    customer_id: SubjectId
+    order_id: str
+    payer_iban: Annotated[str, PersonalData()]
     amount_cents: int
 
 
-class CreditLimitRaised(Event, type_name="demo.CreditLimitRaised"):
-    customer_id: str
-    new_limit: int
+_CUSTOMERS = (  # invented people: (id, name, email, country, IBAN, street, [(order, cents, paid)])
+    ("c-1001", "Ada Demo", "ada@example.com", "GB", "GB00 DEMO 0000 0000 0001",
+     "1 Example Street, Exampleton", [("o-1", 4_200, True)]),
+    ("c-1002", "Ben Demo", "ben@example.com", "DE", "DE00 DEMO 0000 0000 0002",
+     "2 Beispielweg, Musterstadt", [("o-2", 1_999, True), ("o-3", 2_500, False)]),
+    ("c-1003", "Cleo Demo", "cleo@example.com", "FR", "FR00 DEMO 0000 0000 0003",
+     "3 Rue Exemple, Villedemo", [("o-4", 9_900, True)]),
+)
+_ERASED = "c-1002"
 
 
-def run_demo(folder: Path | None, say: Callable[[str], None]) -> bool:
-    """Append, replay, conflict and verify on a fresh SQLite store; return whether it verified."""
-    if folder is None:
-        folder = Path(tempfile.mkdtemp(prefix="shredstore-demo-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    url = f"sqlite:///{folder / 'events.db'}"
-    say(f"1. A fresh event store: {url}")
-    with EventStore(url) as store:
-        say("2. Appending events to three customer streams (each stream must not exist yet)")
-        for number, plan in ((1, "basic"), (2, "pro"), (3, "basic")):
-            stream = f"customer-{number}"
-            result = store.append(stream, [
-                CustomerRegistered(customer_id=str(number), plan=plan, credit_limit=500),
-                OrderPlaced(customer_id=str(number), order_id=f"o-{number}01",
-                            amount_cents=1999 * number),
-            ], expected_version=NO_STREAM, metadata={"correlation_id": f"signup-{number}"})
-            say(f"   {stream}: now at version {result.version}, positions {result.positions}")
+@dataclass
+class _Entry:
+    """One row of the demo's read model, the customer directory."""
 
-        say("3. Two clerks raise customer-2's limit from the same version 2; one must lose")
-        store.append("customer-2", [CreditLimitRaised(customer_id="2", new_limit=900)],
-                     expected_version=2)
-        try:
-            store.append("customer-2", [CreditLimitRaised(customer_id="2", new_limit=700)],
-                         expected_version=2)
-        except WrongExpectedVersion as error:
-            say(f"   refused, nothing written: {error}")
+    name: str = ""
+    email: str = ""
+    orders: int = 0
+    paid_cents: int = 0
 
-        say("4. Replaying customer-2 from its stream")
-        for rec in store.read_stream("customer-2"):
-            say(f"   v{rec.version} {rec.event_type}: {rec.event!r}")
 
-        say("5. Replaying the whole log in global order")
-        count = 0
-        for rec in store.read_all():
-            count += 1
-            say(f"   #{rec.position} {rec.stream_id} v{rec.version} {rec.event_type}")
+def run_demo(folder: Path | None, console: Console, *, reveal: bool = False) -> bool:
+    """Run the narrated demo in `folder` (a new temporary one if None); True if all held."""
+    started = time.perf_counter()
+    folder = _fresh_folder(folder)
+    key_file, url = folder / "master.key", f"sqlite:///{folder / 'events.db'}"
 
-        say("6. Verifying the hash chain and the immutability triggers")
+    def say(text: str, *, problem: bool = False) -> None:
+        console.print(Text(text, style="red" if problem else ""), soft_wrap=True)
+
+    def step(text: str) -> None:
+        console.print(Text("\n" + text, style="bold"))
+
+    say(f"shredstore demo: crypto-shredding on SQLite, in {folder}")
+    step("1. A master key and an event store")
+    master = MasterKey.generate()
+    master.to_file(key_file)
+    say(f"   master key  {key_file} (mode 600): wraps every customer's own key; never stored")
+    say(f"   event store {url} (the key vault lives in the same database)")
+    with EventStore(url, master_key=master) as store:
+        step("2. Appending customers, orders and payments")
+        values = _append_shop(store)
+        say(f"   {store.head().position} events; each personal field is sealed (AES-256-GCM) "
+            "with its customer's key")
+
+        step("3. Replaying the log, personal values "
+             + ("as written (invented people)" if reveal else "masked (--reveal shows them)"))
+        console.print(_events_table(store.read_all(), reveal))
+        console.print(_directory_table(store.read_all(), reveal, "read model from the replay"))
+        found = _plaintext_in(folder, values)
+        say(f"   searched the database files for the {len(values)} personal values written: "
+            + ("none found, only ciphertext" if not found else f"{found} FOUND IN THE CLEAR"),
+            problem=bool(found))
+
+        step(f"4. Erasing customer {_ERASED} (request DEMO-1, reason GDPR Art. 17)")
+        dry, receipt, refused = _erase(store, folder, say)
+        step("5. Replaying again: the log was not rewritten, yet these fields now read")
+        changed = [rec for rec in store.read_all() if rec.redacted_fields]
+        for rec in changed:
+            say(f"   #{rec.position} {rec.stream_id} {_short(rec)}: " + ", ".join(
+                f"{name} -> {_shown(rec, name, reveal)}" for name in sorted(rec.redacted_fields))
+                + (" (email: its declared replacement)" if "email" in rec.redacted_fields else ""))
+        console.print(_directory_table(store.read_all(), reveal,
+                                       "read model rebuilt after the erasure"))
+        say("   its orders and payments still count; only its personal fields are gone")
+
+        step("6. The erasure receipt")
+        checked = _show_receipt(folder, receipt, say)
+        step("7. Verifying the log")
         report = store.verify()
-        say(f"   {report.events_checked} events checked, head {report.head}: "
-            + ("intact" if report.ok else "PROBLEMS FOUND"))
         for finding in report.findings:
-            say(f"   {finding}")
-    say(f"Done: {count} events in {folder}")
-    return report.ok
+            say(f"   {finding}", problem=True)
+        say(f"   {report.events_checked} events checked: hash chain and immutability triggers "
+            + ("intact" if report.ok else "PROBLEMS FOUND"), problem=not report.ok)
+
+    ok = (not found and refused and len(changed) == dry.events and checked and report.ok)
+    say(f"\n{'Done' if ok else 'Something did not hold'} in "
+        f"{time.perf_counter() - started:.1f} s. The store is yours to explore:", problem=not ok)
+    say(f"   shredstore --url {url} --master-key-file {key_file} status {_ERASED}")
+    say(f"   shredstore --url {url} verify")
+    return ok
+
+
+def _erase(store: EventStore, folder: Path, say: Callable[..., None]
+           ) -> tuple[erasure.Footprint, erasure.ErasureReceipt, bool]:
+    """Dry run, erasure (with a signed receipt), and an append for the erased subject."""
+    dry = store.subject_footprint(_ERASED)
+    say(f"   dry run: {dry.events} events in {len(dry.streams)} streams hold its personal "
+        f"data ({', '.join(dry.personal_fields)})")
+    signing_file = folder / "signing-key.pem"
+    erasure.generate_signing_key(signing_file)
+    receipt = store.erase_subject(_ERASED, reason="GDPR Art. 17", request_id="DEMO-1",
+                                  signing_key=erasure.load_signing_key(signing_file))
+    say(f"   its key {receipt.key_fingerprint} is destroyed; the ledger entry SubjectErased "
+        f"is at position {receipt.ledger_position}, stream {erasure.LEDGER_STREAM}")
+    refused = _new_order_refused(store)
+    say("   a new order with its personal data: " + (
+        "refused (SubjectErasedError), erased stays erased" if refused
+        else "ACCEPTED, the erasure did not hold"), problem=not refused)
+    return dry, receipt, refused
+
+
+def _show_receipt(folder: Path, receipt: erasure.ErasureReceipt, say: Callable[..., None]
+                  ) -> bool:
+    """Write the receipt, check its signature, narrate it; whether it all holds."""
+    path = erasure.write_receipt(folder / "erasure-receipts", receipt)
+    check = erasure.verify_receipt(receipt.to_dict())
+    say(f"   {path}")
+    say(f"   {receipt.footprint.events} events in {len(receipt.footprint.streams)} streams "
+        f"held its data; log head at erasure {receipt.log_head}")
+    say(f"   {receipt.check.to_dict()['result']} ({receipt.check.checked} of "
+        f"{receipt.check.sealed_values} sealed values tried, no key held); {check.message}",
+        problem=not (receipt.ok and check.ok))
+    return receipt.ok and check.ok
+
+
+def _fresh_folder(folder: Path | None) -> Path:
+    if folder is None:
+        return Path(tempfile.mkdtemp(prefix="shredstore-demo-"))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if any(folder.iterdir()):
+            raise ConfigurationError(f"{folder} is not empty: the demo needs a fresh folder")
+    except OSError as error:
+        raise ConfigurationError(f"cannot use {folder}: {error.strerror}") from None
+    return folder
+
+
+def _append_shop(store: EventStore) -> list[str]:
+    """Append the demo's events; return every personal value written."""
+    values: list[str] = []
+    for customer, name, email, country, iban, street, orders in _CUSTOMERS:
+        store.append(f"customer-{customer}", [CustomerRegistered(
+            customer_id=customer, name=name, email=email, country=country)],
+            expected_version=NO_STREAM)
+        values += [name, email, street]
+        for order, cents, paid in orders:
+            stream = f"order-{order}"
+            store.append(stream, [OrderPlaced(customer_id=customer, order_id=order,
+                                              shipping_address=street, total_cents=cents)],
+                         expected_version=NO_STREAM)
+            if paid:
+                store.append(stream, [PaymentReceived(customer_id=customer, order_id=order,
+                                                      payer_iban=iban, amount_cents=cents)],
+                             expected_version=STREAM_EXISTS)
+                values.append(iban)
+    return sorted(set(values))
+
+
+def _new_order_refused(store: EventStore) -> bool:
+    try:
+        store.append("order-o-5", [OrderPlaced(customer_id=_ERASED, order_id="o-5",
+                                               shipping_address="2 Beispielweg, Musterstadt",
+                                               total_cents=100)], expected_version=NO_STREAM)
+    except SubjectErasedError:
+        return True
+    return False
+
+
+def _short(rec: RecordedEvent) -> str:
+    return rec.event_type.removeprefix("demo.")
+
+
+def _shown(rec: RecordedEvent, name: str, reveal: bool) -> str:
+    """A personal field as the demo shows it: redacted, its replacement, revealed or masked."""
+    value = getattr(rec.event, name)
+    if name in rec.redacted_fields:
+        return "REDACTED" if value is REDACTED else str(value)
+    return str(value) if reveal else "*****"
+
+
+def _events_table(records: Iterable[RecordedEvent], reveal: bool) -> Table:
+    table = Table("#", "stream", "type", "subject", "personal fields", box=None,
+                  padding=(0, 1, 0, 3))
+    for rec in records:
+        fields = sorted(rec.personal_fields)
+        table.add_row(str(rec.position), Text(rec.stream_id), _short(rec),
+                      Text(str(getattr(rec.event, "customer_id", ""))),
+                      Text(", ".join(f"{n}={_shown(rec, n, True)}" for n in fields) if reveal
+                           else ", ".join(fields)))
+    return table
+
+
+def _directory_table(records: Iterable[RecordedEvent], reveal: bool, title: str) -> Table:
+    directory: dict[str, _Entry] = {}
+    for rec in records:
+        event = rec.event
+        if isinstance(event, CustomerRegistered):
+            entry = directory.setdefault(event.customer_id, _Entry())
+            entry.name, entry.email = _shown(rec, "name", reveal), _shown(rec, "email", reveal)
+        elif isinstance(event, OrderPlaced):
+            directory.setdefault(event.customer_id, _Entry()).orders += 1
+        elif isinstance(event, PaymentReceived):
+            directory.setdefault(event.customer_id, _Entry()).paid_cents += event.amount_cents
+    table = Table("customer", "name", "email", "orders", "paid", title=f"   {title}",
+                  title_justify="left", box=None, padding=(0, 1, 0, 3))
+    for customer, entry in sorted(directory.items()):
+        table.add_row(customer, Text(entry.name), Text(entry.email), str(entry.orders),
+                      f"{entry.paid_cents / 100:.2f}")
+    return table
+
+
+def _plaintext_in(folder: Path, values: list[str]) -> int:
+    """How many of `values` appear in the clear in the folder's database files."""
+    data = b"".join(path.read_bytes() for path in folder.glob("events.db*"))
+    return sum(value.encode() in data for value in values)

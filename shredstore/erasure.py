@@ -292,6 +292,25 @@ def resurrected(store: EventStore) -> list[tuple[str, int]]:
             if subject not in erased and store.subject_status(subject).state == "active"]
 
 
+def write_receipt(folder: Path, receipt: ErasureReceipt) -> Path:
+    """Write `receipt` as JSON into `folder` (created if missing) and return its path.
+
+    The file name does not spell out the subject id: ``erasure-<sha256(subject)[:12]>-<time>``.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(f"cannot create {folder}: {error.strerror}") from None
+    digest = hashlib.sha256(receipt.subject_id.encode()).hexdigest()[:12]
+    stamp = receipt.issued_at.strftime("%Y%m%dT%H%M%S%fZ")
+    path = folder / f"erasure-{digest}-{stamp}.json"
+    try:
+        path.write_text(receipt.to_json(), encoding="utf-8")
+    except OSError as error:
+        raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
+    return path
+
+
 # Signing
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from shredstore import EventStore
+from keyvault import MasterKey
+from shredstore import EventStore, erasure
 from tests.store import tampering
 from tests.store.contract import notes
 
@@ -23,15 +25,44 @@ def run(*args: str, env_url: str | None = None) -> subprocess.CompletedProcess[s
     )
 
 
-def test_demo_appends_replays_and_verifies(tmp_path: Path) -> None:
-    """`shredstore demo` does real work on SQLite, narrates it and exits 0."""
+def test_demo_erases_a_customer_and_proves_it(tmp_path: Path) -> None:
+    """`shredstore demo` does the whole job on SQLite, narrated, masking personal values."""
     result = run("demo", "--dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "refused, nothing written" in result.stdout
-    assert "7 events checked" in result.stdout
-    assert "intact" in result.stdout
-    with EventStore(f"sqlite:///{tmp_path / 'events.db'}") as store:
-        assert store.head().position == 7
+    out = result.stdout
+    assert "none found, only ciphertext" in out
+    assert "#4 customer-c-1002 CustomerRegistered: email -> erased@invalid, name -> REDACTED" \
+        in out
+    assert "#7 order-o-3 OrderPlaced: shipping_address -> REDACTED" in out
+    assert "refused (SubjectErasedError)" in out
+    assert "no ciphertext of the subject opens" in out
+    assert "signature valid" in out
+    assert "11 events checked: hash chain and immutability triggers intact" in out
+    for value in ("Ben Demo", "ben@example.com", "Beispielweg", "DE00 DEMO"):
+        assert value not in out  # masked unless --reveal
+
+    (receipt_file,) = (tmp_path / "erasure-receipts").iterdir()
+    receipt = json.loads(receipt_file.read_text())
+    assert (receipt["subject"], receipt["request_id"], receipt["held"]["events"]) == (
+        "c-1002", "DEMO-1", 4)
+    assert erasure.verify_receipt(receipt).ok
+    master = MasterKey.from_file(tmp_path / "master.key")
+    with EventStore(f"sqlite:///{tmp_path / 'events.db'}", master_key=master) as store:
+        assert store.head().position == 11
+        assert store.subject_status("c-1002").state == "erased"
+        assert store.subject_status("c-1001").state == "active"
+        assert store.verify().ok
+
+
+def test_demo_reveal_shows_the_invented_values_and_a_used_folder_is_refused(tmp_path: Path
+                                                                            ) -> None:
+    revealed = run("demo", "--reveal", "--dir", str(tmp_path / "a"))
+    assert revealed.returncode == 0, revealed.stderr
+    assert "name=Ben Demo" in revealed.stdout
+    again = run("demo", "--dir", str(tmp_path / "a"))
+    assert again.returncode == 2
+    assert "is not empty" in again.stderr
+    assert "Traceback" not in again.stderr
 
 
 def test_verify_exits_0_on_an_intact_log(any_url: str) -> None:

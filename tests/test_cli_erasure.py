@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +190,103 @@ def test_a_wrong_master_key_is_refused(filled: str, tmp_path: Path) -> None:
     missing = run("verify", url=filled, master=tmp_path / "missing.key")
     assert missing.returncode == 2
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_rotate_master_rewraps_every_key_and_the_old_key_stops_working(
+    filled: str, tmp_path: Path, master_file: Path
+) -> None:
+    """`keys new-master` then `keys rotate-master`: the data opens with the new key only."""
+    new_file = tmp_path / "new.key"
+    created = run("keys", "new-master", "--out", str(new_file))
+    assert created.returncode == 0, created.stderr
+    assert new_file.stat().st_mode & 0o777 == 0o600
+    assert run("keys", "new-master", "--out", str(new_file)).returncode == 2  # never overwrites
+
+    result = run("keys", "rotate-master", "--new-key-file", str(new_file), url=filled,
+                 master=master_file)
+    assert result.returncode == 0, result.stderr
+    assert "3 subject key(s) re-wrapped" in result.stdout
+    assert "re-wrapping keys: 3/3" in result.stderr  # progress, as lines when not a terminal
+
+    with EventStore(filled, master_key=MasterKey.from_file(new_file)) as store:
+        assert [rec.event.name for rec in store.read_all()] == [NAME] * 3  # type: ignore[attr-defined]
+    old = run("erase", "c-1", url=filled, master=master_file, cwd=tmp_path)
+    assert old.returncode == 2
+    assert "master key" in old.stderr
+    again = run("keys", "rotate-master", "--new-key-file", str(new_file), url=filled,
+                master=new_file)
+    assert again.returncode == 2
+    assert "the new master key is the one in use" in again.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("keys", "rotate-master", "--new-key-file", "missing.key"), "missing.key"),
+    (("keys", "rotate-master"), "--new-key-file"),
+])
+def test_rotate_master_bad_input(filled: str, tmp_path: Path, master_file: Path,
+                                 args: tuple[str, ...], message: str) -> None:
+    result = run(*args, url=filled, master=master_file, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_rotate_master_needs_the_current_key(filled: str, tmp_path: Path) -> None:
+    new_file = tmp_path / "new.key"
+    assert run("keys", "new-master", "--out", str(new_file)).returncode == 0
+    result = run("keys", "rotate-master", "--new-key-file", str(new_file), url=filled)
+    assert result.returncode == 2
+    assert "needs the master key" in result.stderr
+
+
+def on_terminal(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run the CLI with its stderr on a pseudo-terminal; the result and what was drawn there."""
+    leader, follower = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", "from shredstore.cli import main; main()", *args],
+            stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120, check=False,
+            cwd=cwd, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TERM": "xterm",
+                          "COLUMNS": "100"})
+        os.close(follower)
+        drawn = b""
+        while select.select([leader], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+    return result, drawn.decode(errors="replace")
+
+
+def test_rotate_master_shows_a_progress_bar_on_a_terminal(tmp_path: Path, master_file: Path
+                                                          ) -> None:
+    """On an interactive stderr the rotation draws a rich progress bar, not log lines."""
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    with EventStore(url, master_key=MasterKey.from_file(master_file)) as store, \
+            store.vault.keyring() as ring:
+        ring.prepare([f"c-{n}" for n in range(1200)])  # keys, no events needed
+    new_file = tmp_path / "new.key"
+    MasterKey.generate().to_file(new_file)
+    result, screen = on_terminal("--url", url, "--master-key-file", str(master_file), "keys",
+                                 "rotate-master", "--new-key-file", str(new_file), cwd=tmp_path)
+    assert result.returncode == 0
+    assert "1200 subject key(s) re-wrapped" in result.stdout
+    assert "re-wrapping keys" in screen
+    assert "\x1b[" in screen  # drawn with terminal control codes
+    assert "re-wrapping keys: " not in screen
+
+
+def test_a_batch_erasure_shows_a_progress_bar_on_a_terminal(filled: str, tmp_path: Path,
+                                                             master_file: Path) -> None:
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text("".join(f'{{"subject": "c-{n}"}}\n' for n in range(3)))
+    result, screen = on_terminal("--url", filled, "--master-key-file", str(master_file),
+                                 "erase", "--from-file", str(requests), cwd=tmp_path)
+    assert result.returncode == 0
+    assert "3 erased" in result.stdout
+    assert "erasing" in screen
+    assert "\x1b[" in screen
