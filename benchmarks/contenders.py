@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar
 
 import shredstore
 from keyvault import MasterKey
-from shredstore import REDACTED, EventStore, PersonalData, Repository, SubjectId
+from shredstore import REDACTED, EventStore, PersonalData, Repository, SubjectId, erasure
 
 from .workload import EventSpec, Layout, Location, event_values, stream_id, subject_id
 
@@ -187,8 +187,13 @@ class ShredstoreSession(Session):
             aggregate.customer_id, aggregate.name, aggregate.email, aggregate.plan,
             aggregate.credit_limit) == values[:5]
 
-    def erase(self, customer: int) -> None:
-        self.store.erase_subject(subject_id(customer), reason="benchmark")
+    def erase(self, customer: int) -> Any:
+        """The erasure itself (key destroyed, ledger entry): `erasure.shred`."""
+        return erasure.shred(self.store, subject_id(customer), reason="benchmark")
+
+    def receipt(self, shredded: Any) -> Any:
+        """The receipt's evidence for an erasure: `erasure.receipt_for`."""
+        return erasure.receipt_for(self.store, shredded)
 
     def is_erased(self, customer: int) -> bool:
         return self.store.subject_status(subject_id(customer)).state == "erased"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID, uuid5
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -46,13 +47,20 @@ __all__ = [
     "Footprint",
     "ReceiptCheck",
     "ReconcileReport",
+    "Shredded",
     "SubjectErased",
     "erase",
     "generate_signing_key",
+    "ledger",
+    "ledger_event_id",
     "load_public_key",
     "load_signing_key",
+    "receipt_for",
     "reconcile",
+    "resurrected",
+    "shred",
     "verify_receipt",
+    "write_receipt",
 ]
 
 LEDGER_STREAM = "$erasures"
@@ -216,6 +224,14 @@ class ReconcileReport:
         return bool(self.re_erased or self.recorded)
 
 
+@dataclass(frozen=True, slots=True)
+class Shredded:
+    """The outcome of `shred`: the vault's answer and where the ledger records the erasure."""
+
+    result: ErasureResult
+    ledger_position: int
+
+
 def erase(
     store: EventStore,
     subject_id: str,
@@ -224,22 +240,39 @@ def erase(
     request_id: str | None = None,
     signing_key: Ed25519PrivateKey | None = None,
 ) -> ErasureReceipt:
-    """Erase the subject (idempotent), record it in the ledger once, and return the receipt."""
-    scan = store._scan_subject(subject_id, sample=CHECK_SAMPLE)
+    """Erase the subject (idempotent), record it in the ledger once, and return the receipt:
+    `shred`, then `receipt_for`."""
+    shredded = shred(store, subject_id, reason=reason, request_id=request_id)
+    return receipt_for(store, shredded, signing_key=signing_key)
+
+
+def shred(store: EventStore, subject_id: str, *, reason: str | None = None,
+          request_id: str | None = None) -> Shredded:
+    """Destroy the subject's key and make sure the ledger records it: the erasure itself.
+
+    Its cost does not depend on how much data the subject has. From its return on, nothing
+    of the subject's personal data opens anywhere.
+    """
     result = _erase_key(store, subject_id, reason=reason, request_id=request_id)
-    ledger_position = scan.ledger_position
-    if ledger_position is None:
-        entry = SubjectErased(subject_id=subject_id, erased_at=result.erased_at,
-                              request_id=result.request_id, reason=result.reason,
-                              key_fingerprint=result.key_fingerprint)
-        ledger_position = _record(store, entry)
+    position = _record(store, SubjectErased(
+        subject_id=subject_id, erased_at=result.erased_at, request_id=result.request_id,
+        reason=result.reason, key_fingerprint=result.key_fingerprint))
+    return Shredded(result, position)
+
+
+def receipt_for(store: EventStore, shredded: Shredded, *,
+                signing_key: Ed25519PrivateKey | None = None) -> ErasureReceipt:
+    """The evidence of an erasure: what the log held of the subject (one pass over its rows
+    through the subject index) and a check that none of its sealed values opens now."""
+    result = shredded.result
+    scan = store._scan_subject(result.subject_id, sample=CHECK_SAMPLE)
     receipt = ErasureReceipt(
-        subject_id=subject_id, erased_at=result.erased_at,
+        subject_id=result.subject_id, erased_at=result.erased_at,
         already_erased=result.already_erased, held_key=result.held_key,
         key_fingerprint=result.key_fingerprint, request_id=result.request_id,
         reason=result.reason, footprint=scan.footprint, log_head=store.head(),
-        ledger_position=ledger_position, check=store._try_sealed(subject_id, scan),
-        issued_at=datetime.now(UTC),
+        ledger_position=shredded.ledger_position,
+        check=store._try_sealed(result.subject_id, scan), issued_at=datetime.now(UTC),
     )
     return receipt.signed(signing_key) if signing_key is not None else receipt
 
@@ -402,8 +435,23 @@ def _erase_key(store: EventStore, subject_id: str, *, reason: str | None,
 
 
 def _record(store: EventStore, entry: SubjectErased) -> int:
-    """Append a ledger entry; its position."""
+    """Append the subject's ledger entry, or find it if it is there: its position.
+
+    A subject's entry has a fixed event id, so the log's own idempotent append (a repeated
+    event id in the same stream returns the stored result) keeps one entry per subject, also
+    when two processes erase the same subject at once, at the cost of one insert.
+    """
+    entry = entry.model_copy(update={"event_id": ledger_event_id(entry.subject_id)})
     return store._append_system(LEDGER_STREAM, [entry]).positions[0]
+
+
+def ledger_event_id(subject_id: str) -> UUID:
+    """The event id of the subject's entry in the erasure ledger (UUIDv5 of the subject id)."""
+    return uuid5(_LEDGER_NAMESPACE, subject_id)
+
+
+_LEDGER_NAMESPACE = UUID("5f1c2e8a-3d9b-5c47-9a61-0b7e4d2f8c13")
+"""A fixed namespace for `ledger_event_id`: changing it would duplicate ledger entries."""
 
 
 def _canonical(body: Mapping[str, Any]) -> bytes:

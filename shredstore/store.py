@@ -39,7 +39,7 @@ from shredstore.mapping.snapshots import snapshot_of, state_from
 from shredstore.personal import dotted, plan_of
 from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, verify_rows
 from shredstore.storage.engine import create_engine
-from shredstore.storage.log import AppendResult, EventLog
+from shredstore.storage.log import AppendResult, EventLog, PersonalRow
 from shredstore.storage.snapshots import SnapshotTable
 
 __all__ = ["DEFAULT_URL", "EventStore"]
@@ -331,23 +331,22 @@ class EventStore:
 
     def _scan_subject(self, subject_id: str, *, sample: int) -> SubjectScan:
         """One pass over the rows that name the subject (through the index, nothing opened):
-        its footprint, its ledger entry, and the first and last of its sealed values."""
-        if not isinstance(subject_id, str) or not subject_id:
-            raise ConfigurationError("a subject id is a non-empty string")
+        its footprint, and the first and last `sample` of its sealed values."""
+        _check_subject(subject_id)
         events = mentions = sealed = 0
-        ledger_position = None
         streams: dict[str, None] = {}
         types: dict[str, None] = {}
-        fields: dict[str, None] = {}
-        first: list[tuple[UUID, dict[str, Any]]] = []
-        last: collections.deque[tuple[UUID, dict[str, Any]]] = collections.deque(
+        fields: dict[tuple[Any, ...], None] = {}
+        first: list[tuple[PersonalRow, dict[str, Any]]] = []
+        last: collections.deque[tuple[PersonalRow, dict[str, Any]]] = collections.deque(
             maxlen=sample - sample // 2)
-        for page in self._log.read_subject(subject_id):
+        for page in self._log.subject_personal(subject_id):
+            mentions += len(page)
             for row in page:
-                mentions += 1
-                if row.stream_id == erasure.LEDGER_STREAM and ledger_position is None:
-                    ledger_position = row.position
-                mine = [group for group in _groups_of(row) if group.get("subject") == subject_id]
+                if row.personal is None:
+                    continue
+                mine = [group for group in _parsed_or_empty(row.personal)
+                        if group.get("subject") == subject_id]
                 if not mine:
                     continue
                 events += 1
@@ -355,21 +354,24 @@ class EventStore:
                 types[row.event_type] = None
                 for group in mine:
                     for path in group.get("paths", ()):
-                        fields[f"{row.event_type}:{dotted(path)}"] = None
+                        if isinstance(path, list):  # else malformed: verify reports the row
+                            fields[(row.event_type, *map(str, path))] = None
                     if "sealed" not in group:
                         continue
                     sealed += 1
                     if len(first) < sample // 2:
-                        first.append((row.event_id, group))
+                        first.append((row, group))
                     elif sample:
-                        last.append((row.event_id, group))
+                        last.append((row, group))
         snapshots = sum(
             1 for personal in self._snapshots.personal_columns(streams)
             if any(group.get("subject") == subject_id
                    for group in _parsed_or_empty(personal)))
+        field_names = sorted({f"{kind}:{dotted(path)}" for kind, *path in fields})
         footprint = Footprint(subject_id, events, tuple(streams), tuple(sorted(types)),
-                              tuple(sorted(fields)), snapshots, mentions)
-        return SubjectScan(footprint, ledger_position, sealed, (*first, *last))
+                              tuple(field_names), snapshots, mentions)
+        samples = tuple((row.event_id, group) for row, group in (*first, *last))
+        return SubjectScan(footprint, sealed, samples)
 
     def _try_sealed(self, subject_id: str, scan: SubjectScan) -> CiphertextCheck:
         """Try to open the sealed values a scan sampled, with the vault as it is now."""
@@ -427,7 +429,6 @@ class SubjectScan(NamedTuple):
     """What one pass over a subject's rows found (see `EventStore._scan_subject`)."""
 
     footprint: Footprint
-    ledger_position: int | None
     sealed: int
     samples: tuple[tuple[UUID, dict[str, Any]], ...]
 
@@ -445,11 +446,6 @@ def _shown(url: str | URL | Engine) -> str:
 def _check_stream_id(stream_id: object) -> None:
     if not isinstance(stream_id, str) or not stream_id:
         raise ConfigurationError("a stream id is a non-empty string")
-
-
-def _groups_of(row: StoredRow) -> list[dict[str, Any]]:
-    """A row's stored personal groups (dicts only); [] if none or malformed (verify reports)."""
-    return [] if row.personal is None else _parsed_or_empty(row.personal)
 
 
 def _parsed_or_empty(personal: str) -> list[dict[str, Any]]:
@@ -480,3 +476,8 @@ def _erased(error: keyvault.SubjectErasedError) -> SubjectErasedError:
     return SubjectErasedError(
         "a subject of this batch was erased: no personal data can be appended for it; "
         "nothing was written", subject_id=error.subject_id)
+
+
+def _check_subject(subject_id: object) -> None:
+    if not isinstance(subject_id, str) or not subject_id:
+        raise ConfigurationError("a subject id is a non-empty string")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -78,6 +78,25 @@ class NewRow:
     """The data subjects the event names, for the subject index."""
     sealed_for: frozenset[str] = frozenset()
     """The subjects whose keys sealed its personal data (they must still be active)."""
+
+
+_Row = TypeVar("_Row")
+
+
+class PersonalRow(NamedTuple):
+    """The parts of a stored row that say whose personal data it holds, and where."""
+
+    position: int
+    stream_id: str
+    event_type: str
+    stored_id: UUID | str
+    """The event id as the driver returns it: a UUID, or (SQLite) its 32 hex digits."""
+    personal: str | None
+
+    @property
+    def event_id(self) -> UUID:
+        stored = self.stored_id
+        return stored if isinstance(stored, UUID) else UUID(hex=stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,15 +300,23 @@ class EventLog:
         """Pages of rows in position order, after position `after`."""
         sql = self._sql
         if types is None:
-            return self._pages(sql.after, (), after, limit, _POSITION)
+            return self._pages(sql.after, (), after, limit, _POSITION, to_row=self._to_row)
         names = tuple(sorted(set(types)))
         if not names:
             return iter(())
-        return self._pages(sql.typed_after(len(names)), names, after, limit, _POSITION)
+        return self._pages(sql.typed_after(len(names)), names, after, limit, _POSITION,
+                           to_row=self._to_row)
 
     def read_subject(self, subject_id: str, *, after: int = 0) -> Iterator[list[StoredRow]]:
         """Pages of the rows that name `subject_id`, in position order, through the index."""
-        return self._pages(self._sql.subject_after, (subject_id,), after, None, _POSITION)
+        return self._pages(self._sql.subject_after, (subject_id,), after, None, _POSITION,
+                           to_row=self._to_row)
+
+    def subject_personal(self, subject_id: str) -> Iterator[list[PersonalRow]]:
+        """Pages of (position, stream, type, event id, personal column) of the rows naming
+        `subject_id`: what a scan of a subject's personal data needs, and nothing else."""
+        return self._pages(self._sql.subject_personal_after, (subject_id,), 0, None, _POSITION,
+                           to_row=PersonalRow._make)
 
     def read_stream(
         self,
@@ -302,21 +329,24 @@ class EventLog:
         """Pages of a stream's rows by version: from `from_version` on, or down from it."""
         if backwards:
             bound = (from_version + 1) if from_version is not None else 2**31
-            return self._pages(self._sql.stream_before, (stream_id,), bound, limit, _VERSION)
+            return self._pages(self._sql.stream_before, (stream_id,), bound, limit, _VERSION,
+                               to_row=self._to_row)
         bound = (from_version - 1) if from_version is not None else 0
-        return self._pages(self._sql.stream_after, (stream_id,), bound, limit, _VERSION)
+        return self._pages(self._sql.stream_after, (stream_id,), bound, limit, _VERSION,
+                           to_row=self._to_row)
 
     def rows(self) -> Iterator[StoredRow]:
         """Every row, in position order, with its chain hashes (for verify)."""
-        for page in self._pages(self._sql.after_with_hashes, (), 0, None, _POSITION):
+        for page in self._pages(self._sql.after_with_hashes, (), 0, None, _POSITION,
+                                to_row=self._to_row):
             yield from page
 
     def _pages(
-        self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int
-    ) -> Iterator[list[StoredRow]]:
+        self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int, *,
+        to_row: Callable[[Any], _Row],
+    ) -> Iterator[list[_Row]]:
         """Keyset pagination: each page is `sql` with (fixed..., bound, size), own transaction."""
         remaining = limit
-        to_row = self._to_row
         while remaining is None or remaining > 0:
             size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
             with translate_errors(), self._engine.connect() as conn, conn.begin():
@@ -382,11 +412,16 @@ class _Statements:
                              f"ORDER BY version LIMIT {mark}")
         self.stream_before = (f"{select} WHERE stream_id = {mark} AND version < {mark} "
                               f"ORDER BY version DESC LIMIT {mark}")
-        self.subject_after = (
-            f"SELECT e.{_READ_LIST.replace(', ', ', e.')} FROM shredstore_events e "
-            f"JOIN shredstore_event_subjects s ON s.position = e.position "
-            f"WHERE s.subject_id = {mark} AND e.position > {mark} "
-            f"ORDER BY e.position LIMIT {mark}")
+        # A page of the subject index first, then its events by primary key: the planner
+        # cannot turn a page into a scan of the events table (a merge join from its start).
+        subject_rows = (f"FROM (SELECT position FROM shredstore_event_subjects "
+                        f"WHERE subject_id = {mark} AND position > {mark} "
+                        f"ORDER BY position LIMIT {mark}) s "
+                        f"JOIN shredstore_events e ON e.position = s.position ORDER BY s.position")
+        self.subject_after = f"SELECT e.{_READ_LIST.replace(', ', ', e.')} {subject_rows}"
+        self.subject_personal_after = (
+            f"SELECT s.position, e.stream_id, e.event_type, e.event_id, e.personal "
+            f"{subject_rows}")
 
         self.lock = f"SELECT pg_advisory_xact_lock({mark}, {mark})"
         self.version_and_head = (

@@ -14,6 +14,8 @@ Commands, by ``op``:
 ``cached``  subject -> ``cached``: whether this process holds the subject's key in its cache
 ``append``  stream, subject, name, email -> ``version``: a CustomerRegistered appended; or
     ``error``, the name of the exception's class
+``erase``   subject -> ``ledger_position``, ``already_erased``: the subject erased (with its
+    ledger entry and receipt); or ``error``, the name of the exception's class
 ``exit``    close the store and exit 0
 
 A command with ``"barrier": true`` is answered first with ``{"armed": true}``; the child then
@@ -63,7 +65,16 @@ def _append(store: EventStore, command: dict[str, Any]) -> dict[str, Any]:
         return {"error": type(error).__name__}
 
 
-COMMANDS = {"read": _read, "cached": _cached, "append": _append}
+def _erase(store: EventStore, command: dict[str, Any]) -> dict[str, Any]:
+    try:
+        receipt = store.erase_subject(command["subject"])
+    except Exception as error:  # noqa: BLE001 - reported to the parent by class name
+        return {"error": type(error).__name__}
+    return {"ledger_position": receipt.ledger_position, "already_erased": receipt.already_erased,
+            "ok": receipt.ok}
+
+
+COMMANDS = {"read": _read, "cached": _cached, "append": _append, "erase": _erase}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

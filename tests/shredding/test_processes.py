@@ -13,6 +13,7 @@ import pytest
 
 from keyvault import MasterKey
 from shredstore import EventStore
+from shredstore.erasure import LEDGER_STREAM
 from tests.processes import CommandChild, release
 from tests.shredding._process_workers import SHOWN_REDACTED
 from tests.shredding.events import ERASED_EMAIL, CustomerRegistered
@@ -114,3 +115,33 @@ def test_processes_appending_for_a_new_subject_at_once_share_one_key(any_url: st
                         for k in range(rounds)}
         assert None not in fingerprints
         assert len(fingerprints) == rounds
+
+
+@pytest.mark.processes
+def test_processes_erasing_one_subject_at_once_leave_one_ledger_entry(any_url: str) -> None:
+    """Erasure requests for the same subject handled by several processes at the same moment:
+    all succeed, one of them destroys the key, and the ledger records the erasure once."""
+    processes = 4
+    deadline = time.monotonic() + TIMEOUT
+    master = MasterKey.generate()
+    with EventStore(any_url, master_key=master) as store:
+        store.append("customer-1", [CustomerRegistered(
+            customer_id="c-1", name="Erin Racer", email="erin@example.org", credit_limit=1)])
+    erasers = [child_for(any_url, master, f"eraser{n}") for n in range(processes)]
+    try:
+        for eraser in erasers:
+            assert eraser.message(deadline).get("ready") is True, eraser.describe()
+        answers = release([(eraser, {"op": "erase", "subject": "c-1"}) for eraser in erasers],
+                          deadline)
+        for eraser in erasers:
+            eraser.finish(deadline)
+    finally:
+        for eraser in erasers:
+            eraser.kill()
+    assert all("error" not in answer and answer["ok"] for answer in answers), answers
+    assert sorted(answer["already_erased"] for answer in answers) == [False] + [True] * (
+        processes - 1)
+    with EventStore(any_url, master_key=master) as store:
+        (entry,) = list(store.read_stream(LEDGER_STREAM))
+        assert {answer["ledger_position"] for answer in answers} == {entry.position}
+        assert store.verify().ok
