@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sqlite3
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -127,13 +128,31 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            _switch_to_wal(cursor)
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA secure_delete=ON")
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Put a new database file in WAL mode. Processes opening the same new file at once race
+    for the exclusive lock this needs, and SQLite answers the losers "database is locked"
+    without waiting: they retry until the winner's switch is visible."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
 
 
 def _sqlite_begin(connection: Connection) -> None:
