@@ -14,8 +14,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import click
 from rich.console import Console
@@ -24,6 +25,9 @@ from rich.progress import MofNCompleteColumn, Progress, track
 import keyvault
 from keyvault import MasterKey
 from shredstore import erasure
+from shredstore.audit.export import write_export
+from shredstore.audit.reader import Scope
+from shredstore.audit.report import FORMATS, write_report
 from shredstore.demo import run_demo
 from shredstore.errors import ConfigurationError, ShredstoreError, StoreUnavailable
 from shredstore.requests import ErasureRequest, read_requests
@@ -205,6 +209,56 @@ def reconcile(settings: Settings) -> None:
                   f"{len(report.re_erased)} re-erased, {len(report.recorded)} recorded"))
 
 
+@cli.command()
+@click.option("--subject", help="Only events that name this subject.")
+@click.option("--stream", help="Only this stream's events.")
+@click.option("--type", "event_type", help="Only events of this type.")
+@click.option("--since", metavar="DATE", help="Recorded on or after (ISO date or time, UTC).")
+@click.option("--until", metavar="DATE", help="Recorded on or before: the log as of DATE.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: standard output).")
+@click.option("--reveal", is_flag=True,
+              help="Show held personal values in the clear (recorded in the $access stream).")
+@click.option("--purpose", help="Why the values are revealed; recorded with the access.")
+@click.pass_obj
+def report(settings: Settings, *, subject: str | None, stream: str | None,
+           event_type: str | None, since: str | None, until: str | None, fmt: str,
+           out: Path | None, reveal: bool, purpose: str | None) -> None:
+    """What the log holds: summary, erasure ledger, and every event with the state of each
+    personal field (held, masked unless --reveal; or erased). Exit 1 if the log was altered."""
+    with _errors():
+        scope = Scope(stream_id=stream, event_type=event_type, subject_id=subject,
+                      since=_moment(since, "--since", end=False),
+                      until=_moment(until, "--until", end=True))
+        with settings.store(needs_key=reveal) as store, _output(out) as target, \
+                _progress_bar("reporting", minimum=10_000) as tick:
+            result = write_report(store, target, scope=scope, fmt=fmt, reveal=reveal,
+                                  purpose=purpose, progress=tick)
+    summary = result.summary
+    click.echo(f"{summary['events']} event(s), {summary['erased_subjects']} erased subject(s), "
+               f"{summary['personal_fields_redacted']} redacted field(s); integrity: "
+               + ("intact" if result.ok else "FAILED, the log was altered")
+               + (f"; written to {out}" if out else ""), err=True)
+    if not result.ok:
+        sys.exit(EXIT_PROBLEM)
+
+
+@cli.command()
+@click.argument("subject")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: standard output).")
+@click.option("--purpose", help="Why (e.g. 'Art. 15 request 2026-7'); recorded with the access.")
+@click.pass_obj
+def export(settings: Settings, subject: str, out: Path | None, purpose: str | None) -> None:
+    """Everything the log holds about SUBJECT, as JSON, with its personal data opened
+    (GDPR Art. 15/20). Recorded in the $access stream. Exit 1 for an unknown subject."""
+    with _errors(), settings.store(needs_key=True) as store, _output(out) as target:
+        count = write_export(store, subject, target, purpose=purpose)
+    if out is not None:
+        click.echo(f"{count} event(s) of {subject} written to {out}", err=True)
+
+
 @cli.group()
 def receipt() -> None:
     """Erasure receipts."""
@@ -344,9 +398,9 @@ def _progress(items: list[ErasureRequest], label: str) -> Iterator[ErasureReques
 
 
 @contextmanager
-def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+def _progress_bar(label: str, *, minimum: int = 0) -> Iterator[Callable[[int, int], None]]:
     """A `progress(done, total)` callback: a bar on an interactive stderr, else a line on
-    stderr at each tenth of the way (for logs)."""
+    stderr at each tenth of the way (for logs); nothing for totals under `minimum`."""
     if sys.stderr.isatty():
         with Progress(*Progress.get_default_columns(), MofNCompleteColumn(),
                       console=Console(stderr=True), transient=True) as bar:
@@ -357,12 +411,46 @@ def _progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
     def report(done: int, total: int) -> None:
         nonlocal last
+        if total < minimum:
+            return
         tenth = done * 10 // total if total else 10
         if tenth != last:
             last = tenth
             click.echo(f"{label}: {done}/{total}", err=True)
 
     yield report
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[TextIO]:
+    """The file to write (replaced only once complete), or standard output."""
+    if path is None:
+        yield sys.stdout
+        return
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8") as target:
+            yield target
+        partial.replace(path)
+    except OSError as error:
+        raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _moment(text: str | None, option: str, *, end: bool) -> datetime | None:
+    """An ISO date or time as an aware UTC time; a date alone is its first (or last) moment."""
+    if text is None:
+        return None
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, time.max if end else time.min)
+        else:
+            moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError(f"{option}: {text!r} is not an ISO date or time") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _parse_head(text: str | None) -> LogHead | None:

@@ -73,7 +73,7 @@ class EventMapper:
                 rows.append(NewRow(event.event_id, cls.__event_type__, cls.__schema_version__,
                                    metadata, event.model_dump_json()))
                 continue
-            personal = (seal_groups(ring, groups, _aad_prefix(event.event_id))
+            personal = (seal_groups(ring, groups, aad_prefix(event.event_id))
                         if groups and ring is not None else None)
             rows.append(NewRow(
                 event.event_id, cls.__event_type__, cls.__schema_version__, metadata,
@@ -105,7 +105,7 @@ class EventMapper:
             if groups is None:
                 groups = parse_groups(row.personal, where)
             personal_fields, redacted = open_groups(
-                ring, groups, data, _aad_prefix(row.event_id), where=where)
+                ring, groups, data, aad_prefix(row.event_id), where=where)
         cls = self._registry.find(row.event_type)
         redacted_fields: frozenset[str] = frozenset()
         if cls is None:
@@ -252,7 +252,7 @@ def open_one(ring: KeyRing, event_id: UUID, group: dict[str, Any]) -> bool:
     """Open one stored group with `ring`: True if it opens (raises as `KeyRing.open` does)."""
     try:
         sealed = base64.b64decode(group["sealed"], validate=True)
-        aad = _aad_prefix(event_id) + pydantic_core.to_json(group["paths"])
+        aad = aad_prefix(event_id) + pydantic_core.to_json(group["paths"])
     except (KeyError, TypeError, ValueError, binascii.Error):
         raise TamperedError("a stored personal group is malformed; run verify()") from None
     ring.open(group["subject"], sealed, aad=aad)
@@ -345,7 +345,7 @@ class _Where:
         return str(self)
 
 
-def _aad_prefix(event_id: UUID) -> bytes:
+def aad_prefix(event_id: UUID) -> bytes:
     return _AAD_PREFIX + event_id.bytes
 
 

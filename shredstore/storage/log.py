@@ -46,7 +46,7 @@ from shredstore.expected import ExpectedVersion
 from shredstore.storage import schema
 from shredstore.storage.chain import GENESIS, LogHead, StoredRow, chain_hash
 
-__all__ = ["AppendResult", "EventLog", "NewRow", "translate_errors"]
+__all__ = ["AppendResult", "EventLog", "NewRow", "Scope", "translate_errors"]
 
 PAGE_SIZE = 1000
 """Rows fetched per query while reading; bounds the memory of a read."""
@@ -81,6 +81,27 @@ class NewRow:
 
 
 _Row = TypeVar("_Row")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which events a report covers: all that match every filter given (None: any)."""
+
+    stream_id: str | None = None
+    event_type: str | None = None
+    subject_id: str | None = None
+    """Events that name the subject (through the subject index)."""
+    since: datetime | None = None
+    """Recorded at or after (aware)."""
+    until: datetime | None = None
+    """Recorded at or before (aware)."""
+
+    def holds(self, row: StoredRow) -> bool:
+        """Whether `row` is in scope (its subject, if filtered, is the caller's to check)."""
+        return ((self.stream_id is None or row.stream_id == self.stream_id)
+                and (self.event_type is None or row.event_type == self.event_type)
+                and (self.since is None or row.recorded_at >= self.since)
+                and (self.until is None or row.recorded_at <= self.until))
 
 
 class PersonalRow(NamedTuple):
@@ -317,6 +338,48 @@ class EventLog:
         `subject_id`: what a scan of a subject's personal data needs, and nothing else."""
         return self._pages(self._sql.subject_personal_after, (subject_id,), 0, None, _POSITION,
                            to_row=PersonalRow._make)
+
+    def read_scope(self, scope: Scope) -> Iterator[list[StoredRow]]:
+        """Pages of the rows in `scope`, in position order (pages may be short or empty).
+
+        Read through the narrowest index the scope names (subject, stream, type), then
+        filtered: memory stays one page whatever the log's size.
+        """
+        if scope.subject_id is not None:
+            pages = self.read_subject(scope.subject_id)
+        elif scope.stream_id is not None:
+            pages = self.read_stream(scope.stream_id)
+        else:
+            pages = self.read_all(types=None if scope.event_type is None
+                                  else (scope.event_type,))
+        return ([row for row in page if scope.holds(row)] for page in pages)
+
+    def count_scope(self, scope: Scope) -> tuple[int, int, int]:
+        """Events, distinct streams and distinct subjects in `scope`, counted by the database."""
+        mark = self._sql.mark
+        where, params = ["1 = 1"], []
+        for column, value, test in (("stream_id", scope.stream_id, "="),
+                                    ("event_type", scope.event_type, "="),
+                                    ("recorded_at", scope.since, ">="),
+                                    ("recorded_at", scope.until, "<=")):
+            if value is not None:
+                where.append(f"e.{column} {test} {mark}")
+                params.append(self._time_param(value) if isinstance(value, datetime)
+                              else value)
+        if scope.subject_id is not None:
+            where.append(f"e.position IN (SELECT position FROM shredstore_event_subjects "
+                         f"WHERE subject_id = {mark})")
+            params.append(scope.subject_id)
+        condition = " AND ".join(where)
+        with translate_errors(), self._engine.connect() as conn, conn.begin():
+            events, streams = conn.exec_driver_sql(
+                f"SELECT count(*), count(DISTINCT e.stream_id) FROM shredstore_events e "
+                f"WHERE {condition}", tuple(params)).one()
+            subjects = conn.exec_driver_sql(
+                f"SELECT count(DISTINCT s.subject_id) FROM shredstore_event_subjects s "
+                f"JOIN shredstore_events e ON e.position = s.position WHERE {condition}",
+                tuple(params)).scalar_one()
+        return int(events), int(streams), int(subjects)
 
     def read_stream(
         self,

@@ -1,0 +1,226 @@
+"""What the log holds, read for auditors: events with the state of every personal field.
+
+Works on stored records alone (invariant 10): no application class is needed or imported. A
+personal field is *held* (its subject's key exists: shown masked, or opened when revealing) or
+*erased* (its subject's key was destroyed: with the erasure's date). Reading never opens a
+sealed value unless the caller reveals, so a masked report needs no master key.
+"""
+
+from __future__ import annotations
+
+import collections
+import getpass
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from shredstore.errors import ConfigurationError, TamperedError
+from shredstore.events import Event
+from shredstore.mapping.mapper import aad_prefix, open_groups, parse_groups
+from shredstore.personal import REDACTED, dotted
+from shredstore.storage.chain import StoredRow
+from shredstore.storage.log import Scope
+
+if TYPE_CHECKING:
+    from shredstore.store import EventStore
+
+__all__ = ["ACCESS_STREAM", "AuditEvent", "PersonalDataRevealed", "PersonalField", "Scope",
+           "Tally", "audit_events", "record_access"]
+
+ACCESS_STREAM = "$access"
+"""The system stream recording every read that revealed personal data."""
+
+_HELD_CACHE = 100_000
+"""Subjects remembered as held between pages (erased ones are all remembered: they are few)."""
+
+
+class PersonalDataRevealed(Event, type_name="shredstore.PersonalDataRevealed"):
+    """A report or export showed personal data in the clear: who, when, what (no values)."""
+
+    kind: Literal["report", "export"]
+    actor: str
+    at: datetime
+    scope: dict[str, str]
+    """The filters of the read (subject ids are identifiers, not personal values)."""
+    purpose: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalField:
+    """One personal field of an event, and what the store can still show of it."""
+
+    path: str
+    subject: str
+    state: Literal["held", "erased"]
+    erased_at: datetime | None = None
+    value: Any = None
+    """The value, when revealed; else None."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """An event as an audit shows it: its place, its plain fields and its personal fields."""
+
+    position: int
+    stream_id: str
+    version: int
+    event_type: str
+    recorded_at: datetime
+    plain: dict[str, Any]
+    personal: tuple[PersonalField, ...]
+    tampered: bool = False
+    """Its personal data is malformed or failed authentication: `verify` names the row."""
+
+
+@dataclass(slots=True)
+class Tally:
+    """Counts gathered while reading, for a report's summary."""
+
+    events: int = 0
+    held_fields: int = 0
+    redacted_fields: int = 0
+    tampered_events: int = 0
+    erased_subjects: set[str] = field(default_factory=set)
+
+
+def audit_events(store: EventStore, scope: Scope, *, reveal: bool = False,
+                 only_subject: str | None = None, tally: Tally | None = None
+                 ) -> Iterator[AuditEvent]:
+    """The events in `scope`, in log order, page by page (memory: one page).
+
+    `reveal` opens held values (needs the master key). `only_subject` keeps only that
+    subject's personal fields (an export: other subjects' data is left out).
+    """
+    if reveal and not store._has_master_key:
+        raise ConfigurationError("revealing personal data needs the master key")
+    states = _ErasureStates(store)
+    tally = tally if tally is not None else Tally()
+    for page in store._log.read_scope(scope):
+        parsed = [_groups(row) for row in page]
+        states.learn({group["subject"] for groups in parsed if groups for group in groups})
+        opened: list[dict[str, Any] | None] = [None] * len(page)
+        if reveal and any(parsed):
+            with store._keyring(True) as ring:
+                for n, (row, groups) in enumerate(zip(page, parsed, strict=True)):
+                    mine = [g for g in groups or ()
+                            if only_subject is None or g["subject"] == only_subject]
+                    if not mine:
+                        continue
+                    data: dict[str, Any] = {}
+                    try:
+                        open_groups(ring, mine, data, aad_prefix(row.event_id),
+                                    where=f"event at position {row.position}")
+                    except TamperedError:
+                        parsed[n] = None
+                    opened[n] = data
+        for row, groups, values in zip(page, parsed, opened, strict=True):
+            yield _audit_event(row, groups, values, states, only_subject=only_subject,
+                               tally=tally)
+
+
+def record_access(store: EventStore, kind: Literal["report", "export"], scope: dict[str, str],
+                  *, actor: str | None = None, purpose: str | None = None) -> int:
+    """Append a `PersonalDataRevealed` entry to ``$access`` before anything is revealed;
+    its position. A store that cannot record it cannot reveal."""
+    entry = PersonalDataRevealed(kind=kind, actor=actor or _user(), at=datetime.now(UTC),
+                                 scope=scope, purpose=purpose)
+    return store._append_system(ACCESS_STREAM, [entry]).positions[0]
+
+
+def _groups(row: StoredRow) -> list[dict[str, Any]] | None:
+    """The row's personal groups; None if they are malformed (tampered)."""
+    if row.personal is None:
+        return []
+    try:
+        groups = parse_groups(row.personal, "")
+    except TamperedError:
+        return None
+    ok = all(isinstance(g, dict) and isinstance(g.get("subject"), str)
+             and isinstance(g.get("paths"), list)
+             and all(isinstance(p, list) and p for p in g["paths"]) for g in groups)
+    return groups if ok else None
+
+
+def _audit_event(row: StoredRow, groups: list[dict[str, Any]] | None,
+                 values: dict[str, Any] | None, states: _ErasureStates, *,
+                 only_subject: str | None, tally: Tally) -> AuditEvent:
+    tally.events += 1
+    plain = _parse_payload(row)
+    if groups is None:
+        tally.tampered_events += 1
+        return AuditEvent(row.position, row.stream_id, row.version, row.event_type,
+                          row.recorded_at, plain, (), tampered=True)
+    personal = []
+    for group in groups:
+        subject = group["subject"]
+        if only_subject is not None and subject != only_subject:
+            continue
+        erased_at = states.erased_at(subject)
+        for path in group["paths"]:
+            value = _at(values, path) if values is not None else None
+            if erased_at is not None or value is REDACTED:
+                tally.redacted_fields += 1
+                tally.erased_subjects.add(subject)
+                personal.append(PersonalField(dotted(path), subject, "erased",
+                                              erased_at or states.erased_now(subject)))
+            else:
+                tally.held_fields += 1
+                personal.append(PersonalField(dotted(path), subject, "held", value=value))
+    return AuditEvent(row.position, row.stream_id, row.version, row.event_type,
+                      row.recorded_at, plain, tuple(personal))
+
+
+class _ErasureStates:
+    """Whether each subject is erased (and when), asked of the vault once per page."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._vault = store.vault
+        self._erased: dict[str, datetime] = {}
+        self._held: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def learn(self, subjects: set[str]) -> None:
+        unknown = [s for s in subjects if s not in self._erased and s not in self._held]
+        if not unknown:
+            return
+        erased = self._vault.erased_subjects(unknown)
+        for subject in unknown:
+            if subject in erased:
+                self.erased_now(subject)
+            else:
+                self._held[subject] = None
+        while len(self._held) > _HELD_CACHE:
+            self._held.popitem(last=False)
+
+    def erased_at(self, subject: str) -> datetime | None:
+        return self._erased.get(subject)
+
+    def erased_now(self, subject: str) -> datetime:
+        """The subject's erasure date (for a subject found erased while reading)."""
+        if subject not in self._erased:
+            status = self._vault.status(subject)
+            self._erased[subject] = status.erased_at or datetime.now(UTC)
+            self._held.pop(subject, None)
+        return self._erased[subject]
+
+
+def _at(data: Any, path: list[Any]) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
+def _parse_payload(row: StoredRow) -> dict[str, Any]:
+    try:
+        plain = json.loads(row.payload)
+    except ValueError:
+        return {}
+    return plain if isinstance(plain, dict) else {}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
