@@ -17,9 +17,9 @@ import pytest
 
 from keyvault import MasterKey
 from shredstore import EventStore
-from shredstore.audit.reader import ACCESS_STREAM
+from shredstore.audit.reader import ACCESS_STREAM, Scope, audit_events
 from shredstore.audit.report import FORMATS
-from tests.shredding.events import CustomerRegistered, PaymentSent
+from tests.shredding.events import Address, CustomerRegistered, Line, OrderPlaced, PaymentSent
 from tests.store import tampering
 
 ACTIVE = ("Orla-Pangolin-2210", "orla.pangolin2210@example.org", "GB11ORLA22103344")
@@ -254,3 +254,26 @@ def test_the_html_report_renders_in_a_real_browser(sqlite_url: str, master_file:
     taken = chromium("--window-size=1400,1000", f"--screenshot={shot}", page.as_uri())
     assert taken.returncode == 0, taken.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nested_and_listed_personal_fields_open_per_subject(any_url: str) -> None:
+    """Personal values inside nested models and lists, of several subjects in one event, are
+    revealed by path and subject, and an export keeps only its subject's."""
+    with EventStore(any_url, master_key=MasterKey.generate()) as store:
+        store.append("order-1", [OrderPlaced(
+            customer_id="c-1", shipping=Address(street="9 Quokka Lane", city="Perth"),
+            total_cents=5, lines=[Line(recipient_id="r-1", recipient_name="Zed Numbat",
+                                       sku="a"),
+                                  Line(recipient_id="r-2", recipient_name="Yan Wombat",
+                                       sku="b")])])
+        (event,) = audit_events(store, Scope(), reveal=True)
+        assert not event.tampered
+        assert {(f.path, f.subject, f.value) for f in event.personal} == {
+            ("shipping.street", "c-1", "9 Quokka Lane"), ("note", "c-1", None),
+            ("lines.0.recipient_name", "r-1", "Zed Numbat"),
+            ("lines.1.recipient_name", "r-2", "Yan Wombat")}
+        assert event.plain["lines"][1]["sku"] == "b"
+        (mine,) = audit_events(store, Scope(subject_id="r-2"), reveal=True, only_subject="r-2")
+        assert [(f.path, f.value) for f in mine.personal] == [
+            ("lines.1.recipient_name", "Yan Wombat")]
+        assert "Zed Numbat" not in json.dumps(mine.plain)

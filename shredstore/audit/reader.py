@@ -108,7 +108,7 @@ def audit_events(store: EventStore, scope: Scope, *, reveal: bool = False,
                             if only_subject is None or g["subject"] == only_subject]
                     if not mine:
                         continue
-                    data: dict[str, Any] = {}
+                    data = _parse_payload(row)  # nested personal values go into it
                     try:
                         open_groups(ring, mine, data, aad_prefix(row.event_id),
                                     where=f"event at position {row.position}")

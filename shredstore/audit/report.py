@@ -13,6 +13,7 @@ import io
 import json
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -134,15 +135,17 @@ def _plain(event: AuditEvent) -> str:
     return json.dumps(event.plain, ensure_ascii=False, sort_keys=True, default=str)
 
 
-class _Renderer:
+class _Renderer(ABC):
+    """One output format: the head (summary and ledger), one piece per event, the tail."""
+
     def __init__(self, reveal: bool) -> None:
         self.reveal = reveal
 
-    def head(self, summary: dict[str, Any], ledger: Iterator[dict[str, Any]]) -> str:
-        raise NotImplementedError  # every format defines it
+    @abstractmethod
+    def head(self, summary: dict[str, Any], ledger: Iterator[dict[str, Any]]) -> str: ...
 
-    def event(self, event: AuditEvent) -> str:
-        raise NotImplementedError  # every format defines it
+    @abstractmethod
+    def event(self, event: AuditEvent) -> str: ...
 
     def tail(self) -> str:
         return ""
@@ -151,7 +154,9 @@ class _Renderer:
 class _Json(_Renderer):
     """One JSON document: {"summary", "ledger", "events"}."""
 
-    first = True
+    def __init__(self, reveal: bool) -> None:
+        super().__init__(reveal)
+        self.first = True
 
     def head(self, summary: dict[str, Any], ledger: Iterator[dict[str, Any]]) -> str:
         return (f'{{"format": "shredstore.audit-report/1", "summary": {_dumps(summary)}, '
