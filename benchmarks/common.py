@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ __all__ = [
     "POSTGRES_URL_ENV",
     "add_common_arguments",
     "check_repeat",
+    "peak_kib",
     "progress",
     "render_table",
     "select_backends",
@@ -28,11 +30,13 @@ B = TypeVar("B")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, quick_help: str,
-                         json_help: str = "also write results as JSON") -> None:
-    """--backend, --quick, --repeat, --json and --postgres-url, as every script has them."""
+                         json_help: str = "also write results as JSON",
+                         repeat: bool = True) -> None:
+    """--backend, --quick, --repeat (unless not `repeat`), --json and --postgres-url."""
     parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
     parser.add_argument("--quick", action="store_true", help=quick_help)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per case (default 3)")
+    if repeat:
+        parser.add_argument("--repeat", type=int, default=3, help="runs per case (default 3)")
     parser.add_argument("--json", type=Path, metavar="PATH", help=json_help)
     parser.add_argument(
         "--postgres-url",
@@ -78,3 +82,18 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, left: 
 
     rule = "  ".join("-" * width for width in widths)
     return "\n".join([line(header), rule, *(line(row) for row in rows)])
+
+
+def peak_kib() -> tuple[int, int]:
+    """This process's (VmHWM, ru_maxrss) in KiB; VmHWM falls back to ru_maxrss without /proc.
+
+    See `benchmarks.memory` for why VmHWM, not ru_maxrss, is the figure."""
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]), maxrss
+    except OSError:
+        pass
+    return maxrss, maxrss

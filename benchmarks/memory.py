@@ -17,12 +17,12 @@ events, and every read came out at the harness's 142 MiB. ``ru_maxrss`` is still
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from .common import peak_kib
 from .peers import CONTENDERS
 from .workload import Layout, Location
 
@@ -69,19 +69,6 @@ def peak_rss(contender: str, location: Location, secret: str, layout: Layout,
     return int(answer["events"]), answer["peak_rss_kib"] / 1024
 
 
-def _peak_kib() -> tuple[int, int]:
-    """(VmHWM, ru_maxrss) in KiB; VmHWM falls back to ru_maxrss without /proc."""
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]), maxrss
-    except OSError:
-        pass
-    return maxrss, maxrss
-
-
 def child_main() -> int:
     request = json.loads(sys.stdin.read())
     session = CONTENDERS[request["contender"]].open(
@@ -93,7 +80,7 @@ def child_main() -> int:
         verify_read(session, sample, count, layout, expected=limit)
     finally:
         session.close()
-    peak, maxrss = _peak_kib()
+    peak, maxrss = peak_kib()
     print(json.dumps({"events": count, "peak_rss_kib": peak, "ru_maxrss_kib": maxrss}))
     return 0
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid5
 
 from cryptography.exceptions import InvalidSignature
@@ -32,9 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 import keyvault
 from keyvault import ErasureResult
 from shredstore.errors import ConfigurationError
-from shredstore.events import Event
-from shredstore.personal import SubjectId
 from shredstore.storage.chain import LogHead
+from shredstore.system import LEDGER_STREAM, SubjectErased
 
 if TYPE_CHECKING:
     from shredstore.store import EventStore
@@ -63,28 +62,10 @@ __all__ = [
     "write_receipt",
 ]
 
-LEDGER_STREAM = "$erasures"
-"""The system stream of `SubjectErased` events: the erasure ledger."""
-
 RECEIPT_FORMAT = "shredstore.erasure-receipt/1"
 
 CHECK_SAMPLE = 100
 """At most this many of the subject's sealed values are tried after erasure (first and last)."""
-
-
-class SubjectErased(Event, type_name="shredstore.SubjectErased"):
-    """A subject's key was destroyed. The erasure ledger's event: no personal data.
-
-    `recorded_by` is "erase", or "reconcile" where the ledger entry was added afterwards for a
-    tombstone the ledger lacked.
-    """
-
-    subject_id: SubjectId
-    erased_at: datetime
-    request_id: str | None = None
-    reason: str | None = None
-    key_fingerprint: str | None = None
-    recorded_by: Literal["erase", "reconcile"] = "erase"
 
 
 @dataclass(frozen=True, slots=True)

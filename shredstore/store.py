@@ -41,6 +41,7 @@ from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, 
 from shredstore.storage.engine import create_engine
 from shredstore.storage.log import AppendResult, EventLog, PersonalRow
 from shredstore.storage.snapshots import SnapshotTable
+from shredstore.system import SYSTEM_EVENTS
 
 __all__ = ["DEFAULT_URL", "EventStore"]
 
@@ -80,8 +81,9 @@ class EventStore:
         shared = vault_url is None or vault_url == url
         self._log = EventLog(self._engine)
         self._snapshots = SnapshotTable(self._engine)
-        if registry.find(erasure.SubjectErased.__event_type__) is None:
-            registry.register(erasure.SubjectErased)  # the ledger's events read as themselves
+        for system_event in SYSTEM_EVENTS:  # the ledger's and $access's events read as such
+            if registry.find(system_event.__event_type__) is None:
+                registry.register(system_event)
         self._registry = registry
         self._mapper = EventMapper(registry)
         try:

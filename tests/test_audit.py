@@ -16,10 +16,17 @@ from typing import Any
 import pytest
 
 from keyvault import MasterKey
-from shredstore import EventStore
-from shredstore.audit.reader import ACCESS_STREAM, Scope, audit_events
+from shredstore import EventRegistry, EventStore
+from shredstore.audit.reader import ACCESS_STREAM, PersonalDataRevealed, Scope, audit_events
 from shredstore.audit.report import FORMATS
-from tests.shredding.events import Address, CustomerRegistered, Line, OrderPlaced, PaymentSent
+from tests.shredding.events import (
+    Address,
+    CustomerRegistered,
+    Line,
+    Noted,
+    OrderPlaced,
+    PaymentSent,
+)
 from tests.store import tampering
 
 ACTIVE = ("Orla-Pangolin-2210", "orla.pangolin2210@example.org", "GB11ORLA22103344")
@@ -108,6 +115,17 @@ def test_reveal_shows_held_values_only_and_is_recorded(log: str, master_file: Pa
     assert all(value not in json.dumps(data, default=str) for value in ACTIVE)
 
 
+def test_access_records_read_as_themselves_in_an_applications_registry(
+        log: str, master_file: Path) -> None:
+    """Any store registers the system events: an application's own registry reads `$access`
+    as `PersonalDataRevealed`, not as an unknown event."""
+    assert run("export", "c-1", url=log, master=master_file).returncode == 0
+    with EventStore(log, registry=EventRegistry()) as store:
+        (access,) = list(store.read_stream(ACCESS_STREAM))
+    assert isinstance(access.event, PersonalDataRevealed)
+    assert (access.event.kind, access.event.scope) == ("export", {"subject": "c-1"})
+
+
 def test_the_summary_counts_match_the_log(log: str) -> None:
     summary = json_report(url=log)["summary"]
     assert (summary["events"], summary["streams"], summary["subjects"]) == (5, 4, 2)
@@ -134,6 +152,26 @@ def test_scopes(log: str) -> None:
     bad = run("report", "--since", "last tuesday", url=log)
     assert bad.returncode == 2
     assert "--since" in bad.stderr
+
+
+def test_until_shows_the_log_as_it_was_at_that_moment(log: str, master_file: Path) -> None:
+    """Before c-2's erasure its fields were held: shown so, with the later erasure's date,
+    never with a value (the key is gone); the ledger and the counts are as of that moment."""
+    before_erasure = json_report(url=log)["events"][3]["recorded_at"]  # the last payment
+    for reveal in ((), ("--reveal",)):
+        report = json_report("--until", before_erasure, *reveal, url=log, master=master_file)
+        summary = report["summary"]
+        assert (summary["events"], summary["erased_subjects"], report["ledger"]) == (4, 0, [])
+        assert (summary["personal_fields_held"], summary["personal_fields_redacted"],
+                summary["personal_fields_erased_later"]) == (8, 0, 4)
+        fields = [f for event in report["events"] for f in event["personal"]]
+        later = [f for f in fields if f["subject"] == "c-2"]
+        assert len(later) == 4
+        assert all(f["state"] == "held" and f["erased_at"] and "value" not in f for f in later)
+        kept = [f for f in fields if f["subject"] == "c-1"]
+        assert all(("value" in f) == bool(reveal) and "erased_at" not in f for f in kept)
+    table = run("report", "--format", "md", "--until", before_erasure, url=log)
+    assert table.stdout.count("held then, erased ") == 4
 
 
 def test_export_opens_only_the_subjects_own_data_and_is_recorded(log: str,
@@ -183,6 +221,22 @@ def test_a_report_over_a_tampered_log_says_so_and_exits_1(log: str, tmp_path: Pa
     assert data["summary"]["tampered_events"] == 1
     markdown = run("report", "--format", "md", url=log).stdout
     assert "INTEGRITY FAILURE" in markdown
+
+
+def test_a_long_report_shows_its_progress(sqlite_url: str, tmp_path: Path) -> None:
+    """Not on a terminal (a log file, a CI job): a line at each tenth of the way, on stderr;
+    the report itself is unaffected. (The bar drawn on a terminal is tested for rotation.)"""
+    with EventStore(sqlite_url) as store:
+        for start in range(0, 12_000, 1_000):
+            store.append("notes", [Noted(text=f"note {n}") for n in range(start, start + 1000)])
+    out = tmp_path / "report.json"
+    result = run("report", "--format", "json", "--out", str(out), url=sqlite_url)
+    assert result.returncode == 0, result.stderr
+    steps = re.findall(r"^reporting: (\d+)/12000$", result.stderr, re.MULTILINE)
+    # counted every 1,000 events; a line when the tenth changes (7,000 is still the sixth)
+    assert steps == ["1000", "2000", "3000", "4000", "5000", "6000", "8000", "9000", "10000",
+                     "11000", "12000"]
+    assert len(json.loads(out.read_text(encoding="utf-8"))["events"]) == 12_000
 
 
 def test_reveal_needs_the_master_key(log: str) -> None:

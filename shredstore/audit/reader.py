@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from shredstore.errors import ConfigurationError, TamperedError
-from shredstore.events import Event
 from shredstore.mapping.mapper import aad_prefix, open_groups, parse_groups
 from shredstore.personal import REDACTED, dotted
 from shredstore.storage.chain import StoredRow
 from shredstore.storage.log import Scope
+from shredstore.system import ACCESS_STREAM, PersonalDataRevealed
 
 if TYPE_CHECKING:
     from shredstore.store import EventStore
@@ -29,22 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["ACCESS_STREAM", "AuditEvent", "PersonalDataRevealed", "PersonalField", "Scope",
            "Tally", "audit_events", "record_access"]
 
-ACCESS_STREAM = "$access"
-"""The system stream recording every read that revealed personal data."""
-
 _HELD_CACHE = 100_000
 """Subjects remembered as held between pages (erased ones are all remembered: they are few)."""
-
-
-class PersonalDataRevealed(Event, type_name="shredstore.PersonalDataRevealed"):
-    """A report or export showed personal data in the clear: who, when, what (no values)."""
-
-    kind: Literal["report", "export"]
-    actor: str
-    at: datetime
-    scope: dict[str, str]
-    """The filters of the read (subject ids are identifiers, not personal values)."""
-    purpose: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +41,10 @@ class PersonalField:
     subject: str
     state: Literal["held", "erased"]
     erased_at: datetime | None = None
+    """When its subject was erased. Set on a *held* field too when the read is as of a
+    moment (a scope's `until`) before the erasure: held then, erased since."""
     value: Any = None
-    """The value, when revealed; else None."""
+    """The value, when revealed (never for an erased subject); else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +69,8 @@ class Tally:
     events: int = 0
     held_fields: int = 0
     redacted_fields: int = 0
+    erased_later_fields: int = 0
+    """Held fields (as of a scope's `until`) whose subject was erased after that moment."""
     tampered_events: int = 0
     erased_subjects: set[str] = field(default_factory=set)
 
@@ -91,7 +81,9 @@ def audit_events(store: EventStore, scope: Scope, *, reveal: bool = False,
     """The events in `scope`, in log order, page by page (memory: one page).
 
     `reveal` opens held values (needs the master key). `only_subject` keeps only that
-    subject's personal fields (an export: other subjects' data is left out).
+    subject's personal fields (an export: other subjects' data is left out). With a
+    `scope.until`, field states are as of that moment: a subject erased later shows as held
+    then, with its erasure date (its values cannot be revealed: the key is gone).
     """
     if reveal and not store._has_master_key:
         raise ConfigurationError("revealing personal data needs the master key")
@@ -117,7 +109,7 @@ def audit_events(store: EventStore, scope: Scope, *, reveal: bool = False,
                     opened[n] = data
         for row, groups, values in zip(page, parsed, opened, strict=True):
             yield _audit_event(row, groups, values, states, only_subject=only_subject,
-                               tally=tally)
+                               as_of=scope.until, tally=tally)
 
 
 def record_access(store: EventStore, kind: Literal["report", "export"], scope: dict[str, str],
@@ -145,7 +137,7 @@ def _groups(row: StoredRow) -> list[dict[str, Any]] | None:
 
 def _audit_event(row: StoredRow, groups: list[dict[str, Any]] | None,
                  values: dict[str, Any] | None, states: _ErasureStates, *,
-                 only_subject: str | None, tally: Tally) -> AuditEvent:
+                 only_subject: str | None, as_of: datetime | None, tally: Tally) -> AuditEvent:
     tally.events += 1
     plain = _parse_payload(row)
     if groups is None:
@@ -160,11 +152,16 @@ def _audit_event(row: StoredRow, groups: list[dict[str, Any]] | None,
         erased_at = states.erased_at(subject)
         for path in group["paths"]:
             value = _at(values, path) if values is not None else None
-            if erased_at is not None or value is REDACTED:
+            if erased_at is None and value is REDACTED:  # erased while this read ran
+                erased_at = states.erased_now(subject)
+            if erased_at is not None and as_of is not None and erased_at > as_of:
+                tally.held_fields += 1
+                tally.erased_later_fields += 1
+                personal.append(PersonalField(dotted(path), subject, "held", erased_at))
+            elif erased_at is not None:
                 tally.redacted_fields += 1
                 tally.erased_subjects.add(subject)
-                personal.append(PersonalField(dotted(path), subject, "erased",
-                                              erased_at or states.erased_now(subject)))
+                personal.append(PersonalField(dotted(path), subject, "erased", erased_at))
             else:
                 tally.held_fields += 1
                 personal.append(PersonalField(dotted(path), subject, "held", value=value))

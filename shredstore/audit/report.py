@@ -82,6 +82,8 @@ def write_report(store: EventStore, out: TextIO, *, scope: Scope, fmt: str = "ht
             "erased_subjects": len(tally.erased_subjects),
             "personal_fields_held": tally.held_fields,
             "personal_fields_redacted": tally.redacted_fields,
+            **({"personal_fields_erased_later": tally.erased_later_fields}
+               if scope.until is not None else {}),
             "tampered_events": tally.tampered_events,
             "values": "revealed" if reveal else "masked",
             "access_record": access,
@@ -124,11 +126,19 @@ def _ledger(store: EventStore, scope: Scope) -> Iterator[dict[str, Any]]:
 
 
 def _shown(item: PersonalField, reveal: bool) -> str:
+    erased = item.erased_at.date().isoformat() if item.erased_at else ""
     if item.state == "erased":
-        return f"erased {item.erased_at.date().isoformat() if item.erased_at else ''}".strip()
+        return f"erased {erased}".strip()
+    if item.erased_at is not None:  # held as of the report's --until, erased since
+        return f"held then, erased {erased}"
     if not reveal:
         return f"held {MASK}"
     return json.dumps(item.value, ensure_ascii=False, default=str)
+
+
+def _revealed(item: PersonalField, reveal: bool) -> bool:
+    """Whether the report shows this field's value (held now, and revealing)."""
+    return reveal and item.state == "held" and item.erased_at is None
 
 
 def _plain(event: AuditEvent) -> str:
@@ -179,9 +189,9 @@ class _Json(_Renderer):
 
 def _personal_json(item: PersonalField, reveal: bool) -> dict[str, Any]:
     data: dict[str, Any] = {"field": item.path, "subject": item.subject, "state": item.state}
-    if item.state == "erased":
-        data["erased_at"] = item.erased_at.isoformat() if item.erased_at else None
-    elif reveal:
+    if item.erased_at is not None:
+        data["erased_at"] = item.erased_at.isoformat()
+    if _revealed(item, reveal):
         data["value"] = item.value
     return data
 
@@ -223,8 +233,7 @@ class _Csv(_Renderer):
         for item in event.personal:
             rows.append({"record": "field", **where, "field": item.path,
                          "subject": item.subject, "state": item.state,
-                         "value": _dumps(item.value) if item.state == "held" and self.reveal
-                         else "",
+                         "value": _dumps(item.value) if _revealed(item, self.reveal) else "",
                          "erased_at": item.erased_at.isoformat() if item.erased_at else ""})
         if event.tampered:
             rows.append({"record": "field", **where, "state": "tampered"})
