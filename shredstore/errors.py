@@ -13,6 +13,7 @@ too, so ``except LookupError`` keeps working for callers that never heard of shr
     ├── SubjectErasedError (LookupError)      personal data for an erased subject
     ├── TamperedError (ValueError)            stored ciphertext failed authentication
     ├── AggregateNotFound (LookupError)       no events for an aggregate id
+    ├── ProjectionError                       a read model that cannot run safely, or failed
     └── StorageError                          the database failed or refused
         ├── StoreUnavailable                  cannot connect
         └── ImmutableLogError                 an attempt to change the append-only log
@@ -35,6 +36,7 @@ __all__ = [
     "EventDecodingError",
     "ImmutableLogError",
     "NotInitialisedError",
+    "ProjectionError",
     "ShredstoreError",
     "StorageError",
     "StoreUnavailable",
@@ -105,3 +107,8 @@ class StoreUnavailable(StorageError):
 
 class ImmutableLogError(StorageError):
     """Something tried to update or delete a stored event; the log is append-only."""
+
+
+class ProjectionError(ShredstoreError):
+    """A projection that cannot run safely (it keeps personal data and cannot forget it), or
+    whose handler failed: its batch was rolled back and its checkpoint did not move."""

@@ -328,6 +328,36 @@ class EventLog:
         return self._pages(sql.typed_after(len(names)), names, after, limit, _POSITION,
                            to_row=self._to_row)
 
+    def read_window(self, *, after: int, upto: int, types: Collection[str] | None = None,
+                    stream_prefix: str | None = None, size: int = PAGE_SIZE
+                    ) -> Iterator[list[StoredRow]]:
+        """Pages of at most `size` rows with ``after < position <= upto``, in position order,
+        optionally only of some types or of streams whose id starts with `stream_prefix`."""
+        mark = self._sql.mark
+        fixed: list[Any] = [upto]
+        where = [f"position <= {mark}"]
+        if types is not None:
+            names = sorted(set(types))
+            if not names:
+                return iter(())
+            where.append(f"event_type IN ({', '.join([mark] * len(names))})")
+            fixed.extend(names)
+        if stream_prefix:
+            escaped = (stream_prefix.replace("\\", "\\\\").replace("%", "\\%")
+                       .replace("_", "\\_"))
+            where.append(f"stream_id LIKE {mark} ESCAPE '\\'")
+            fixed.append(escaped + "%")
+        sql = (f"SELECT {_READ_LIST} FROM shredstore_events WHERE {' AND '.join(where)} "
+               f"AND position > {mark} ORDER BY position LIMIT {mark}")
+        return self._pages(sql, tuple(fixed), after, None, _POSITION, to_row=self._to_row,
+                           page_size=size)
+
+    def notify_channel(self) -> str | None:
+        """PostgreSQL: the channel an append to this table notifies on commit; else None."""
+        if self._lock_key is None:
+            return None
+        return f"shredstore_{self._lock_key[1] & 0xFFFFFFFF}"
+
     def read_subject(self, subject_id: str, *, after: int = 0) -> Iterator[list[StoredRow]]:
         """Pages of the rows that name `subject_id`, in position order, through the index."""
         return self._pages(self._sql.subject_after, (subject_id,), after, None, _POSITION,
@@ -406,12 +436,13 @@ class EventLog:
 
     def _pages(
         self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int, *,
-        to_row: Callable[[Any], _Row],
+        to_row: Callable[[Any], _Row], page_size: int = 0,
     ) -> Iterator[list[_Row]]:
         """Keyset pagination: each page is `sql` with (fixed..., bound, size), own transaction."""
+        page_size = page_size or PAGE_SIZE
         remaining = limit
         while remaining is None or remaining > 0:
-            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+            size = page_size if remaining is None else min(page_size, remaining)
             with translate_errors(), self._engine.connect() as conn, conn.begin():
                 raw = conn.exec_driver_sql(sql, (*fixed, bound, size)).fetchall()
             if raw:

@@ -94,6 +94,18 @@ _POSTGRES_TRIGGERS = {
     ),
 }
 
+_POSTGRES_NOTIFY = (
+    """CREATE OR REPLACE FUNCTION shredstore_notify_append() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('shredstore_' || TG_RELID::text, '');
+    RETURN NULL;
+END $$""",
+    "CREATE OR REPLACE TRIGGER shredstore_events_notify AFTER INSERT ON shredstore_events "
+    "FOR EACH STATEMENT EXECUTE FUNCTION shredstore_notify_append()",
+)
+"""Wakes live subscribers when an append commits (a hint only: they read by position)."""
+
 _INSTALL_LOCK = (0x5348, 0)
 """Advisory lock (namespace, id) that serialises concurrent installs on PostgreSQL."""
 
@@ -112,6 +124,11 @@ def install(connection: Connection) -> None:
         _create_triggers(connection)
     else:
         metadata.create_all(connection)
+    if connection.dialect.name == "postgresql" and not connection.execute(sa.text(
+            "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('shredstore_events') "
+            "AND tgname = 'shredstore_events_notify'")).first():
+        for ddl in _POSTGRES_NOTIFY:
+            connection.exec_driver_sql(ddl)
 
 
 def restore_triggers(connection: Connection) -> list[str]:
