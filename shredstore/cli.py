@@ -31,6 +31,7 @@ from shredstore.audit.report import FORMATS, write_report
 from shredstore.demo import run_demo
 from shredstore.errors import ConfigurationError, ShredstoreError, StoreUnavailable
 from shredstore.requests import ErasureRequest, read_requests
+from shredstore.residue import ResidueReport
 from shredstore.storage.chain import LogHead
 from shredstore.store import DEFAULT_URL, EventStore
 
@@ -162,11 +163,20 @@ def status(settings: Settings, subject: str) -> None:
               help="Ed25519 private key (PEM) to sign receipts with.")
 @click.option("--allow-unknown", is_flag=True,
               help="Erase subjects the store knows nothing of (records a tombstone).")
+@click.option("--verify-residue", is_flag=True,
+              help="Fingerprint the subject's values first, wait for the projections to apply "
+                   "the erasure, then scan their tables for the values (needs the master key).")
+@click.option("--read-model-url", envvar="SHREDSTORE_READ_MODEL_URL",
+              help="The read models' database for --verify-residue (default: --url).")
+@click.option("--residue-timeout", type=click.FloatRange(min=0), default=30.0,
+              show_default=True, help="Seconds to wait for the projections to catch up.")
 @click.pass_obj
 def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
           request_id: str | None, request_file: Path | None, dry_run: bool, as_json: bool,
-          receipt_dir: Path, signing_key_file: Path | None, allow_unknown: bool) -> None:
-    """Erase SUBJECT...: destroy their keys, record it in the log, write receipts."""
+          receipt_dir: Path, signing_key_file: Path | None, allow_unknown: bool,
+          verify_residue: bool, read_model_url: str | None, residue_timeout: float) -> None:
+    """Erase SUBJECT...: destroy their keys, record it in the log, write receipts.
+    Exit 1 if an erasure failed or --verify-residue found the subject in a read model."""
     with _errors():
         requests = [ErasureRequest(0, subject, request_id, reason) for subject in subjects]
         bad: list[str] = []
@@ -179,18 +189,20 @@ def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
                        if signing_key_file is not None and not dry_run else None)
         for problem in bad:
             _emit(as_json, {"result": "invalid", "problem": problem}, f"skipped: {problem}")
-        counts = {"erased": 0, "already erased": 0, "would erase": 0, "failed": 0}
-        with settings.store() as store:
+        counts = {"erased": 0, "already erased": 0, "would erase": 0, "residue found": 0,
+                  "failed": 0}
+        residue = _Residue(read_model_url, residue_timeout) if verify_residue else None
+        with settings.store(needs_key=verify_residue and not dry_run) as store:
             for request in _progress(requests, "erasing" if not dry_run else "checking"):
                 outcome = _erase_one(store, request, dry_run=dry_run, as_json=as_json,
                                      receipt_dir=receipt_dir, signing_key=signing_key,
-                                     allow_unknown=allow_unknown)
+                                     allow_unknown=allow_unknown, residue=residue)
                 counts[outcome] += 1
     summary = ", ".join(f"{n} {label}" for label, n in counts.items() if n)
     if bad:
         summary += f", {len(bad)} invalid request(s)"
     click.echo(summary or "nothing to do", err=as_json)
-    if counts["failed"] or bad:
+    if counts["failed"] or counts["residue found"] or bad:
         sys.exit(EXIT_PROBLEM)
 
 
@@ -335,8 +347,17 @@ def main() -> None:
     cli(prog_name="shredstore")
 
 
+@dataclass(frozen=True, slots=True)
+class _Residue:
+    """What --verify-residue asks for."""
+
+    read_models: str | None
+    timeout: float
+
+
 def _erase_one(store: EventStore, request: ErasureRequest, *, dry_run: bool, as_json: bool,
-               receipt_dir: Path, signing_key: Any, allow_unknown: bool) -> str:
+               receipt_dir: Path, signing_key: Any, allow_unknown: bool,
+               residue: _Residue | None = None) -> str:
     """Handle one request; the outcome's name for the summary."""
     subject, where = request.subject, request.where()
     try:
@@ -354,24 +375,43 @@ def _erase_one(store: EventStore, request: ErasureRequest, *, dry_run: bool, as_
                             **footprint.to_dict()},
                   _describe_footprint(where, state, footprint))
             return "would erase" if state != "erased" else "already erased"
-        receipt = store.erase_subject(subject, reason=request.reason,
-                                      request_id=request.request_id, signing_key=signing_key)
+        receipt = erasure.erase(
+            store, subject, reason=request.reason, request_id=request.request_id,
+            signing_key=signing_key, verify_residue=residue is not None,
+            read_models=residue.read_models if residue is not None else None,
+            residue_timeout=residue.timeout if residue is not None else 0.0)
     except (ConfigurationError, keyvault.VaultConfigurationError) as error:
         _emit(as_json, {"subject": subject, "result": "failed", "problem": str(error)},
               f"{where}{subject}: {error}")
         return "failed"
     path = erasure.write_receipt(receipt_dir, receipt)
     outcome = "already erased" if receipt.already_erased else "erased"
-    if not receipt.ok:
+    if not receipt.check.ok:
         outcome = "failed"
+    elif receipt.residue is not None and not receipt.residue.clean:
+        outcome = "residue found"
+    shown = _residue_text(receipt.residue)
     _emit(as_json, {"subject": subject, "request_id": receipt.request_id, "result": outcome,
                     "receipt": str(path), "events": receipt.footprint.events,
                     "streams": len(receipt.footprint.streams),
-                    "check": receipt.check.to_dict()["result"]},
+                    "check": receipt.check.to_dict()["result"],
+                    **({"residue": receipt.residue.to_dict()} if receipt.residue else {})},
           f"{where}{subject}: {outcome}; {receipt.footprint.events} event(s) in "
           f"{len(receipt.footprint.streams)} stream(s); {receipt.check.to_dict()['result']}; "
-          f"receipt {path}")
+          f"{shown}receipt {path}")
     return outcome
+
+
+def _residue_text(report: ResidueReport | None) -> str:
+    if report is None:
+        return ""
+    if report.findings:
+        where = ", ".join(f"{f.table}.{f.column} ({f.rows} row(s))" for f in report.findings)
+        return f"RESIDUE in {where}; "
+    if report.lagging:
+        return f"residue check incomplete: not caught up: {', '.join(report.lagging)}; "
+    return (f"read models clean ({len(report.checked)} table(s)); " if report.checked
+            else f"residue: {report.note}; ")
 
 
 def _describe_footprint(where: str, state: str, footprint: erasure.Footprint) -> str:

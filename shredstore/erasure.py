@@ -28,11 +28,14 @@ from uuid import UUID, uuid5
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.engine import URL, Engine
 
 import keyvault
 from keyvault import ErasureResult
 from shredstore.errors import ConfigurationError
+from shredstore.residue import Fingerprints, ResidueReport, check_residue, fingerprint_subject
 from shredstore.storage.chain import LogHead
+from shredstore.storage.engine import create_engine
 from shredstore.system import LEDGER_STREAM, SubjectErased
 
 if TYPE_CHECKING:
@@ -134,12 +137,15 @@ class ErasureReceipt:
     ledger_position: int | None
     check: CiphertextCheck
     issued_at: datetime
+    residue: ResidueReport | None = field(default=None)
+    """The read models' scan, when the erasure was asked to verify residue."""
     signature: dict[str, str] | None = field(default=None)
 
     @property
     def ok(self) -> bool:
-        """Whether the check found nothing of the subject's data that still opens."""
-        return self.check.ok
+        """Whether the check found nothing of the subject's data that still opens (and, when
+        residue was verified, nothing of it in any read model)."""
+        return self.check.ok and (self.residue is None or self.residue.clean)
 
     def body(self) -> dict[str, Any]:
         """The receipt without its signature: what a signature covers."""
@@ -157,6 +163,7 @@ class ErasureReceipt:
             "ledger_position": self.ledger_position,
             "key": {"held": self.held_key, "fingerprint": self.key_fingerprint},
             "check": self.check.to_dict(),
+            **({"residue": self.residue.to_dict()} if self.residue is not None else {}),
             "issued_at": self.issued_at.isoformat(),
         }
 
@@ -220,11 +227,43 @@ def erase(
     reason: str | None = None,
     request_id: str | None = None,
     signing_key: Ed25519PrivateKey | None = None,
+    verify_residue: bool = False,
+    read_models: str | URL | Engine | None = None,
+    residue_timeout: float = 30.0,
 ) -> ErasureReceipt:
     """Erase the subject (idempotent), record it in the ledger once, and return the receipt:
-    `shred`, then `receipt_for`."""
+    `shred`, then `receipt_for`.
+
+    With `verify_residue`, the subject's values are fingerprinted first (needs the master
+    key), and after the erasure the projections registered in `read_models` (a URL or
+    Engine; default the store's database) are waited for (up to `residue_timeout` seconds)
+    and scanned: the receipt's ``residue`` says what they still hold (see
+    `shredstore.residue`).
+    """
+    fingerprints = None
+    if verify_residue and store.subject_status(subject_id).state == "active":
+        fingerprints = fingerprint_subject(store, subject_id)
     shredded = shred(store, subject_id, reason=reason, request_id=request_id)
-    return receipt_for(store, shredded, signing_key=signing_key)
+    report = None
+    if verify_residue:
+        report = ResidueReport((), 0, note="the subject was already erased: its values "
+                               "could not be fingerprinted") if fingerprints is None else \
+            _check_residue(store, fingerprints, shredded.ledger_position, read_models,
+                           residue_timeout)
+    return receipt_for(store, shredded, signing_key=signing_key, residue=report)
+
+
+def _check_residue(store: EventStore, fingerprints: Fingerprints, position: int,
+                   read_models: str | URL | Engine | None, timeout: float) -> ResidueReport:
+    if read_models is None:
+        return check_residue(store._engine, fingerprints, erased_at_position=position,
+                             timeout=timeout)
+    engine = create_engine(read_models)
+    try:
+        return check_residue(engine, fingerprints, erased_at_position=position, timeout=timeout)
+    finally:
+        if not isinstance(read_models, Engine):
+            engine.dispose()
 
 
 def shred(store: EventStore, subject_id: str, *, reason: str | None = None,
@@ -242,7 +281,8 @@ def shred(store: EventStore, subject_id: str, *, reason: str | None = None,
 
 
 def receipt_for(store: EventStore, shredded: Shredded, *,
-                signing_key: Ed25519PrivateKey | None = None) -> ErasureReceipt:
+                signing_key: Ed25519PrivateKey | None = None,
+                residue: ResidueReport | None = None) -> ErasureReceipt:
     """The evidence of an erasure: what the log held of the subject (one pass over its rows
     through the subject index) and a check that none of its sealed values opens now."""
     result = shredded.result
@@ -254,6 +294,7 @@ def receipt_for(store: EventStore, shredded: Shredded, *,
         reason=result.reason, footprint=scan.footprint, log_head=store.head(),
         ledger_position=shredded.ledger_position,
         check=store._try_sealed(result.subject_id, scan), issued_at=datetime.now(UTC),
+        residue=residue,
     )
     return receipt.signed(signing_key) if signing_key is not None else receipt
 

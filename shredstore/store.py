@@ -202,6 +202,8 @@ class EventStore:
         reason: str | None = None,
         request_id: str | None = None,
         signing_key: Ed25519PrivateKey | None = None,
+        verify_residue: bool = False,
+        read_models: str | URL | Engine | None = None,
     ) -> ErasureReceipt:
         """Destroy the subject's key: from now on its personal fields read as redacted.
 
@@ -209,10 +211,13 @@ class EventStore:
         appended to the ledger stream ``$erasures``, once per subject. Returns the erasure
         receipt (signed with `signing_key`, an Ed25519 private key, if given): see
         `shredstore.erasure`. `reason` and `request_id` are kept with the erasure record and
-        in the ledger: never put personal data in them.
+        in the ledger: never put personal data in them. `verify_residue` also scans the
+        read models (in `read_models`, default this database) once their projections have
+        applied the erasure, and reports what they still hold of the subject in the receipt.
         """
         return erasure.erase(self, subject_id, reason=reason, request_id=request_id,
-                             signing_key=signing_key)
+                             signing_key=signing_key, verify_residue=verify_residue,
+                             read_models=read_models)
 
     def subject_footprint(self, subject_id: str) -> Footprint:
         """What the log holds of the subject's personal data: events, streams, event types,

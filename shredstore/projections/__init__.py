@@ -3,10 +3,12 @@ idempotent consumers.
 
 `Subscription` reads the log from a position, in batches, then live. A `Projection` declares
 handlers per event type for its read-model tables and how it forgets a subject;
-`ProjectionRunner` applies each batch and its checkpoint in one transaction. See
-docs/projections.md.
+`ProjectionRunner` applies each batch and its checkpoint in one transaction.
+`IdempotentConsumer` applies an event's side effects once despite redelivery. See
+docs/projections.md and docs/consumers.md.
 """
 
+from shredstore.projections.consumer import IdempotentConsumer
 from shredstore.projections.projection import (
     Projection,
     delete_rows,
@@ -19,6 +21,7 @@ from shredstore.projections.subscription import Batch, Subscription
 
 __all__ = [
     "Batch",
+    "IdempotentConsumer",
     "Projection",
     "ProjectionRunner",
     "Subscription",

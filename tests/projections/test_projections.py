@@ -87,7 +87,12 @@ def test_erasure_reaches_every_projection_and_a_rebuild_stays_redacted(
         redacted = rows(store._engine, redacted_directory)
         assert [(r["customer_id"], r["name"], r["email"]) for r in redacted] == [
             ("c1", "Name 1", "c1@example.org"), ("c2", "(erased)", None)]
-        assert runner.rebuild("test-redacting-directory") == 3  # 2 registrations, 1 erasure
+        progress: list[tuple[int, int]] = []
+        replayed = runner.rebuild("test-redacting-directory",
+                                  progress=lambda done, total: progress.append((done, total)))
+        assert replayed == 3  # 2 registrations, 1 erasure
+        head = store.head().position
+        assert progress[-1] == (head, head)
         rebuilt = rows(store._engine, redacted_directory)
         assert [(r["name"], r["email"]) for r in rebuilt] == [
             ("Name 1", "c1@example.org"), ("(erased)", None)]
