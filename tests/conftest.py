@@ -18,6 +18,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from keyvault import MasterKey
+
 POSTGRES_ENV = "SHREDSTORE_TEST_POSTGRES_URL"
 REQUIRE_ENV = "SHREDSTORE_REQUIRE_POSTGRES"
 
@@ -70,6 +72,14 @@ def postgres_url(postgres_database: URL) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def master_file(tmp_path: Path) -> Path:
+    """A new master key in a file only its owner may read."""
+    path = tmp_path / "master.key"
+    MasterKey.generate().to_file(path)
+    return path
 
 
 @pytest.fixture

@@ -48,13 +48,6 @@ def run(*args: str, url: str, master: Path | None = None) -> subprocess.Complete
 
 
 @pytest.fixture
-def master_file(tmp_path: Path) -> Path:
-    path = tmp_path / "master.key"
-    MasterKey.generate().to_file(path)
-    return path
-
-
-@pytest.fixture
 def log(any_url: str, master_file: Path) -> str:
     return fill(any_url, master_file)
 

@@ -39,14 +39,6 @@ def run(*args: str, url: str | None = None, cwd: Path | None = None,
 
 
 @pytest.fixture
-def master_file(tmp_path: Path) -> Path:
-    path = tmp_path / "master.key"
-    path.write_text(MasterKey.generate().to_base64())
-    path.chmod(0o600)
-    return path
-
-
-@pytest.fixture
 def filled(any_url: str, master_file: Path) -> str:
     with EventStore(any_url, master_key=MasterKey.from_file(master_file)) as store:
         for n in range(3):

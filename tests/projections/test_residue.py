@@ -32,13 +32,6 @@ SECRETS = ("Name 2", "c2@example.org", "DE00 2222 2222")
 
 
 @pytest.fixture
-def master_file(tmp_path: Path) -> Path:
-    path = tmp_path / "master.key"
-    MasterKey.generate().to_file(path)
-    return path
-
-
-@pytest.fixture
 def store(any_url: str, master_file: Path) -> Iterator[EventStore]:
     with EventStore(any_url, master_key=MasterKey.from_file(master_file)) as opened:
         for n in (1, 2):
