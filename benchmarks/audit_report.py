@@ -107,6 +107,10 @@ class Log:
             progress(f"  filled {ERASED_EVENTS + min(start + 1000, target) * PER_APPEND:,}")
         self.appended = target
 
+    def arguments(self) -> list[str]:
+        """The command line's global options that open this log."""
+        return ["--url", self.url, "--master-key-file", str(self.key_file)]
+
     def head(self) -> int:
         return self.session.count()
 
@@ -179,7 +183,7 @@ def check_report(path: Path, fmt: str, stderr: str, *, expected: int, reveal: bo
 
 def report_size(log: Log, backend: str, formats: Sequence[str], folder: Path) -> list[Run]:
     runs = []
-    base = ["--url", log.url, "--master-key-file", str(log.key_file)]
+    base = log.arguments()
     for fmt in formats:
         for reveal in (False, True):
             expected = log.head() + (1 if reveal else 0)  # --reveal records its access first
@@ -204,7 +208,7 @@ def run_backend(backend: Backend, sizes: Sequence[int], formats: Sequence[str]) 
         folder = Path(name)
         log = Log(location, folder)
         try:
-            base = ["--url", log.url, "--master-key-file", str(log.key_file)]
+            base = log.arguments()
             for size in sizes:
                 log.grow(size)
                 if backend.admin is not None:  # planner statistics, as autovacuum would

@@ -83,11 +83,13 @@ class ProjectionRunner:
 
     def catch_up(self, *, progress: Callable[[int, int], None] | None = None) -> int:
         """Apply every event up to the log's current head; the number of events applied."""
+        self._stop.clear()
         return self._run(live=False, progress=progress)
 
     def run(self, *, handle_signals: bool = False) -> None:
         """Apply events as they are committed, until `stop()` (or, with `handle_signals`,
         SIGTERM/SIGINT). Raises `ProjectionError` if a handler fails."""
+        self._stop.clear()
         restore = _stop_on_signals(self.stop) if handle_signals else None
         try:
             self._run(live=True)
@@ -99,6 +101,7 @@ class ProjectionRunner:
         """`run()` in a daemon thread; `stop()` then `join()` to end it."""
         if self._thread is not None and self._thread.is_alive():
             raise ConfigurationError("this runner is already running")
+        self._stop.clear()  # here, not in the thread: a stop() right after start() counts
         self._thread = threading.Thread(target=self._run_logged, name="shredstore-projections",
                                         daemon=True)
         self._thread.start()
@@ -137,6 +140,7 @@ class ProjectionRunner:
             conn.execute(CHECKPOINTS.update().where(CHECKPOINTS.c.name == name)
                          .values(position=0, updated_at=datetime.now(UTC)))
         self._positions[name] = 0
+        self._stop.clear()
         return self._run(live=False, progress=progress, only=name)
 
     def close(self) -> None:
@@ -148,28 +152,28 @@ class ProjectionRunner:
 
     def _run_logged(self) -> None:
         try:
-            self.run()
+            self._run(live=True)
         except Exception:
             _log.exception("projection runner stopped by an error")
             raise
 
     def _run(self, *, live: bool, progress: Callable[[int, int], None] | None = None,
              only: str | None = None) -> int:
-        self._stop.clear()
         names = [only] if only is not None else list(self._projections)
         start = min(self._positions[name] for name in names)
         head = self._store._log.head().position
         subscription = Subscription(self._store, after=start, batch_size=self._batch_size,
                                     live=live, poll_interval=self._poll)
         self._subscription = subscription
+        if self._stop.is_set():  # stopped before the subscription existed
+            subscription.stop()
         applied = 0
         try:
             for batch in subscription.batches():
                 for name in names:
                     applied += self._apply(self._projections[name], batch)
                 if progress is not None:
-                    progress(min(batch.position, max(head, batch.position)),
-                             max(head, batch.position))
+                    progress(batch.position, max(head, batch.position))
                 if self._stop.is_set():
                     break
                 if not live and batch.position >= head:

@@ -207,3 +207,12 @@ def test_on_postgresql_a_waiting_subscriber_is_woken_by_the_append(postgres_url:
         assert seen, "the subscriber was not woken"
         assert seen[0] - appended < 5
         assert not thread.is_alive()
+
+
+def test_a_stop_right_after_start_is_not_lost(store: EventStore) -> None:
+    """stop() may come before the thread has begun to wait: it still ends the runner."""
+    with ProjectionRunner(store, [CustomerDirectory()], poll_interval=30) as runner:
+        thread = runner.start()
+        runner.stop()
+        runner.join(5)
+        assert not thread.is_alive()
