@@ -8,6 +8,7 @@ too, so ``except LookupError`` keeps working for callers that never heard of shr
     │   └── NotInitialisedError               no event store there yet: `shredstore init`
     ├── WrongExpectedVersion                  optimistic concurrency: the stream moved on
     ├── DuplicateEventError (ValueError)      an event id already stored elsewhere
+    ├── InvalidEventError (ValueError)        an event its readers could not return as written
     ├── UnknownEventType (LookupError)        no class is registered for a stored type name
     ├── EventDecodingError (ValueError)       a stored event does not fit its class
     ├── SubjectErasedError (LookupError)      personal data for an erased subject
@@ -35,6 +36,7 @@ __all__ = [
     "DuplicateEventError",
     "EventDecodingError",
     "ImmutableLogError",
+    "InvalidEventError",
     "NotInitialisedError",
     "ProjectionError",
     "ShredstoreError",
@@ -75,6 +77,13 @@ class WrongExpectedVersion(ShredstoreError):
 
 class DuplicateEventError(ShredstoreError, ValueError):
     """An event id of the batch is already stored, and not as a retry of this same append."""
+
+
+class InvalidEventError(ShredstoreError, ValueError):
+    """`append` refused an event that its readers could not return as written (nested too
+    deeply, text that is not valid Unicode, a value that does not survive JSON), or whose
+    personal data could not be sealed (held where no subject can be found). Nothing was
+    written; the message names the field, never its value."""
 
 
 class UnknownEventType(ShredstoreError, LookupError):
