@@ -5,6 +5,11 @@ data key while the subject is active, the tombstone (time, request id, reason) o
 row for both is what makes "never resurrect" simple: a key can only be created where no row
 exists, and an erased row never becomes active again.
 
+``keyvault_service_keys`` holds the vault's service keys: secrets that belong to the
+application rather than to a subject (shredstore authenticates its stored rows with one),
+wrapped by the master key like the data keys, re-wrapped by a rotation, and never touched by an
+erasure.
+
 ``keyvault_state`` is a single row: the id of the master key that wraps the keys, the target of
 a rotation in progress, and the erasure counter that other processes check to drop cached keys.
 """
@@ -15,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-__all__ = ["STATE", "SUBJECTS", "install"]
+__all__ = ["SERVICE_KEYS", "STATE", "SUBJECTS", "install"]
 
 metadata = sa.MetaData()
 
@@ -37,6 +42,15 @@ SUBJECTS = sa.Table(
     sa.CheckConstraint("(state = 'active') = (wrapped_key IS NOT NULL)",
                        name="keyvault_subjects_key_only_when_active"),
     sa.UniqueConstraint("erasure_seq", name="keyvault_subjects_erasure_seq"),
+)
+
+SERVICE_KEYS = sa.Table(
+    "keyvault_service_keys",
+    metadata,
+    sa.Column("name", sa.Text(), primary_key=True),
+    sa.Column("wrapped_key", sa.LargeBinary(), nullable=False),
+    sa.Column("wrapped_by", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 STATE = sa.Table(

@@ -1,4 +1,10 @@
-"""`KeyVault`: one data key per subject, wrapped by a master key, erasable for good."""
+"""`KeyVault`: one data key per subject, wrapped by a master key, erasable for good.
+
+Besides the subjects' data keys, a vault keeps a few *service keys*: secrets that belong to
+the application, not to a subject (shredstore authenticates every stored row with one). They
+are wrapped by the master key like data keys, re-wrapped by `KeyVault.rotate_master_key`, and
+never erased: an erasure destroys a subject's key, never the keys that prove the log intact.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ from keyvault.errors import (
     KeyNotFoundError,
     RotationError,
     SubjectErasedError,
+    TamperedError,
     VaultConfigurationError,
     VaultStorageError,
     VaultUnavailable,
@@ -46,6 +53,7 @@ __all__ = ["ErasureResult", "KeyRing", "KeyVault", "RotationResult", "SubjectSta
 
 _S = schema.SUBJECTS
 _ST = schema.STATE
+_K = schema.SERVICE_KEYS
 _KEY_VERSION = 1
 _MAX_SUBJECT_ID = 200
 _MAX_NOTE = 2000
@@ -55,6 +63,8 @@ _KeyRow = Any  # a row of _LOAD; Row's generic signature differs between SQLAlch
 _LOAD = sa.select(_S.c.subject_id, _S.c.state, _S.c.key_version, _S.c.wrapped_key,
                   _S.c.wrapped_by, _S.c.erased_at)
 _ERASURES = sa.select(_ST.c.erasures).where(_ST.c.id == 1)
+_SERVICE_LOAD = sa.select(_K.c.wrapped_key, _K.c.wrapped_by)
+_SERVICE_CONTEXT = b"keyvault.service.v1\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,9 @@ class RotationResult:
     old_key_id: str
     new_key_id: str
     rewrapped: int
+    """Data keys re-wrapped by this call."""
+    rewrapped_service_keys: int = 0
+    """Service keys (see `KeyVault.service_key`) re-wrapped by this call."""
 
 
 class KeyVault:
@@ -110,7 +123,7 @@ class KeyVault:
 
     ``KeyVault("sqlite:///vault.db", master_key=MasterKey.from_file("master.key"))``. A URL or
     an SQLAlchemy `Engine`; the tables are created if missing. `status` and `erase` work
-    without a master key; sealing and opening need it.
+    without a master key; sealing, opening and `service_key` need it.
     """
 
     def __init__(
@@ -126,6 +139,7 @@ class KeyVault:
         self._engine = create_engine(url)
         self._provider = master_key
         self._cache = KeyCache(cache_size)
+        self._service_keys: dict[str, bytes] = {}
         try:
             with self._write() as conn:
                 schema.install(conn)
@@ -175,6 +189,51 @@ class KeyVault:
         if refresh:
             self._refresh()
         yield KeyRing(self, defer_creation=defer_creation)
+
+    # Service keys
+
+    def service_key(self, name: str) -> bytes:
+        """The 32-byte service key named `name`, created (from `secrets`) on first use.
+
+        For secrets of the application that must outlive every erasure and follow the master
+        key, such as the key that authenticates stored rows. Stored wrapped by the master key,
+        bound to its name; kept in memory once read. Processes that ask for a new name at the
+        same moment all get the one key that was stored first. Needs the master key
+        (`VaultConfigurationError` without one); raises `WrongMasterKeyError` if another master
+        key wraps it, `TamperedError` if its wrapped form was altered or moved to another name.
+        """
+        _check_service_name(name)
+        cached = self._service_keys.get(name)
+        if cached is not None:
+            return cached
+        provider = self._require_provider()
+        context = _SERVICE_CONTEXT + name.encode()
+        with self._read() as conn:
+            row = conn.execute(_SERVICE_LOAD.where(_K.c.name == name)).first()
+        if row is None:
+            secret = secrets.token_bytes(KEY_SIZE)
+            with self._write() as conn:
+                # As for data keys: no key is created under a master key the vault left.
+                state = conn.execute(sa.select(_ST).with_for_update(read=True)).one()
+                if provider.key_id not in (state.master_key_id, state.rotating_to):
+                    raise WrongMasterKeyError(
+                        f"the master key {provider.key_id} no longer wraps this vault "
+                        f"(now {state.master_key_id}); restart with the current master key")
+                conn.execute(
+                    (postgresql if is_postgres(conn) else sqlite).insert(_K)
+                    .on_conflict_do_nothing(index_elements=[_K.c.name]),
+                    [{"name": name, "wrapped_key": provider.wrap(secret, context=context),
+                      "wrapped_by": provider.key_id, "created_at": datetime.now(UTC)}])
+                row = conn.execute(_SERVICE_LOAD.where(_K.c.name == name)).one()
+        if row.wrapped_by != provider.key_id:
+            raise WrongMasterKeyError(
+                f"the service key {name!r} is wrapped by master key {row.wrapped_by}, not by "
+                f"{provider.key_id}: a rotation changed the master key; restart with the new one")
+        secret = provider.unwrap(row.wrapped_key, context=context)
+        if len(secret) != KEY_SIZE:
+            raise TamperedError("a wrapped service key is malformed")
+        self._service_keys[name] = secret
+        return secret
 
     # Erasure and status
 
@@ -322,6 +381,7 @@ class KeyVault:
     ) -> RotationResult:
         """Re-wrap every data key under `new`; sealed values are untouched.
 
+        Service keys are re-wrapped too (never replaced: what they authenticate stays valid).
         Resumable: if interrupted, call it again with the same keys. When it returns, the
         vault answers only to `new`; processes still holding the old key get
         `WrongMasterKeyError` and must restart with the new one. `progress(done, total)` is
@@ -344,21 +404,24 @@ class KeyVault:
                 )
             conn.execute(_ST.update().values(rotating_to=new.key_id))
         total = self._count_wrapped_by_other(new.key_id)
-        done = 0
+        done = services = 0
         while True:
             done += self._rewrap_all(old, new, batch_size=batch_size, done=done, total=total,
                                      progress=progress)
+            services += self._rewrap_service_keys(old, new)
             with self._write() as conn:
                 conn.execute(sa.select(_ST).with_for_update()).one()  # no key creation now
                 left = conn.execute(sa.select(sa.func.count()).select_from(_S).where(
                     _S.c.state == "active", _S.c.wrapped_by != new.key_id)).scalar_one()
+                left += conn.execute(sa.select(sa.func.count()).select_from(_K).where(
+                    _K.c.wrapped_by != new.key_id)).scalar_one()
                 if not left:
                     conn.execute(_ST.update().values(master_key_id=new.key_id,
                                                      rotating_to=None))
             if not left:
                 break  # else keys were created meanwhile with the old key: another pass
         self._provider = new
-        return RotationResult(old.key_id, new.key_id, done)
+        return RotationResult(old.key_id, new.key_id, done, services)
 
     def scrub(self) -> str:
         """Make the bytes of erased keys leave the live database files; say what was done.
@@ -385,6 +448,7 @@ class KeyVault:
     def close(self) -> None:
         """Release the database connections (an engine passed in is left to its owner)."""
         self._cache.clear()
+        self._service_keys.clear()
         if self._owns_engine:
             self._engine.dispose()
 
@@ -622,6 +686,25 @@ class KeyVault:
             if progress is not None:
                 progress(min(done + rewrapped, max(total, done + rewrapped)), total)
 
+    def _rewrap_service_keys(self, old: KeyProvider, new: KeyProvider) -> int:
+        """Re-wrap the service keys not yet wrapped by `new` (a handful: one transaction)."""
+        rewrapped = 0
+        with self._write() as conn:
+            rows = conn.execute(sa.select(_K.c.name, _K.c.wrapped_key, _K.c.wrapped_by)
+                                .where(_K.c.wrapped_by != new.key_id)).all()
+            for row in rows:
+                if row.wrapped_by != old.key_id:
+                    raise RotationError(
+                        f"a service key is wrapped by master key {row.wrapped_by}, neither the "
+                        f"old ({old.key_id}) nor the new one")
+                context = _SERVICE_CONTEXT + row.name.encode()
+                secret = old.unwrap(row.wrapped_key, context=context)
+                rewrapped += conn.execute(
+                    _K.update().where(_K.c.name == row.name, _K.c.wrapped_by == old.key_id)
+                    .values(wrapped_key=new.wrap(secret, context=context),
+                            wrapped_by=new.key_id)).rowcount
+        return rewrapped
+
     def _require_provider(self) -> KeyProvider:
         if self._provider is None:
             raise VaultConfigurationError("this vault was opened without a master key")
@@ -743,6 +826,27 @@ def _check_subject(subject_id: object) -> None:
             f"a subject id is a non-empty string of at most {_MAX_SUBJECT_ID} characters "
             "without control characters"
         )
+    if not _is_utf8(subject_id):
+        raise VaultConfigurationError(
+            "a subject id must be valid Unicode text: this one holds a lone surrogate "
+            "(text decoded with errors='surrogateescape'?); pass the id as valid text")
+
+
+def _check_service_name(name: object) -> None:
+    if (not isinstance(name, str) or not name or len(name) > _MAX_SUBJECT_ID
+            or _CONTROL.search(name) or not _is_utf8(name)):
+        raise VaultConfigurationError(
+            f"a service key's name is a non-empty string of at most {_MAX_SUBJECT_ID} "
+            "characters of valid Unicode without control characters")
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether `text` can be stored: lone surrogates cannot be encoded as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_note(name: str, value: object) -> str | None:

@@ -7,6 +7,7 @@ it and provide the `url` fixture.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -324,6 +325,13 @@ class VaultContract:
         with pytest.raises(VaultConfigurationError, match="subject id"):
             vault.erase(bad)  # type: ignore[arg-type]
 
+    def test_subject_ids_that_are_not_valid_unicode_are_refused(self, vault: KeyVault) -> None:
+        """A lone surrogate in a subject id is a configuration error, never UnicodeEncodeError."""
+        for call in (lambda: vault.seal("a\udc80b", b"x"), lambda: vault.erase("a\udc80b"),
+                     lambda: vault.status("\ud800"), lambda: vault.open("a\udc80b", b"x")):
+            with pytest.raises(VaultConfigurationError, match="valid Unicode"):
+                call()
+
     def test_an_overlong_reason_is_refused(self, vault: KeyVault) -> None:
         """Reasons and request ids are bounded strings."""
         with pytest.raises(VaultConfigurationError, match="reason"):
@@ -408,6 +416,110 @@ class VaultContract:
         """Rotating to the same master key is a RotationError."""
         with pytest.raises(RotationError, match="in use"):
             vault.rotate_master_key(master)
+
+    # Service keys
+
+    def test_a_service_key_is_made_once_and_stored_wrapped(
+        self, vault: KeyVault, url: str, master: MasterKey
+    ) -> None:
+        """service_key gives 32 random bytes, the same on every call and in every vault object,
+        stored only wrapped by the master key; other names get other keys."""
+        key = vault.service_key("app.rows.v1")
+        assert len(key) == 32
+        assert vault.service_key("app.rows.v1") == key
+        assert vault.service_key("app.other.v1") != key
+        ((wrapped, wrapped_by),) = raw(url, "SELECT wrapped_key, wrapped_by FROM "
+                                            "keyvault_service_keys WHERE name = 'app.rows.v1'")
+        assert wrapped_by == master.key_id
+        assert key not in bytes(wrapped)
+        with KeyVault(url, master_key=master) as other:
+            assert other.service_key("app.rows.v1") == key
+
+    def test_service_keys_made_at_once_by_several_vaults_are_one_key(
+        self, url: str, master: MasterKey
+    ) -> None:
+        """Vault objects asking for a new service key at the same moment all get the one stored."""
+        vaults = [KeyVault(url, master_key=master) for _ in range(4)]
+        try:
+            with ThreadPoolExecutor(len(vaults)) as pool:
+                keys = list(pool.map(lambda v: v.service_key("app.race.v1"), vaults))
+        finally:
+            for vault in vaults:
+                vault.close()
+        assert len(set(keys)) == 1
+        assert raw(url, "SELECT count(*) FROM keyvault_service_keys") == [(1,)]
+
+    def test_a_service_key_needs_the_master_key(self, url: str, vault: KeyVault) -> None:
+        """Without a master key there is no service key: a configuration error."""
+        vault.service_key("app.rows.v1")
+        with KeyVault(url, master_key=None) as keyless, pytest.raises(
+                VaultConfigurationError, match="without a master key"):
+            keyless.service_key("app.rows.v1")
+
+    @pytest.mark.parametrize("bad", ["", "x" * 201, "new\nline", "a\udc80b", 7])
+    def test_malformed_service_key_names_are_refused(self, vault: KeyVault, bad: object) -> None:
+        """A service key's name is a short, printable, valid string."""
+        with pytest.raises(VaultConfigurationError, match="service key"):
+            vault.service_key(bad)  # type: ignore[arg-type]
+
+    def test_a_service_key_wrapped_by_another_master_key_is_refused(
+        self, url: str, vault: KeyVault, master: MasterKey
+    ) -> None:
+        """A service key that names another wrapping key raises WrongMasterKeyError."""
+        vault.service_key("app.rows.v1")
+        raw(url, "UPDATE keyvault_service_keys SET wrapped_by = 'someone-else'")
+        with KeyVault(url, master_key=master) as other, pytest.raises(WrongMasterKeyError):
+            other.service_key("app.rows.v1")
+        with pytest.raises(WrongMasterKeyError):
+            KeyVault(url, master_key=MasterKey.generate())
+
+    def test_a_tampered_or_moved_service_key_is_refused(
+        self, url: str, vault: KeyVault, master: MasterKey
+    ) -> None:
+        """A wrapped service key altered, or moved to another name, raises TamperedError."""
+        vault.service_key("app.a.v1")
+        vault.service_key("app.b.v1")
+        raw(url, "UPDATE keyvault_service_keys SET wrapped_key = (SELECT wrapped_key FROM "
+                 "keyvault_service_keys WHERE name = 'app.a.v1') WHERE name = 'app.b.v1'")
+        with KeyVault(url, master_key=master) as other:
+            assert len(other.service_key("app.a.v1")) == 32
+            with pytest.raises(TamperedError):
+                other.service_key("app.b.v1")
+
+    def test_service_keys_survive_erasure_and_follow_a_rotation(
+        self, url: str, vault: KeyVault, master: MasterKey
+    ) -> None:
+        """Erasing subjects leaves service keys alone; a rotation re-wraps them unchanged."""
+        key = vault.service_key("app.rows.v1")
+        vault.seal("s-1", b"v")
+        vault.erase("s-1")
+        vault.erase("app.rows.v1")  # a subject of that name is another thing altogether
+        new = MasterKey.generate()
+        result = vault.rotate_master_key(new)
+        assert (result.rewrapped, result.rewrapped_service_keys) == (0, 1)
+        assert raw(url, "SELECT wrapped_by FROM keyvault_service_keys") == [(new.key_id,)]
+        assert vault.service_key("app.rows.v1") == key
+        with KeyVault(url, master_key=new) as reopened:
+            assert reopened.service_key("app.rows.v1") == key
+
+    def test_a_service_key_made_during_a_rotation_is_rewrapped_too(
+        self, url: str, vault: KeyVault, master: MasterKey
+    ) -> None:
+        """A service key created with the old master key while a rotation runs is rotated."""
+        for i in range(4):
+            vault.seal(f"s-{i}", b"v")
+        made: list[bytes] = []
+
+        def create_meanwhile(done: int, total: int) -> None:
+            if not made:
+                with KeyVault(url, master_key=master) as other:
+                    made.append(other.service_key("app.late.v1"))
+
+        new = MasterKey.generate()
+        vault.rotate_master_key(new, batch_size=2, progress=create_meanwhile)
+        assert raw(url, "SELECT wrapped_by FROM keyvault_service_keys") == [(new.key_id,)]
+        with KeyVault(url, master_key=new) as reopened:
+            assert reopened.service_key("app.late.v1") == made[0]
 
     def test_scrub_says_what_it_did(self, vault: KeyVault) -> None:
         """scrub runs on an erased vault and reports its action in a sentence."""
