@@ -1,9 +1,15 @@
 """The `shredstore` command line.
 
 Exit codes: 0 done; 1 the command ran and found a problem (verify found tampering, an erasure
-failed, a request file had bad lines); 2 a usage or configuration error (one line on stderr,
-never a traceback). Personal data is never printed: the commands work on subject ids, counts,
-field names and fingerprints.
+failed, a request file had bad lines, a receipt does not verify); 2 a usage or configuration
+error (one line on stderr, never a traceback). Personal data is never printed: the commands
+work on subject ids, counts, field names and fingerprints.
+
+Every command is a `_Command` under a `_Group`: before a command runs, its arguments, options
+and environment values are checked to be valid UTF-8 text (a non-UTF-8 byte arrives from the
+operating system as a lone surrogate, which no database, file or terminal can take), and
+whatever `ShredstoreError`, `KeyVaultError`, `OSError` or `UnicodeError` escapes a command
+becomes one line on stderr and its exit code: both in one place, for every command.
 """
 
 from __future__ import annotations
@@ -68,7 +74,29 @@ class Settings:
             yield store
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Command(click.Command):
+    """A command that refuses text that is not valid UTF-8 before it runs."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _refuse_bad_text(ctx)
+        with _errors():
+            return super().invoke(ctx)
+
+
+class _Group(click.Group):
+    """A command group whose commands and subgroups check their text and turn errors into
+    one line and an exit code (see the module's docstring)."""
+
+    command_class = _Command
+    group_class = type  # subgroups are _Group too
+
+    def invoke(self, ctx: click.Context) -> Any:
+        _refuse_bad_text(ctx)
+        with _errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--url", envvar="SHREDSTORE_URL", default=DEFAULT_URL, show_default=True,
               help="Database URL of the event store (or SHREDSTORE_URL).")
 @click.option("--vault-url", envvar="SHREDSTORE_VAULT_URL",
@@ -187,6 +215,8 @@ def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
             raise click.UsageError("name at least one SUBJECT, or --from-file")
         signing_key = (erasure.load_signing_key(signing_key_file)
                        if signing_key_file is not None and not dry_run else None)
+        if not dry_run:
+            erasure.prepare_receipt_folder(receipt_dir)  # before any key is destroyed
         for problem in bad:
             _emit(as_json, {"result": "invalid", "problem": problem}, f"skipped: {problem}")
         counts = {"erased": 0, "already erased": 0, "would erase": 0, "residue found": 0,
@@ -281,16 +311,13 @@ def receipt() -> None:
 @click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path),
               help="The signer's Ed25519 key (PEM); without it, the key the receipt names.")
 def receipt_verify(file: Path, public_key: Path | None) -> None:
-    """Check the signature of an erasure receipt; exit 1 if it does not hold."""
+    """Check the signature of an erasure receipt; exit 1 if it does not hold (an edited,
+    unsigned, duplicated-key or older-format receipt), 2 if FILE or the key cannot be read."""
     with _errors():
         try:
-            data = json.loads(file.read_text(encoding="utf-8"))
+            data = file.read_bytes()
         except OSError as error:
             raise ConfigurationError(f"cannot read {file}: {error.strerror}") from None
-        except (ValueError, UnicodeDecodeError):
-            raise ConfigurationError(f"{file} is not JSON") from None
-        if not isinstance(data, dict):
-            raise ConfigurationError(f"{file} is not an erasure receipt")
         key = erasure.load_public_key(public_key) if public_key is not None else None
         check = erasure.verify_receipt(data, public_key=key)
     if not check.ok:
@@ -320,7 +347,10 @@ def new_master(out: Path) -> None:
     with _errors():
         if out.exists():
             raise ConfigurationError(f"{out} exists: not overwriting a key")
-        MasterKey.generate().to_file(out)
+        try:
+            MasterKey.generate().to_file(out)
+        except OSError as error:
+            raise ConfigurationError(f"cannot write {out}: {error.strerror}") from None
     click.echo(f"wrote a new master key to {out}; keep it apart from the database")
 
 
@@ -384,7 +414,12 @@ def _erase_one(store: EventStore, request: ErasureRequest, *, dry_run: bool, as_
         _emit(as_json, {"subject": subject, "result": "failed", "problem": str(error)},
               f"{where}{subject}: {error}")
         return "failed"
-    path = erasure.write_receipt(receipt_dir, receipt)
+    try:
+        path = erasure.write_receipt(receipt_dir, receipt)
+    except ConfigurationError as error:
+        _emit(as_json, {"subject": subject, "result": "failed", "problem": str(error)},
+              f"{where}{subject}: erased, but no receipt: {error}; erase it again for one")
+        return "failed"
     outcome = "already erased" if receipt.already_erased else "erased"
     if not receipt.check.ok:
         outcome = "failed"
@@ -504,6 +539,7 @@ def _parse_head(text: str | None) -> LogHead | None:
 
 @contextmanager
 def _errors() -> Iterator[None]:
+    """Whatever the library or the system raises becomes one line and an exit code."""
     try:
         yield
     except (ConfigurationError, StoreUnavailable, keyvault.VaultConfigurationError,
@@ -512,8 +548,39 @@ def _errors() -> Iterator[None]:
         _fail(EXIT_USAGE, error)
     except (ShredstoreError, keyvault.KeyVaultError) as error:
         _fail(EXIT_PROBLEM, error)
+    except UnicodeError:
+        _fail(EXIT_USAGE, "text that is not valid UTF-8 (an argument, an environment value "
+              "or a file's content)")
+    except OSError as error:
+        where = f": {error.filename}" if error.filename is not None else ""
+        _fail(EXIT_USAGE, f"{error.strerror or type(error).__name__}{where}")
+
+
+def _refuse_bad_text(ctx: click.Context) -> None:
+    """Exit 2 if an argument, option or environment value of `ctx` is not valid UTF-8.
+
+    Names the parameter, never its value.
+    """
+    for param in ctx.command.params:
+        if param.name is not None and not _is_text(ctx.params.get(param.name)):
+            name = param.opts[0] if isinstance(param, click.Option) else \
+                param.human_readable_name
+            _fail(EXIT_USAGE, f"{name}: not valid UTF-8 text (ids, reasons and file names "
+                  "must be UTF-8)")
+
+
+def _is_text(value: object) -> bool:
+    if isinstance(value, tuple | list):
+        return all(_is_text(item) for item in value)
+    if isinstance(value, str | Path):
+        try:
+            str(value).encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
 
 
 def _fail(code: int, error: Exception | str, echo: Callable[..., Any] = click.echo) -> NoReturn:
-    echo(f"shredstore: {error}", err=True)
+    text = " ".join(str(error).split())  # one line
+    echo(f"shredstore: {text.encode('utf-8', 'backslashreplace').decode('utf-8')}", err=True)
     sys.exit(code)

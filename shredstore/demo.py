@@ -157,7 +157,7 @@ def _show_receipt(folder: Path, receipt: erasure.ErasureReceipt, say: Callable[.
                   ) -> bool:
     """Write the receipt, check its signature, narrate it; whether it all holds."""
     path = erasure.write_receipt(folder / "erasure-receipts", receipt)
-    check = erasure.verify_receipt(receipt.to_dict())
+    check = erasure.verify_receipt(path.read_bytes())
     say(f"   {path}")
     say(f"   {receipt.footprint.events} events in {len(receipt.footprint.streams)} streams "
         f"held its data; log head at erasure {receipt.log_head}")

@@ -18,11 +18,14 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
+import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 from uuid import UUID, uuid5
 
 from cryptography.exceptions import InvalidSignature
@@ -32,7 +35,7 @@ from sqlalchemy.engine import URL, Engine
 
 import keyvault
 from keyvault import ErasureResult
-from shredstore.errors import ConfigurationError
+from shredstore.errors import ConfigurationError, ShredstoreError
 from shredstore.residue import Fingerprints, ResidueReport, check_residue, fingerprint_subject
 from shredstore.storage.chain import LogHead
 from shredstore.storage.engine import create_engine
@@ -48,6 +51,7 @@ __all__ = [
     "ErasureReceipt",
     "Footprint",
     "ReceiptCheck",
+    "ReceiptParseError",
     "ReconcileReport",
     "Shredded",
     "SubjectErased",
@@ -57,6 +61,8 @@ __all__ = [
     "ledger_event_id",
     "load_public_key",
     "load_signing_key",
+    "parse_receipt",
+    "prepare_receipt_folder",
     "receipt_for",
     "reconcile",
     "resurrected",
@@ -65,7 +71,10 @@ __all__ = [
     "write_receipt",
 ]
 
-RECEIPT_FORMAT = "shredstore.erasure-receipt/1"
+RECEIPT_FORMAT = "shredstore.erasure-receipt/2"
+"""Version 2: the signature also covers its own block (algorithm, public key, key id)."""
+
+_OLD_FORMATS = frozenset({"shredstore.erasure-receipt/1"})
 
 CHECK_SAMPLE = 100
 """At most this many of the subject's sealed values are tried after erasure (first and last)."""
@@ -177,15 +186,13 @@ class ErasureReceipt:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
     def signed(self, key: Ed25519PrivateKey) -> ErasureReceipt:
-        """This receipt signed with `key` (Ed25519 over its canonical JSON)."""
-        public = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                               serialization.PublicFormat.Raw)
-        return _replace_signature(self, {
-            "algorithm": "Ed25519",
-            "public_key": base64.b64encode(public).decode(),
-            "key_id": _key_id(public),
-            "value": base64.b64encode(key.sign(_canonical(self.body()))).decode(),
-        })
+        """This receipt signed with `key`: Ed25519 over the canonical JSON of every field,
+        the signature block's algorithm, public key and key id included."""
+        public = _raw_public(key.public_key())
+        block = {"algorithm": "Ed25519", "public_key": base64.b64encode(public).decode(),
+                 "key_id": _key_id(public)}
+        value = key.sign(_canonical({**self.body(), "signature": block}))
+        return _replace_signature(self, {**block, "value": base64.b64encode(value).decode()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,20 +357,56 @@ def resurrected(store: EventStore) -> list[tuple[str, int]]:
 def write_receipt(folder: Path, receipt: ErasureReceipt) -> Path:
     """Write `receipt` as JSON into `folder` (created if missing) and return its path.
 
-    The file name does not spell out the subject id: ``erasure-<sha256(subject)[:12]>-<time>``.
+    The name is ``erasure-<time>-[<request id>-]<random>.json``: no function of the subject id
+    (a hash of an id is reversed by hashing candidate ids), the request id only as a short
+    file-safe label. A new file is created (mode 0600) and never replaces an existing one.
+    """
+    prepare_receipt_folder(folder)
+    stamp = receipt.issued_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    label = _file_label(receipt.request_id)
+    text = receipt.to_json().encode("utf-8")
+    for _ in range(8):
+        path = folder / f"erasure-{stamp}-{label}{secrets.token_hex(4)}.json"
+        try:
+            fd = os.open(path, _NEW_FILE, 0o600)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(text)
+        except OSError as error:
+            path.unlink(missing_ok=True)
+            raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
+        return path
+    raise ConfigurationError(f"cannot find a free receipt file name in {folder}")
+
+
+def prepare_receipt_folder(folder: Path) -> None:
+    """Create the receipts folder if missing; ConfigurationError if it cannot be.
+
+    The command line calls it before erasing anything, so that a bad folder stops the run
+    before a key is destroyed rather than after.
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ConfigurationError(f"cannot create {folder}: {error.strerror}") from None
-    digest = hashlib.sha256(receipt.subject_id.encode()).hexdigest()[:12]
-    stamp = receipt.issued_at.strftime("%Y%m%dT%H%M%S%fZ")
-    path = folder / f"erasure-{digest}-{stamp}.json"
-    try:
-        path.write_text(receipt.to_json(), encoding="utf-8")
-    except OSError as error:
-        raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
-    return path
+
+
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
+    | getattr(os, "O_CLOEXEC", 0)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _file_label(request_id: str | None) -> str:
+    """The request id as a short, safe part of a file name (``""`` without one)."""
+    if request_id is None:
+        return ""
+    label = _UNSAFE.sub("_", request_id).strip("_")[:32]
+    return f"{label}-" if label else ""
 
 
 # Signing
@@ -419,33 +462,94 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
+class ReceiptParseError(ShredstoreError, ValueError):
+    """Why a text is not a receipt `verify_receipt` can check (says what, never the content)."""
+
+
+def parse_receipt(text: str | bytes) -> dict[str, Any]:
+    """A receipt's JSON as a dict; `ReceiptParseError` for anything a signature could hide.
+
+    Duplicate keys are refused at every level: a JSON reader keeps one of two equal keys and
+    readers disagree which, so a receipt with a duplicate could show one value to a person and
+    verify with another. NaN and infinities are refused too (they are not JSON).
+    """
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise ReceiptParseError("not UTF-8 text") from None
+    except ReceiptParseError:
+        raise
+    except (ValueError, RecursionError):
+        raise ReceiptParseError("not JSON") from None
+    if not isinstance(data, dict):
+        raise ReceiptParseError("not a shredstore erasure receipt")
+    return data
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise ReceiptParseError("a JSON key appears twice in one object: the receipt was altered")
+    return data
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ReceiptParseError(f"{name} is not JSON")
+
+
 def verify_receipt(  # noqa: PLR0911 - one return per way a receipt can fail
-    receipt: Mapping[str, Any], *, public_key: Ed25519PublicKey | None = None
+    receipt: Mapping[str, Any] | str | bytes, *, public_key: Ed25519PublicKey | None = None
 ) -> ReceiptCheck:
-    """Check a receipt's signature; against `public_key` if given (else the one it names)."""
-    if receipt.get("format") != RECEIPT_FORMAT:
+    """Check a receipt's signature; against `public_key` if given (else the one it names).
+
+    Give the file's text rather than a parsed dict where you can: only the text shows
+    duplicate keys (see `parse_receipt`). The signature covers every field of the receipt and
+    of its signature block but the signature value itself; a receipt of an older format
+    (signed without its key id) is refused.
+    """
+    if isinstance(receipt, str | bytes):
+        try:
+            receipt = parse_receipt(receipt)
+        except ReceiptParseError as error:
+            return ReceiptCheck(False, str(error))
+    found = receipt.get("format")
+    if found in _OLD_FORMATS:
+        return ReceiptCheck(False, f"signed by an older format ({found}) whose signature does "
+                            "not cover its key id: not accepted; erase the subject again for "
+                            "a new receipt (it answers 'already erased')")
+    if found != RECEIPT_FORMAT:
         return ReceiptCheck(False, "not a shredstore erasure receipt")
     signature = receipt.get("signature")
     if signature is None:
         return ReceiptCheck(False, "the receipt is not signed")
+    if not isinstance(signature, Mapping) or set(signature) != _SIGNATURE_FIELDS or not all(
+            isinstance(signature[name], str) for name in _SIGNATURE_FIELDS):
+        return ReceiptCheck(False, "the signature block is malformed")
+    if signature["algorithm"] != "Ed25519":
+        return ReceiptCheck(False, "unsupported signature algorithm (only Ed25519)")
     try:
-        if signature["algorithm"] != "Ed25519":
-            return ReceiptCheck(False, f"unsupported signature algorithm {signature['algorithm']}")
         named = base64.b64decode(signature["public_key"], validate=True)
         value = base64.b64decode(signature["value"], validate=True)
         key = public_key or Ed25519PublicKey.from_public_bytes(named)
-    except (KeyError, TypeError, ValueError):
+    except ValueError:
         return ReceiptCheck(False, "the signature block is malformed")
     key_id = _key_id(_raw_public(key))
+    if signature["key_id"] != _key_id(named):
+        return ReceiptCheck(False, "the key id does not match the public key: the receipt was "
+                            "altered", key_id)
     if public_key is not None and _raw_public(public_key) != named:
         return ReceiptCheck(False, f"signed by key {_key_id(named)}, not by {key_id}", key_id)
-    body = {name: value for name, value in receipt.items() if name != "signature"}
+    covered = {**receipt, "signature": {name: signature[name] for name in _SIGNATURE_FIELDS
+                                        if name != "value"}}
     try:
-        key.verify(value, _canonical(body))
-    except InvalidSignature:
+        key.verify(value, _canonical(covered))
+    except (InvalidSignature, UnicodeEncodeError, ValueError, TypeError):
         return ReceiptCheck(False, "the signature does not match: the receipt was altered",
                             key_id)
     return ReceiptCheck(True, f"signature valid (key {key_id})", key_id)
+
+
+_SIGNATURE_FIELDS = frozenset({"algorithm", "public_key", "key_id", "value"})
 
 
 def _erase_key(store: EventStore, subject_id: str, *, reason: str | None,

@@ -108,6 +108,16 @@ def _csv(text: str, path: Path) -> tuple[list[ErasureRequest], list[str]]:
     return requests, problems
 
 
+def _is_text(value: str) -> bool:
+    """Whether `value` can be stored: JSON's \\ud800 escapes decode to lone surrogates, which
+    no database or file takes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _request(number: int, item: dict[str, object]) -> tuple[ErasureRequest | None, str | None]:
     subject = item.get("subject")
     if subject is None:
@@ -122,6 +132,8 @@ def _request(number: int, item: dict[str, object]) -> tuple[ErasureRequest | Non
             return None, f"line {number}: {name} must be a non-empty string"
         if len(value) > _MAX_TEXT or any(ord(c) < 32 for c in value):
             return None, f"line {number}: {name} is too long or holds control characters"
+        if not _is_text(value):
+            return None, f"line {number}: {name} is not valid text (a lone surrogate)"
         values[name] = value.strip()
     return ErasureRequest(number, values["subject"] or "", values["request_id"],
                           values["reason"]), None
