@@ -474,6 +474,8 @@ def parse_receipt(text: str | bytes) -> dict[str, Any]:
     verify with another. NaN and infinities are refused too (they are not JSON).
     """
     try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")  # as written; json.loads would guess UTF-16 or -32
         data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise ReceiptParseError("not UTF-8 text") from None
