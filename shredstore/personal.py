@@ -1,25 +1,39 @@
-"""Declaring personal data, and finding it in a model's data.
+"""Declaring personal data, and finding where it is in a model's type.
 
 ``customer_id: SubjectId`` marks the field that names a data subject;
 ``name: Annotated[str, PersonalData()]`` marks a personal field. A personal field's subject is
 the one named by ``PersonalData(subject="field")``, or, without it, the only subject field of
 the nearest model (the field's own, then the enclosing ones) that has any. A declaration that
-cannot be resolved fails when the class is defined.
+cannot be resolved fails when the class is defined, and so does a shape in which shredstore
+could not see every personal value it writes (computed fields or custom serializers on a model
+that holds personal data, `PersonalData` on a part of a field's type).
+
+Finding the values is pydantic's own job: `PersonalData` attaches a serializer, so wherever
+pydantic writes a personal value (nested models, dataclasses, tuples, dicts, recursive models,
+aliases, even under ``Any``), the mapping step's dump receives it and stores a placeholder in
+its place (see `shredstore.mapping.split`). The `PersonalPlan` made here says where those
+values are expected and whose subject each belongs to.
 
 A personal field also accepts `REDACTED`: after its subject is erased, that is what it reads as
-(unless the declaration gives a ``replacement``). The event is still an instance of its class.
+(or the declaration's ``replacement``). The event is still an instance of its class.
 """
 
 from __future__ import annotations
 
+import collections
+import collections.abc
+import copy
+import dataclasses
 import types
 import typing
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Union
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, PlainSerializer, TypeAdapter, ValidationError, WrapSerializer
+from pydantic.fields import FieldInfo
+from pydantic.functional_serializers import SerializeAsAny
 from pydantic_core import core_schema
 
 from shredstore.errors import ConfigurationError
@@ -95,10 +109,16 @@ class PersonalData:
         self, source: Any, handler: Any
     ) -> core_schema.CoreSchema:
         inner = handler(source)
+        redacted: core_schema.CoreSchema = core_schema.is_instance_schema(Redacted)
+        if self.has_replacement:
+            replacement = self.replacement
+            redacted = core_schema.no_info_after_validator_function(
+                lambda _: copy.deepcopy(replacement), redacted)
         return core_schema.union_schema(
-            [core_schema.is_instance_schema(Redacted), inner],
+            [redacted, inner],
             mode="left_to_right",
-            serialization=core_schema.wrap_serializer_function_ser_schema(_serialize),
+            serialization=core_schema.wrap_serializer_function_ser_schema(
+                _serialize, info_arg=True),
         )
 
     def __repr__(self) -> str:
@@ -108,105 +128,92 @@ class PersonalData:
         return f"PersonalData({', '.join(parts)})"
 
 
-def _serialize(value: Any, handler: core_schema.SerializerFunctionWrapHandler) -> Any:
+def _serialize(value: Any, handler: core_schema.SerializerFunctionWrapHandler,
+               info: core_schema.SerializationInfo) -> Any:
+    # A dump that seals (shredstore.mapping.split) passes a collector as the context: the
+    # value goes to it, and the dump holds a placeholder instead.
+    collect = getattr(info.context, "collect_personal", None)
+    if collect is not None:
+        return collect(value, handler)
     return None if value is REDACTED else handler(value)
 
 
-@dataclass(frozen=True, slots=True)
-class _Rule:
-    """A personal field of a model, and where its subject is: `up` scopes out, field `field`."""
+# The plan: where personal values and subject ids are, by type.
 
-    name: str
-    up: int
-    field: str
+
+class Node:
+    """Where personal data may be inside a value of some type (see the subclasses)."""
+
+    __slots__ = ()
+
+
+@dataclass(eq=False, slots=True)
+class ModelNode(Node):
+    """A model or dataclass: its subject fields, personal fields and nested values."""
+
+    cls: type
+    subjects: tuple[str, ...] = ()
+    """Attribute names of its SubjectId fields."""
+    personal: tuple[PersonalRule, ...] = ()
+    nested: tuple[tuple[str, str, Node], ...] = ()
+    """(attribute, stored key, node) of fields that hold models with personal data or subjects."""
+    relevant: bool = True
+    """Whether it or anything inside it has personal data or subject ids (else not walked)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalRule:
+    """A personal field: its attribute, its stored key, and how its subject is found."""
+
+    attribute: str
+    key: str
     declaration: PersonalData
+    optional: bool
+
+
+@dataclass(eq=False, slots=True)
+class ItemsNode(Node):
+    """A list, set, sequence or ``tuple[X, ...]``: every item is an `item`."""
+
+    item: Node
+
+
+@dataclass(eq=False, slots=True)
+class TupleNode(Node):
+    """A fixed tuple: item i is `items[i]` (None: nothing to look for)."""
+
+    items: tuple[Node | None, ...]
+
+
+@dataclass(eq=False, slots=True)
+class ValuesNode(Node):
+    """A dict or mapping: every value is a `value`."""
+
+    value: Node
+
+
+@dataclass(eq=False, slots=True)
+class UnionNode(Node):
+    """One of several types, told apart by the instance's class."""
+
+    variants: tuple[tuple[type | tuple[type, ...], Node], ...]
 
 
 @dataclass(frozen=True, slots=True)
 class PersonalPlan:
-    """Where a model's personal data and subject ids are, found once per class."""
+    """Where a top-level model's personal data and subject ids are, found once per class."""
 
-    personal: tuple[_Rule, ...] = ()
-    nested: tuple[tuple[str, PersonalPlan, bool], ...] = ()
-    subjects: tuple[str, ...] = ()
-
-    @property
-    def has_personal_data(self) -> bool:
-        return bool(self.personal) or any(p.has_personal_data for _, p, _ in self.nested)
-
-    @property
-    def has_replacements(self) -> bool:
-        return any(rule.declaration.has_replacement for rule in self.personal) or any(
-            p.has_replacements for _, p, _ in self.nested)
+    root: ModelNode
+    has_personal_data: bool
+    has_subjects: bool
+    opaque: tuple[str, ...] = field(default=())
+    """Fields typed ``Any``/``object``/``SerializeAsAny`` (dotted): values there are only
+    known when written, so every dump of the class is checked for personal data in them."""
 
     @property
-    def has_subjects(self) -> bool:
-        return bool(self.subjects) or any(p.has_subjects for _, p, _ in self.nested)
-
-    def extract(self, data: dict[str, Any]) -> tuple[dict[str, dict[Path, Any]], set[str]]:
-        """Remove the personal values from `data` (JSON-mode), grouped by subject.
-
-        Returns the groups and every subject id named anywhere in the data.
-        """
-        groups: dict[str, dict[Path, Any]] = {}
-        subjects: set[str] = set()
-        self._extract(data, (), (), groups, subjects)
-        return groups, subjects
-
-    def _extract(
-        self,
-        data: dict[str, Any],
-        scopes: tuple[dict[str, Any], ...],
-        path: Path,
-        groups: dict[str, dict[Path, Any]],
-        subjects: set[str],
-    ) -> None:
-        scopes = (*scopes, data)
-        for name in self.subjects:
-            value = data.get(name)
-            if value is not None:
-                subjects.add(value)
-        for rule in self.personal:
-            if rule.name not in data:
-                continue
-            subject = scopes[-1 - rule.up].get(rule.field)
-            if not isinstance(subject, str) or not subject:
-                raise ConfigurationError(
-                    f"personal field {_dotted((*path, rule.name))} has no subject: "
-                    f"{rule.field} is empty"
-                )
-            groups.setdefault(subject, {})[(*path, rule.name)] = data.pop(rule.name)
-        for name, plan, many in self.nested:
-            value = data.get(name)
-            if value is None:
-                continue
-            if many:
-                for index, item in enumerate(value):
-                    plan._extract(item, scopes, (*path, name, index), groups, subjects)
-            else:
-                plan._extract(value, scopes, (*path, name), groups, subjects)
-
-    def replace_redacted(self, data: dict[str, Any]) -> None:
-        """Put declared replacements where `data` holds `REDACTED`."""
-        for rule in self.personal:
-            if rule.declaration.has_replacement and data.get(rule.name) is REDACTED:
-                data[rule.name] = rule.declaration.replacement
-        for name, plan, many in self.nested:
-            value = data.get(name)
-            if isinstance(value, dict):
-                plan.replace_redacted(value)
-            elif many and isinstance(value, list):
-                for item in value:
-                    if isinstance(item, dict):
-                        plan.replace_redacted(item)
-
-
-def put(data: dict[str, Any], path: Sequence[str | int], value: Any) -> None:
-    """Set `value` at `path` in nested dicts and lists."""
-    target: Any = data
-    for part in path[:-1]:
-        target = target[part]
-    target[path[-1]] = value
+    def needs_split(self) -> bool:
+        """Whether a dump must look for personal values and subject ids at all."""
+        return self.has_personal_data or self.has_subjects or bool(self.opaque)
 
 
 def redacted_paths(data: Any, path: Path = ()) -> Iterator[str]:
@@ -219,9 +226,17 @@ def redacted_paths(data: Any, path: Path = ()) -> Iterator[str]:
     elif isinstance(data, dict):
         for key, value in data.items():
             yield from redacted_paths(value, (*path, key))
-    elif isinstance(data, list):
+    elif isinstance(data, list | tuple):
         for index, value in enumerate(data):
             yield from redacted_paths(value, (*path, index))
+
+
+def put(data: dict[str, Any], path: Sequence[str | int], value: Any) -> None:
+    """Set `value` at `path` in nested dicts and lists."""
+    target: Any = data
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
 
 
 def dotted(path: Sequence[str | int]) -> str:
@@ -233,7 +248,7 @@ def _dotted(path: Sequence[str | int]) -> str:
     return ".".join(str(part) for part in path)
 
 
-_PLANS: weakref.WeakKeyDictionary[type[BaseModel], PersonalPlan] = weakref.WeakKeyDictionary()
+_PLANS: weakref.WeakKeyDictionary[type, PersonalPlan] = weakref.WeakKeyDictionary()
 
 
 def plan_of(cls: type[BaseModel]) -> PersonalPlan:
@@ -246,7 +261,12 @@ def plan_of(cls: type[BaseModel]) -> PersonalPlan:
     plan = _PLANS.get(cls)
     if plan is None:
         _complete(cls)
-        plan = _build(cls, (), (cls,))
+        builder = _Builder()
+        root = builder.model(cls)
+        builder.finish()
+        _check_subjects(root, cls.__qualname__)
+        plan = PersonalPlan(root, builder.personal_below(root), builder.subjects_below(root),
+                            tuple(builder.opaque))
         _PLANS[cls] = plan
     return plan
 
@@ -256,8 +276,9 @@ def is_complete(cls: type[BaseModel]) -> bool:
     return bool(getattr(cls, "__pydantic_complete__", False))
 
 
-def _complete(cls: type[BaseModel]) -> None:
-    if is_complete(cls):
+def _complete(cls: type) -> None:
+    if (not isinstance(cls, type) or not issubclass(cls, BaseModel) or cls is BaseModel
+            or is_complete(cls)):
         return
     try:
         cls.model_rebuild()
@@ -273,57 +294,237 @@ def _complete(cls: type[BaseModel]) -> None:
         )
 
 
-def _build(
-    cls: type[BaseModel], scopes: tuple[tuple[str, ...], ...], stack: tuple[type, ...]
-) -> PersonalPlan:
-    _complete(cls)
-    subjects = tuple(name for name, info in cls.model_fields.items()
-                     if any(isinstance(m, _SubjectMarker) for m in info.metadata))
-    scopes = (*scopes, subjects)
-    personal: list[_Rule] = []
-    nested: list[tuple[str, PersonalPlan, bool]] = []
-    for name, info in cls.model_fields.items():
-        where = f"{cls.__qualname__}.{name}"
-        declaration = next((m for m in info.metadata if isinstance(m, PersonalData)), None)
-        if declaration is None:
-            declaration = _declaration_inside(where, info.annotation)
-        if declaration is not None:
-            if name in subjects:
-                raise ConfigurationError(f"{where} cannot be both a SubjectId and PersonalData")
-            up, field = _resolve(where, declaration, scopes)
-            _check_replacement(where, info.annotation, declaration)
-            personal.append(_Rule(name, up, field, declaration))
-            continue
-        for model, many in _models_in(where, info.annotation):
-            if model in stack:
-                continue  # a recursive model: personal data inside it is not followed
-            plan = _build(model, scopes, (*stack, model))
-            if plan.has_personal_data or plan.has_subjects:
-                nested.append((name, plan, many))
-    return PersonalPlan(tuple(personal), tuple(nested), subjects)
+class _Field(typing.NamedTuple):
+    attribute: str
+    key: str
+    annotation: Any
+    metadata: list[Any]
 
 
-def _declaration_inside(where: str, annotation: Any) -> PersonalData | None:
-    """A PersonalData of an optional field (``Annotated[T, PersonalData()] | None``).
+def _fields(cls: type) -> list[_Field]:
+    """A model's or dataclass's fields, with the keys a dump ``by_alias=True`` writes."""
+    if issubclass(cls, BaseModel):
+        infos: dict[str, FieldInfo] = cls.model_fields
+    elif hasattr(cls, "__pydantic_fields__"):  # a pydantic dataclass
+        infos = cls.__pydantic_fields__
+    else:  # a standard dataclass: pydantic reads the same annotations
+        try:
+            hints = typing.get_type_hints(cls, include_extras=True)
+        except Exception as error:  # noqa: BLE001 - any unresolvable annotation
+            raise ConfigurationError(
+                f"{cls.__qualname__}: its annotations cannot be resolved "
+                f"({type(error).__name__})") from None
+        infos = {f.name: FieldInfo.from_annotation(hints[f.name])
+                 for f in dataclasses.fields(typing.cast(Any, cls)) if f.name in hints}
+    return [_Field(name, info.serialization_alias or info.alias or name, info.annotation,
+                   list(info.metadata))
+            for name, info in infos.items()]
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and (
+        issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation))
+
+
+_AS_ANY = typing.cast(type, SerializeAsAny)
+"""``SerializeAsAny[T]`` is ``Annotated[T, SerializeAsAny()]``."""
+_ABC = collections.abc
+_ITEMS: set[Any] = {list, set, frozenset, tuple, collections.deque, _ABC.Sequence,
+                    _ABC.MutableSequence, _ABC.Set, _ABC.MutableSet, _ABC.Collection,
+                    _ABC.Iterable}
+"""Origins whose values pydantic writes as JSON lists (typing's aliases have these origins)."""
+_MAPPINGS: set[Any] = {dict, collections.OrderedDict, collections.defaultdict, _ABC.Mapping,
+                       _ABC.MutableMapping}
+
+
+class _Builder:
+    """Builds the nodes of one top-level class; a model met again reuses its node (recursion)."""
+
+    def __init__(self) -> None:
+        self.models: dict[type, ModelNode] = {}
+        self.opaque: list[str] = []
+
+    def model(self, cls: type, where: str = "") -> ModelNode:
+        known = self.models.get(cls)
+        if known is not None:
+            return known
+        _complete(cls)
+        node = ModelNode(cls)
+        self.models[cls] = node
+        subjects: list[str] = []
+        personal: list[PersonalRule] = []
+        nested: list[tuple[str, str, Node]] = []
+        for item in _fields(cls):
+            here = f"{cls.__qualname__}.{item.attribute}"
+            is_subject = any(isinstance(m, _SubjectMarker) for m in item.metadata)
+            if is_subject:
+                subjects.append(item.attribute)
+            declaration, optional = _declaration_of(here, item)
+            if declaration is not None:
+                if is_subject:
+                    raise ConfigurationError(f"{here} cannot be both a SubjectId and PersonalData")
+                _check_replacement(here, item.annotation, declaration)
+                personal.append(PersonalRule(item.attribute, item.key, declaration, optional))
+                continue
+            if any(isinstance(m, _AS_ANY) for m in item.metadata):
+                self.opaque.append(here)
+            child = self.node(item.annotation, here)
+            if child is not None:
+                nested.append((item.attribute, item.key, child))
+        node.subjects = tuple(subjects)
+        node.personal = tuple(personal)
+        node.nested = tuple(nested)
+        return node
+
+    def node(self, annotation: Any, where: str) -> Node | None:  # noqa: PLR0911, PLR0912
+        """The node for values of `annotation`, or None where no model can be inside."""
+        origin = typing.get_origin(annotation)
+        args = typing.get_args(annotation)
+        if origin is Annotated:
+            if any(isinstance(m, _AS_ANY) for m in annotation.__metadata__):
+                self.opaque.append(where)
+            if any(isinstance(m, PersonalData) for m in annotation.__metadata__):
+                raise _partial(where)
+            return self.node(args[0], where)
+        if annotation is Any or annotation is object:
+            self.opaque.append(where)
+            return None
+        if _is_model(annotation):
+            return self.model(annotation, where)
+        if origin in (Union, types.UnionType):
+            variants = []
+            for arg in args:
+                child = self.node(arg, where)
+                if child is not None:
+                    variants.append((_runtime_class(arg), child))
+            return UnionNode(tuple(variants)) if variants else None
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            items = tuple(self.node(arg, f"{where}[{index}]") for index, arg in enumerate(args))
+            return TupleNode(items) if any(item is not None for item in items) else None
+        if origin in _ITEMS and args:
+            child = self.node(args[0], f"{where}[]")
+            return ItemsNode(child) if child is not None else None
+        if origin in _MAPPINGS and len(args) == 2:
+            if self._holds_models(args[0], where):
+                raise ConfigurationError(
+                    f"{where}: models as dict keys cannot hold personal data or subject ids; "
+                    "use a list of models")
+            child = self.node(args[1], f"{where}[]")
+            return ValuesNode(child) if child is not None else None
+        if origin is not None and not isinstance(origin, type(typing.Literal)):
+            for arg in args:
+                if arg is not Ellipsis and self._holds_models(arg, where):
+                    raise ConfigurationError(
+                        f"{where}: personal data or subject ids inside "
+                        f"{getattr(origin, '__name__', origin)}[...] are not supported; use a "
+                        "model, a list, tuple or dict of models, or mark the whole field "
+                        "PersonalData")
+        return None
+
+    def _holds_models(self, annotation: Any, where: str) -> bool:
+        probe = _Builder()
+        probe.models = dict(self.models)
+        try:
+            child = probe.node(annotation, where)
+        except ConfigurationError:
+            return True
+        if child is None:
+            return False
+        probe.finish()
+        return probe.relevant(child)
+
+    def finish(self) -> None:
+        """Mark the models with nothing to look for inside, and check what must be refused."""
+        for node in self.models.values():
+            node.relevant = self._reaches(node, lambda m: bool(m.personal or m.subjects))
+        for node in self.models.values():
+            if self._reaches(node, lambda m: bool(m.personal)):
+                _refuse_hidden_serialization(node.cls)
+
+    def relevant(self, node: Node) -> bool:
+        return any(m.relevant for m in _models_in(node, set()))
+
+    def personal_below(self, node: ModelNode) -> bool:
+        return self._reaches(node, lambda m: bool(m.personal))
+
+    def subjects_below(self, node: ModelNode) -> bool:
+        return self._reaches(node, lambda m: bool(m.subjects))
+
+    @staticmethod
+    def _reaches(node: ModelNode, test: typing.Callable[[ModelNode], bool]) -> bool:
+        return any(test(m) for m in _models_in(node, set()))
+
+
+def _models_in(node: Node | None, seen: set[int]) -> Iterator[ModelNode]:
+    """Every model node reachable from `node` (each once)."""
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, ModelNode):
+        yield node
+        for _, _, child in node.nested:
+            yield from _models_in(child, seen)
+    elif isinstance(node, ItemsNode):
+        yield from _models_in(node.item, seen)
+    elif isinstance(node, ValuesNode):
+        yield from _models_in(node.value, seen)
+    elif isinstance(node, TupleNode):
+        for item in node.items:
+            yield from _models_in(item, seen)
+    elif isinstance(node, UnionNode):
+        for _, variant in node.variants:
+            yield from _models_in(variant, seen)
+
+
+def _runtime_class(annotation: Any) -> type | tuple[type, ...]:
+    """The class(es) an instance of `annotation` has (to tell union variants apart)."""
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    origin = typing.get_origin(annotation)
+    if origin in _MAPPINGS:
+        return _ABC.Mapping
+    if origin in _ITEMS:
+        return (list, tuple, set, frozenset, collections.deque)
+    if origin is not None:
+        annotation = origin
+    if not isinstance(annotation, type):
+        raise ConfigurationError(f"cannot tell values of {annotation!r} apart in a union")
+    return annotation
+
+
+def _declaration_of(where: str, item: _Field) -> tuple[PersonalData | None, bool]:
+    """A field's PersonalData and whether the field is optional (``Annotated[...] | None``).
 
     PersonalData anywhere else inside a type (list items, dict values, a union of several
-    types) is refused: silently ignored, it would let personal data through in the clear.
+    types) is refused: silently ignored, it would let personal data through in the clear. A
+    serializer beside PersonalData would replace its sealing (or be ignored), so it is
+    refused too.
     """
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (Union, types.UnionType):
-        others = [arg for arg in args if arg is not type(None)]
+    found = [m for m in item.metadata if isinstance(m, PersonalData)]
+    if found:
+        if any(isinstance(m, PlainSerializer | WrapSerializer) for m in item.metadata):
+            raise ConfigurationError(
+                f"{where}: a serializer on a personal field would either write the value "
+                "unsealed or be ignored; convert the value before it reaches the model")
+        return found[0], False
+    annotation = item.annotation
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if len(others) == 1 and typing.get_origin(others[0]) is Annotated:
-            found = [m for m in others[0].__metadata__ if isinstance(m, PersonalData)]
-            if found:
-                return found[0]
+            inside = [m for m in others[0].__metadata__ if isinstance(m, PersonalData)]
+            if inside:
+                return inside[0], True
     if _mentions_personal_data(annotation):
-        raise ConfigurationError(
-            f"{where}: PersonalData must mark the whole field (optionally as "
-            "`Annotated[T, PersonalData()] | None`), not a part of its type; write e.g. "
-            "`Annotated[list[str], PersonalData()]`"
-        )
-    return None
+        raise _partial(where)
+    return None, False
+
+
+def _partial(where: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{where}: PersonalData must mark the whole field (optionally as "
+        "`Annotated[T, PersonalData()] | None`), not a part of its type; write e.g. "
+        "`Annotated[list[str], PersonalData()]`"
+    )
 
 
 def _mentions_personal_data(annotation: Any) -> bool:
@@ -335,20 +536,72 @@ def _mentions_personal_data(annotation: Any) -> bool:
                if arg is not Ellipsis)
 
 
-def _resolve(
-    where: str, declaration: PersonalData, scopes: tuple[tuple[str, ...], ...]
-) -> tuple[int, str]:
+def _refuse_hidden_serialization(cls: type) -> None:
+    """A model holding personal data may not write values shredstore does not see."""
+    decorators = getattr(cls, "__pydantic_decorators__", None)
+    if decorators is None:
+        return
+    for kind, found in (("computed field", decorators.computed_fields),
+                        ("field serializer", decorators.field_serializers),
+                        ("model serializer", decorators.model_serializers)):
+        for name in found:
+            raise ConfigurationError(
+                f"{cls.__qualname__}.{name}: a {kind} on a model that holds personal data "
+                "could write personal values unsealed; use a plain @property, which is not "
+                "stored")
+
+
+def _check_subjects(root: ModelNode, name: str) -> None:
+    """Every personal field finds its subject, wherever its model is nested (also recursively).
+
+    What a field's subject resolves to depends only on the model and the subject fields in
+    scope around it, so each (model, scope) pair is checked once, and recursion ends.
+    """
+    seen: set[tuple[int, tuple[str, ...], frozenset[str]]] = set()
+
+    def visit(node: Node | None, scopes: tuple[tuple[str, ...], ...]) -> None:
+        if node is None:
+            return
+        if isinstance(node, ModelNode):
+            if not node.relevant:
+                return
+            scopes = (*scopes, node.subjects) if node.subjects else scopes
+            nearest = scopes[-1] if scopes else ()
+            key = (id(node), nearest, frozenset(n for names in scopes for n in names))
+            if key in seen:
+                return
+            seen.add(key)
+            for rule in node.personal:
+                _resolve(f"{node.cls.__qualname__}.{rule.attribute}", rule.declaration, scopes)
+            for _, _, child in node.nested:
+                visit(child, scopes)
+        elif isinstance(node, ItemsNode):
+            visit(node.item, scopes)
+        elif isinstance(node, ValuesNode):
+            visit(node.value, scopes)
+        elif isinstance(node, TupleNode):
+            for item in node.items:
+                visit(item, scopes)
+        elif isinstance(node, UnionNode):
+            for _, variant in node.variants:
+                visit(variant, scopes)
+
+    visit(root, ())
+
+
+def _resolve(where: str, declaration: PersonalData, scopes: Sequence[tuple[str, ...]]) -> str:
+    """The subject field a personal field's values belong to, in `scopes` (outermost first)."""
     if declaration.subject is not None:
-        for up, names in enumerate(reversed(scopes)):
+        for names in reversed(scopes):
             if declaration.subject in names:
-                return up, declaration.subject
+                return declaration.subject
         raise ConfigurationError(
             f"{where}: PersonalData(subject={declaration.subject!r}) names no SubjectId "
             "field of this model or an enclosing one"
         )
-    for up, names in enumerate(reversed(scopes)):
+    for names in reversed(scopes):
         if len(names) == 1:
-            return up, names[0]
+            return names[0]
         if len(names) > 1:
             raise ConfigurationError(
                 f"{where}: the model has several SubjectId fields ({', '.join(names)}); "
@@ -369,40 +622,3 @@ def _check_replacement(where: str, annotation: Any, declaration: PersonalData) -
             f"{where}: the replacement {declaration.replacement!r} is not a valid value "
             "of the field's type"
         ) from None
-
-
-def _models_in(where: str, annotation: Any) -> Iterator[tuple[type[BaseModel], bool]]:
-    """Nested models a field holds: (model, False) for one, (model, True) for a list of them."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is Annotated:
-        yield from _models_in(where, args[0])
-    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield annotation, False
-    elif origin in (Union, types.UnionType):
-        for arg in args:
-            yield from _models_in(where, arg)
-    elif origin in (list, tuple, Sequence, typing.Sequence) and args:
-        for model, many in _models_in(where, args[0]):
-            if many:
-                raise ConfigurationError(f"{where}: lists of lists of models are not supported")
-            yield model, True
-    elif origin is not None:
-        for arg in args:
-            for model, _ in _models_in(where, arg) if arg is not Ellipsis else ():
-                if _declares_personal(model, ()):
-                    raise ConfigurationError(
-                        f"{where}: personal data inside {origin.__name__}[...] is not "
-                        "supported; use a model, a list of models, or mark the whole field "
-                        "PersonalData"
-                    )
-
-
-def _declares_personal(model: type[BaseModel], stack: tuple[type, ...]) -> bool:
-    for info in model.model_fields.values():
-        if any(isinstance(m, PersonalData) for m in info.metadata):
-            return True
-        for inner, _ in _models_in(model.__qualname__, info.annotation):
-            if inner not in stack and _declares_personal(inner, (*stack, model)):
-                return True
-    return False

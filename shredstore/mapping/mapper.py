@@ -28,8 +28,14 @@ from pydantic import JsonValue, ValidationError
 
 import keyvault
 from keyvault import KeyRing
-from shredstore.errors import ConfigurationError, EventDecodingError, TamperedError
+from shredstore.errors import (
+    ConfigurationError,
+    EventDecodingError,
+    InvalidEventError,
+    TamperedError,
+)
 from shredstore.events import Event, EventRegistry, RecordedEvent, UnknownEvent
+from shredstore.mapping.split import Split, dump, split
 from shredstore.personal import REDACTED, dotted, plan_of, put, redacted_paths
 from shredstore.storage.chain import StoredRow
 from shredstore.storage.log import NewRow
@@ -56,10 +62,13 @@ class EventMapper:
     ) -> list[NewRow]:
         """The stored form of a batch, with already-encoded `metadata`.
 
-        The subjects' keys are fetched, or created, for the whole batch at once.
+        Each event is checked to read back as written before anything is sealed (see
+        `_check_reads_back`). The subjects' keys are fetched, or created, for the whole batch
+        at once.
         """
         split = [self._split(event) for event in events]
-        sealed_for = {subject for _, _, groups, _ in split for subject in groups}
+        sealed_for = {subject for _, _, parts, _ in split if parts is not None
+                      for subject in parts.groups}
         if sealed_for:
             if ring is None:
                 raise ConfigurationError(
@@ -68,29 +77,41 @@ class EventMapper:
                 )
             ring.prepare(sealed_for)
         rows = []
-        for event, (cls, data, groups, subjects) in zip(events, split, strict=True):
-            if data is None:
+        for event, (cls, payload, parts, plaintexts) in zip(events, split, strict=True):
+            if parts is None:
                 rows.append(NewRow(event.event_id, cls.__event_type__, cls.__schema_version__,
-                                   metadata, event.model_dump_json()))
+                                   metadata, payload))
                 continue
-            personal = (seal_groups(ring, groups, aad_prefix(event.event_id))
-                        if groups and ring is not None else None)
+            personal = (seal_groups(ring, parts.groups, aad_prefix(event.event_id), plaintexts)
+                        if parts.groups and ring is not None else None)
             rows.append(NewRow(
                 event.event_id, cls.__event_type__, cls.__schema_version__, metadata,
-                pydantic_core.to_json(data).decode(), personal,
-                frozenset(subjects) | frozenset(groups), frozenset(groups),
+                payload, personal, frozenset(parts.subjects) | frozenset(parts.groups),
+                frozenset(parts.groups),
             ))
         return rows
 
-    def _split(self, event: Event) -> tuple[type[Event], dict[str, Any] | None,
-                                            dict[str, dict[tuple[Any, ...], Any]], set[str]]:
+    def _split(self, event: Event
+               ) -> tuple[type[Event], str, Split | None, dict[str, bytes]]:
+        """The event's class, its stored payload, its personal parts (None: it has none) and
+        each subject's values as the text to be sealed."""
         cls = self._check_registered(event)
         plan = plan_of(cls)
-        if not plan.has_personal_data and not plan.has_subjects:
-            return cls, None, {}, set()
-        data = event.model_dump(mode="json")
-        groups, subjects = plan.extract(data)
-        return cls, data, groups, subjects
+        if not plan.needs_split:
+            payload = dump(lambda: event.model_dump_json(by_alias=True), cls)
+            _check_reads_back(cls, event, payload, {}, {})
+            return cls, payload, None, {}
+        parts = split(event, plan)
+        for values in parts.groups.values():
+            if any(value is REDACTED for value in values.values()):
+                raise InvalidEventError(
+                    f"{cls.__qualname__}: a personal field holds REDACTED (its subject was "
+                    "erased); an erased value cannot be stored again")
+        payload = dump(lambda: pydantic_core.to_json(parts.data).decode(), cls)
+        plaintexts = {subject: _values_json(values, cls)
+                      for subject, values in parts.groups.items()}
+        _check_reads_back(cls, event, payload, parts.groups, plaintexts)
+        return cls, payload, parts, plaintexts
 
     def to_recorded(
         self, row: StoredRow, ring: KeyRing | None, groups: list[dict[str, Any]] | None = None
@@ -129,9 +150,6 @@ class EventMapper:
                 # Upcasters may move fields: then find the markers where they ended up.
                 redacted_fields = (frozenset(redacted_paths(data)) if upcast
                                    else _redacted_fields(groups or (), data))
-                plan = plan_of(cls)
-                if plan.has_replacements:
-                    plan.replace_redacted(data)
             data["event_id"] = row.event_id
             event = validate(cls, data, where)
         # Positional: this runs once per event read, and keywords cost a third more.
@@ -154,7 +172,7 @@ class EventMapper:
 
 
 def seal_groups(ring: KeyRing, groups: Mapping[str, Mapping[tuple[Any, ...], Any]],
-                aad_prefix: bytes) -> str:
+                aad_prefix: bytes, plaintexts: Mapping[str, bytes] | None = None) -> str:
     """Seal each subject's personal values as one value; the stored personal column.
 
     The same JSON as ``to_json([{"subject": ..., "paths": ..., "sealed": ...}, ...])``, built
@@ -164,7 +182,9 @@ def seal_groups(ring: KeyRing, groups: Mapping[str, Mapping[tuple[Any, ...], Any
     for subject in sorted(groups):
         values = groups[subject]
         encoded_paths = _encoded_paths(tuple(values))
-        sealed = ring.seal(subject, pydantic_core.to_json(list(values.values())),
+        plaintext = (plaintexts[subject] if plaintexts is not None
+                     else pydantic_core.to_json(list(values.values())))
+        sealed = ring.seal(subject, plaintext,
                            aad=aad_prefix + encoded_paths)
         stored.append(b'{"subject":%s,"paths":%s,"sealed":"%s"}' % (
             pydantic_core.to_json(subject), encoded_paths, base64.b64encode(sealed)))
@@ -307,6 +327,56 @@ def page_subjects(rows: Iterable[StoredRow]) -> tuple[list[list[dict[str, Any]] 
     return parsed, subjects
 
 
+def _check_reads_back(cls: type[Event], event: Event, payload: str,
+                      groups: Mapping[str, Mapping[tuple[Any, ...], Any]],
+                      plaintexts: Mapping[str, bytes]) -> None:
+    """Raise `InvalidEventError` unless a reader would return `event` from what is stored.
+
+    The log is immutable: an event its readers refuse would stop every replay and
+    subscription at its position for good. So the append does what a reader does, on the
+    very text to be stored: parse the payload, put the personal values back (parsed from the
+    text that is sealed), validate, and compare with the event.
+    """
+    try:
+        data = pydantic_core.from_json(payload)
+        for subject, values in groups.items():
+            opened = pydantic_core.from_json(plaintexts[subject])
+            for path, value in zip(values, opened, strict=True):
+                put(data, path, value)
+    except ValueError as error:
+        raise InvalidEventError(
+            f"{cls.__qualname__} could not be read back ({_parse_problem(error)}); nothing "
+            "was written") from None
+    data["event_id"] = event.event_id
+    try:
+        back = cls.model_validate(data)
+    except ValidationError as error:
+        raise InvalidEventError(
+            f"{cls.__qualname__} would not read back as written: {_describe(error)}; nothing "
+            "was written") from None
+    if back != event:
+        changed = [name for name in cls.model_fields
+                   if getattr(back, name, None) != getattr(event, name, None)]
+        raise InvalidEventError(
+            f"{cls.__qualname__} would not read back as written (field "
+            f"{', '.join(changed) or '?'} would differ): JSON cannot hold the value as it is "
+            "(NaN, infinity, a tuple or a model under Any, a serializer without a matching "
+            "validator); nothing was written")
+
+
+def _values_json(values: Mapping[tuple[Any, ...], Any], cls: type[Event]) -> bytes:
+    """One subject's personal values of an event as the JSON text to be sealed."""
+    written: bytes = dump(lambda: pydantic_core.to_json(list(values.values())), cls)
+    return written
+
+
+def _parse_problem(error: ValueError) -> str:
+    text = str(error)
+    if "recursion" in text:
+        return "nested more deeply than readers accept: about 200 levels"
+    return "not valid JSON"
+
+
 def validate(cls: type[Event], data: dict[str, Any], where: object) -> Event:
     """`cls` validated from `data`, or an EventDecodingError without the values."""
     try:
@@ -325,9 +395,13 @@ def encode_metadata(metadata: Mapping[str, JsonValue] | None) -> str:
     if not all(isinstance(key, str) for key in metadata):
         raise ConfigurationError("event metadata keys must be strings")
     try:
-        return pydantic_core.to_json(dict(metadata)).decode()
-    except pydantic_core.PydanticSerializationError:
-        raise ConfigurationError("event metadata must be JSON-serialisable") from None
+        encoded = pydantic_core.to_json(dict(metadata))
+        pydantic_core.from_json(encoded)  # what every reader does: it must not fail later
+    except (ValueError, RecursionError, UnicodeError):  # includes pydantic's errors
+        raise ConfigurationError(
+            "event metadata must be JSON-serialisable, valid Unicode, and nested less than "
+            "about 200 levels deep") from None
+    return encoded.decode()
 
 
 class _Where:

@@ -18,7 +18,8 @@ from keyvault import KeyRing
 from shredstore.errors import EventDecodingError
 from shredstore.events import EventRegistry
 from shredstore.mapping.mapper import open_groups, parse_groups
-from shredstore.personal import dotted, plan_of, redacted_paths
+from shredstore.mapping.split import split
+from shredstore.personal import REDACTED, plan_of
 from shredstore.storage.snapshots import SnapshotRow
 
 __all__ = ["snapshot_of", "state_from"]
@@ -31,15 +32,12 @@ def snapshot_of(
     schema_version: int, ring: KeyRing | None,
 ) -> SnapshotRow:
     """The stored snapshot of `aggregate` after event `version` of `stream_id`."""
-    plan = plan_of(type(aggregate))
-    already = set(redacted_paths(aggregate))
-    data = aggregate.model_dump(mode="json")
-    groups, _ = plan.extract(data)
+    data, groups, _ = split(aggregate, plan_of(type(aggregate)))
     stored: list[dict[str, Any]] = []
     for subject in sorted(groups):
         values = groups[subject]
-        redacted = [list(path) for path in values if dotted(path) in already]
-        sealable = {path: value for path, value in values.items() if dotted(path) not in already}
+        redacted = [list(path) for path, value in values.items() if value is REDACTED]
+        sealable = {path: value for path, value in values.items() if value is not REDACTED}
         if sealable and ring is not None:
             paths = [list(path) for path in sealable]
             try:
@@ -74,15 +72,11 @@ def state_from(
         data = pydantic_core.from_json(row.state)
     except ValueError:
         raise EventDecodingError(f"{where} is not valid JSON") from None
-    redacted = False
     if row.personal is not None:
-        _, redacted = open_groups(ring, parse_groups(row.personal, where), data,
-                                  _aad(row.stream_id, row.version), where=where,
-                                  allow_redacted=True)
+        open_groups(ring, parse_groups(row.personal, where), data,
+                    _aad(row.stream_id, row.version), where=where, allow_redacted=True)
     data = registry.upcasters.upcast(row.type_name, row.schema_version, target_version, data,
                                      where=where)
-    if redacted:
-        plan_of(cls).replace_redacted(data)
     try:
         return cls.model_validate(data)
     except ValidationError:

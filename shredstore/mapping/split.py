@@ -1,0 +1,227 @@
+"""The split step of the mapping pipeline: a model to its plain data and its personal values.
+
+pydantic's own serializer does the traversal. `PersonalData` attaches a serializer that, during
+a dump made here, hands each personal value to a collector and writes a placeholder in its
+place; so no personal value reaches the plain data, whatever the model's shape (nested and
+recursive models, dataclasses, tuples, dicts, aliases). The model's `PersonalPlan` then says
+where placeholders are expected and whose subject each value belongs to. A placeholder found
+anywhere else (a model held under ``Any``, say) cannot be given a subject: the dump is refused,
+and the error names the path. So is a personal field whose value arrives without a placeholder
+(a serializer replaced PersonalData's).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
+
+from shredstore.errors import InvalidEventError
+from shredstore.personal import (
+    REDACTED,
+    ItemsNode,
+    ModelNode,
+    Node,
+    PersonalPlan,
+    PersonalRule,
+    TupleNode,
+    UnionNode,
+    ValuesNode,
+    dotted,
+)
+
+__all__ = ["Split", "split"]
+
+Path = tuple[str | int, ...]
+
+_PLACEHOLDER = "\x00shredstore.personal:"
+"""Starts the text written in a personal value's place during a split dump (never stored:
+every placeholder is removed from the data, or the dump is refused)."""
+
+
+class Split(NamedTuple):
+    """A model split for storage."""
+
+    data: dict[str, Any]
+    """Its JSON-mode data without the personal values (by alias, as readers validate it)."""
+    groups: dict[str, dict[Path, Any]]
+    """Each subject's personal values (JSON-mode, or `REDACTED`) by their path in `data`."""
+    subjects: set[str]
+    """Every subject id the model names (for the subject index)."""
+
+
+def split(model: BaseModel, plan: PersonalPlan) -> Split:
+    """Dump `model` and take its personal values out, grouped by subject.
+
+    Raises `InvalidEventError` (naming the path, never a value) where a personal value could
+    not be given a subject or was written past `PersonalData`, or the model cannot be written
+    as JSON at all.
+    """
+    collector = _Collector()
+    data = dump(lambda: model.model_dump(mode="json", by_alias=True, context=collector),
+                type(model))
+    walk = _Walk(collector.values)
+    walk.model(plan.root, model, data, (), ())
+    if walk.taken != len(collector.values):
+        where = _find_placeholder(data, walk.remaining())
+        raise InvalidEventError(
+            f"{type(model).__qualname__}: personal data at {where or '<a custom serializer>'} is "
+            "held where shredstore cannot tell its subject (a field typed Any, object or "
+            "SerializeAsAny, or a custom serializer): give the field the model's own type")
+    return Split(data, walk.groups, walk.subjects)
+
+
+def dump(write: Callable[[], Any], cls: type) -> Any:
+    """Run a pydantic dump; its failures become `InvalidEventError` without the values."""
+    try:
+        return write()
+    except (PydanticSerializationError, ValueError, RecursionError, UnicodeError) as error:
+        raise InvalidEventError(
+            f"{cls.__qualname__} cannot be written as JSON ({_reason(error)}); nothing "
+            "was written") from None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error)
+    if isinstance(error, UnicodeError) or "surrogate" in text:
+        return "text that is not valid Unicode: a lone surrogate"
+    if isinstance(error, RecursionError) or "depth" in text or "recursion" in text.lower():
+        return "a value nested too deeply"
+    return type(error).__name__
+
+
+class _Collector:
+    """The serialization context of a split dump: keeps personal values, hands out places."""
+
+    __slots__ = ("depth", "values")
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.depth = 0
+
+    def collect_personal(self, value: Any, handler: Callable[[Any], Any]) -> Any:
+        if self.depth:  # inside a personal value: sealed as part of it
+            return None if value is REDACTED else handler(value)
+        if value is REDACTED:
+            self.values.append(REDACTED)
+        else:
+            self.depth += 1
+            try:
+                self.values.append(handler(value))
+            finally:
+                self.depth -= 1
+        return f"{_PLACEHOLDER}{len(self.values) - 1}"
+
+
+class _Walk:
+    """Walks the plan, the model instance and its dumped data together."""
+
+    __slots__ = ("groups", "subjects", "taken", "used", "values")
+
+    def __init__(self, values: list[Any]) -> None:
+        self.values = values
+        self.used = [False] * len(values)
+        self.taken = 0
+        self.groups: dict[str, dict[Path, Any]] = {}
+        self.subjects: set[str] = set()
+
+    def model(self, node: ModelNode, instance: Any, data: Any, path: Path,
+              scopes: tuple[Mapping[str, Any], ...]) -> None:
+        if not node.relevant or not isinstance(data, dict):
+            return
+        if node.subjects:
+            named = {name: getattr(instance, name, None) for name in node.subjects}
+            self.subjects.update(v for v in named.values() if isinstance(v, str) and v)
+            scopes = (*scopes, named)
+        for rule in node.personal:
+            if rule.key not in data:
+                continue  # excluded from the dump: nothing is stored
+            where = (*path, rule.key)
+            value = self._take(data.pop(rule.key), where)
+            subject = _subject_of(rule, scopes, where)
+            self.groups.setdefault(subject, {})[where] = value
+        for attribute, key, child in node.nested:
+            inner = data.get(key)
+            if inner is not None:
+                self.any(child, getattr(instance, attribute, None), inner, (*path, key), scopes)
+
+    def any(self, node: Node, instance: Any, data: Any, path: Path,
+            scopes: tuple[Mapping[str, Any], ...]) -> None:
+        if isinstance(node, ModelNode):
+            self.model(node, instance, data, path, scopes)
+        elif isinstance(node, UnionNode):
+            for kind, variant in node.variants:
+                if isinstance(instance, kind):
+                    self.any(variant, instance, data, path, scopes)
+                    return
+        elif isinstance(data, list) and isinstance(instance, Iterable):
+            if isinstance(node, ItemsNode):
+                nodes: Iterable[Node | None] = itertools.repeat(node.item)
+            elif isinstance(node, TupleNode):
+                nodes = node.items
+            else:
+                return
+            self._each(zip(itertools.count(), nodes, instance, data, strict=False), path, scopes)
+        elif (isinstance(node, ValuesNode) and isinstance(data, dict)
+              and isinstance(instance, Mapping)):
+            self._each(((key, node.value, item, inner) for item, (key, inner)
+                        in zip(instance.values(), data.items(), strict=False)), path, scopes)
+
+    def _each(self, items: Iterable[tuple[int | str, Node | None, Any, Any]], path: Path,
+              scopes: tuple[Mapping[str, Any], ...]) -> None:
+        for step, node, instance, data in items:
+            if node is not None:
+                self.any(node, instance, data, (*path, step), scopes)
+
+    def _take(self, written: Any, where: Path) -> Any:
+        if written is None:
+            return None  # an optional personal field without a value: sealed as None
+        if isinstance(written, str) and written.startswith(_PLACEHOLDER):
+            tail = written[len(_PLACEHOLDER):]
+            index = int(tail) if tail.isdigit() else len(self.used)
+            if index < len(self.used) and not self.used[index]:
+                self.used[index] = True
+                self.taken += 1
+                return self.values[index]
+        raise InvalidEventError(
+            f"personal field {dotted(where)} was written without PersonalData's sealing "
+            "(a custom serializer replaced it): remove the serializer")
+
+    def remaining(self) -> set[str]:
+        return {f"{_PLACEHOLDER}{index}" for index, used in enumerate(self.used) if not used}
+
+
+def _subject_of(rule: PersonalRule, scopes: tuple[Mapping[str, Any], ...], where: Path) -> str:
+    name = rule.declaration.subject
+    subject: Any = None
+    for named in reversed(scopes):
+        if name is None:
+            subject = next(iter(named.values()))  # the plan checked it has exactly one
+            break
+        if name in named:
+            subject = named[name]
+            break
+    if not isinstance(subject, str) or not subject:
+        raise InvalidEventError(
+            f"personal field {dotted(where)} has no subject: "
+            f"{name or 'its subject field'} is empty")
+    return subject
+
+
+def _find_placeholder(data: Any, wanted: set[str]) -> str | None:
+    """The dotted path of the first of `wanted` placeholders in `data` (iteratively: deep
+    data must not overflow the stack)."""
+    stack: list[tuple[Any, Path]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if value in wanted:
+                return dotted(path) or "<root>"
+        elif isinstance(value, dict):
+            stack.extend((inner, (*path, key)) for key, inner in value.items())
+        elif isinstance(value, list):
+            stack.extend((inner, (*path, index)) for index, inner in enumerate(value))
+    return None
