@@ -107,7 +107,7 @@ class EventMapper:
                 raise InvalidEventError(
                     f"{cls.__qualname__}: a personal field holds REDACTED (its subject was "
                     "erased); an erased value cannot be stored again")
-        payload = dump(lambda: pydantic_core.to_json(parts.data).decode(), cls)
+        payload = dump(lambda: to_json(parts.data).decode(), cls)
         plaintexts = {subject: _values_json(values, cls)
                       for subject, values in parts.groups.items()}
         _check_reads_back(cls, event, payload, parts.groups, plaintexts)
@@ -172,8 +172,9 @@ class EventMapper:
 
 
 def seal_groups(ring: KeyRing, groups: Mapping[str, Mapping[tuple[Any, ...], Any]],
-                aad_prefix: bytes, plaintexts: Mapping[str, bytes] | None = None) -> str:
-    """Seal each subject's personal values as one value; the stored personal column.
+                aad_prefix: bytes, plaintexts: Mapping[str, bytes]) -> str:
+    """Seal each subject's personal values (`plaintexts`, their JSON text) as one value;
+    the stored personal column.
 
     The same JSON as ``to_json([{"subject": ..., "paths": ..., "sealed": ...}, ...])``, built
     from parts: the encoded paths of a field layout are computed once (`_encoded_paths`).
@@ -182,10 +183,7 @@ def seal_groups(ring: KeyRing, groups: Mapping[str, Mapping[tuple[Any, ...], Any
     for subject in sorted(groups):
         values = groups[subject]
         encoded_paths = _encoded_paths(tuple(values))
-        plaintext = (plaintexts[subject] if plaintexts is not None
-                     else pydantic_core.to_json(list(values.values())))
-        sealed = ring.seal(subject, plaintext,
-                           aad=aad_prefix + encoded_paths)
+        sealed = ring.seal(subject, plaintexts[subject], aad=aad_prefix + encoded_paths)
         stored.append(b'{"subject":%s,"paths":%s,"sealed":"%s"}' % (
             pydantic_core.to_json(subject), encoded_paths, base64.b64encode(sealed)))
     return (b"[" + b",".join(stored) + b"]").decode()
@@ -364,9 +362,15 @@ def _check_reads_back(cls: type[Event], event: Event, payload: str,
             "validator); nothing was written")
 
 
+def to_json(value: Any) -> bytes:
+    """Standard JSON, as `model_dump_json` writes it: NaN and infinities become null (so
+    that the read-back check refuses them), never the non-standard NaN/Infinity."""
+    return pydantic_core.to_json(value, inf_nan_mode="null")
+
+
 def _values_json(values: Mapping[tuple[Any, ...], Any], cls: type[Event]) -> bytes:
     """One subject's personal values of an event as the JSON text to be sealed."""
-    written: bytes = dump(lambda: pydantic_core.to_json(list(values.values())), cls)
+    written: bytes = dump(lambda: to_json(list(values.values())), cls)
     return written
 
 

@@ -88,8 +88,9 @@ def _reason(error: BaseException) -> str:
     text = str(error)
     if isinstance(error, UnicodeError) or "surrogate" in text:
         return "text that is not valid Unicode: a lone surrogate"
-    if isinstance(error, RecursionError) or "depth" in text or "recursion" in text.lower():
-        return "a value nested too deeply"
+    if (isinstance(error, RecursionError) or "depth" in text or "recursion" in text.lower()
+            or "Circular reference" in text):
+        return "a value nested too deeply, or holding itself"
     return type(error).__name__
 
 
