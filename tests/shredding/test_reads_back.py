@@ -112,7 +112,7 @@ def test_bad_ids_and_metadata_are_clear_errors(any_url: str, bad: dict[str, Any]
     """Ids and metadata that could not be stored or read back are shredstore errors with a
     message, and nothing is written."""
     with store_at(any_url) as store:
-        event = Document(customer_id=bad.get("customer_id", "c1"), secret="x")
+        event = Document(customer_id=bad.get("customer_id", "c1"), body="plain")
         with pytest.raises((ConfigurationError, InvalidEventError)) as caught:
             store.append(bad.get("stream_id", "s"), [event], metadata=bad.get("metadata"))
         assert isinstance(caught.value, ShredstoreError | ValueError)
