@@ -347,17 +347,18 @@ def _check_reads_back(cls: type[Event], event: Event, payload: str,
             "was written") from None
     data["event_id"] = event.event_id
     try:
-        back = cls.model_validate(data)
+        back = cls.__pydantic_validator__.validate_python(data)
     except ValidationError as error:
         raise InvalidEventError(
             f"{cls.__qualname__} would not read back as written: {_describe(error)}; nothing "
             "was written") from None
-    if back != event:
-        changed = [name for name in cls.model_fields
-                   if getattr(back, name, None) != getattr(event, name, None)]
+    # The stored fields (and extra fields, if allowed); private attributes are not stored.
+    if back.__dict__ != event.__dict__ or back.__pydantic_extra__ != event.__pydantic_extra__:
+        changed = [name for name, value in event.__dict__.items()
+                   if back.__dict__.get(name) != value]
         raise InvalidEventError(
             f"{cls.__qualname__} would not read back as written (field "
-            f"{', '.join(changed) or '?'} would differ): JSON cannot hold the value as it is "
+            f"{', '.join(changed) or 'extra'} would differ): JSON cannot hold the value as it is "
             "(NaN, infinity, a tuple or a model under Any, a serializer without a matching "
             "validator); nothing was written")
 
