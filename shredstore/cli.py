@@ -542,6 +542,8 @@ def _errors() -> Iterator[None]:
     """Whatever the library or the system raises becomes one line and an exit code."""
     try:
         yield
+    except click.UsageError as error:  # a subcommand's bad option: one line, as the rest
+        _fail(EXIT_USAGE, error.format_message())
     except (ConfigurationError, StoreUnavailable, keyvault.VaultConfigurationError,
             keyvault.WrongMasterKeyError, keyvault.VaultUnavailable, keyvault.RotationError
             ) as error:

@@ -27,6 +27,12 @@ BAD = os.fsdecode(b"\xff\xfe-c1")
 NAME = "Perpetua-Narwhal-2287"
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process commands run in a folder of their own: whatever one writes stays there."""
+    monkeypatch.chdir(tmp_path)
+
+
 def invoke(*args: str, url: str | None = None, env: dict[str, str] | None = None,
            cwd: Path | None = None) -> Result:
     """The command line in-process; checks what every answer must hold."""
@@ -145,6 +151,19 @@ def test_paths_that_do_not_exist_are_one_line_and_exit_2(
     one_line_usage_error(result, *words)
     with EventStore(filled) as store:
         assert store.subject_status("c-1").state == "active"
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("receipt", "verify", "{tmp}"), ("is a directory",)),
+    (("keys", "rotate-master"), ("--new-key-file",)),
+    (("erase",), ("name at least one SUBJECT",)),
+    (("report", "--format", "pdf"), ("--format",)),
+])
+def test_a_subcommands_usage_errors_are_one_line(
+    sqlite_url: str, tmp_path: Path, args: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    result = invoke(*(a.format(tmp=tmp_path) for a in args), url=sqlite_url)
+    one_line_usage_error(result, *words)
 
 
 def test_a_receipts_folder_that_cannot_be_made_stops_before_any_key_is_destroyed(
