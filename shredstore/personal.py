@@ -154,6 +154,8 @@ class ModelNode(Node):
     cls: type
     subjects: tuple[str, ...] = ()
     """Attribute names of its SubjectId fields."""
+    subject_keys: tuple[tuple[str, str], ...] = ()
+    """(attribute, stored key) of its SubjectId fields."""
     personal: tuple[PersonalRule, ...] = ()
     nested: tuple[tuple[str, str, Node], ...] = ()
     """(attribute, stored key, node) of fields that hold models with personal data or subjects."""
@@ -206,6 +208,9 @@ class PersonalPlan:
     root: ModelNode
     has_personal_data: bool
     has_subjects: bool
+    has_unions: bool = False
+    """Whether a union of types that hold personal data or subject ids is inside: then the
+    split walks the instance beside its dump, to tell which type each value has."""
     opaque: tuple[str, ...] = field(default=())
     """Fields typed ``Any``/``object``/``SerializeAsAny`` (dotted): values there are only
     known when written, so every dump of the class is checked for personal data in them."""
@@ -266,7 +271,7 @@ def plan_of(cls: type[BaseModel]) -> PersonalPlan:
         builder.finish()
         _check_subjects(root, cls.__qualname__)
         plan = PersonalPlan(root, builder.personal_below(root), builder.subjects_below(root),
-                            tuple(builder.opaque))
+                            builder.unions_below(root), tuple(builder.opaque))
         _PLANS[cls] = plan
     return plan
 
@@ -351,14 +356,14 @@ class _Builder:
         _complete(cls)
         node = ModelNode(cls)
         self.models[cls] = node
-        subjects: list[str] = []
+        subjects: list[tuple[str, str]] = []
         personal: list[PersonalRule] = []
         nested: list[tuple[str, str, Node]] = []
         for item in _fields(cls):
             here = f"{cls.__qualname__}.{item.attribute}"
             is_subject = any(isinstance(m, _SubjectMarker) for m in item.metadata)
             if is_subject:
-                subjects.append(item.attribute)
+                subjects.append((item.attribute, item.key))
             declaration, optional = _declaration_of(here, item)
             if declaration is not None:
                 if is_subject:
@@ -371,7 +376,8 @@ class _Builder:
             child = self.node(item.annotation, here)
             if child is not None:
                 nested.append((item.attribute, item.key, child))
-        node.subjects = tuple(subjects)
+        node.subjects = tuple(attribute for attribute, _ in subjects)
+        node.subject_keys = tuple(subjects)
         node.personal = tuple(personal)
         node.nested = tuple(nested)
         return node
@@ -450,6 +456,10 @@ class _Builder:
     def subjects_below(self, node: ModelNode) -> bool:
         return self._reaches(node, lambda m: bool(m.subjects))
 
+    def unions_below(self, node: ModelNode) -> bool:
+        return any(isinstance(child, UnionNode) for m in _models_in(node, set())
+                   for child in _containers(m))
+
     @staticmethod
     def _reaches(node: ModelNode, test: typing.Callable[[ModelNode], bool]) -> bool:
         return any(test(m) for m in _models_in(node, set()))
@@ -474,6 +484,24 @@ def _models_in(node: Node | None, seen: set[int]) -> Iterator[ModelNode]:
     elif isinstance(node, UnionNode):
         for _, variant in node.variants:
             yield from _models_in(variant, seen)
+
+
+def _containers(model: ModelNode) -> Iterator[Node]:
+    """The nodes directly below a model's fields, through containers (not into models)."""
+    stack: list[Node | None] = [child for _, _, child in model.nested]
+    while stack:
+        node = stack.pop()
+        if node is None or isinstance(node, ModelNode):
+            continue
+        yield node
+        if isinstance(node, ItemsNode):
+            stack.append(node.item)
+        elif isinstance(node, ValuesNode):
+            stack.append(node.value)
+        elif isinstance(node, TupleNode):
+            stack.extend(node.items)
+        elif isinstance(node, UnionNode):
+            stack.extend(variant for _, variant in node.variants)
 
 
 def _runtime_class(annotation: Any) -> type | tuple[type, ...]:

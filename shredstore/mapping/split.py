@@ -63,10 +63,10 @@ def split(model: BaseModel, plan: PersonalPlan) -> Split:
     collector = _Collector()
     data = dump(lambda: model.model_dump(mode="json", by_alias=True, context=collector),
                 type(model))
-    walk = _Walk(collector.values)
-    walk.model(plan.root, model, data, (), ())
-    if walk.taken != len(collector.values):
-        where = _find_placeholder(data, walk.remaining())
+    walk = _Walk(collector)
+    walk.model(plan.root, data, (), (), model if plan.has_unions else None)
+    if collector.places:
+        where = _find_placeholder(data, set(collector.places))
         raise InvalidEventError(
             f"{type(model).__qualname__}: personal data at {where or '<a custom serializer>'} is "
             "held where shredstore cannot tell its subject (a field typed Any, object or "
@@ -97,10 +97,12 @@ def _reason(error: BaseException) -> str:
 class _Collector:
     """The serialization context of a split dump: keeps personal values, hands out places."""
 
-    __slots__ = ("depth", "values")
+    __slots__ = ("depth", "places", "values")
 
     def __init__(self) -> None:
         self.values: list[Any] = []
+        self.places: dict[str, int] = {}
+        """Each placeholder written, and the index of its value; taken out as it is found."""
         self.depth = 0
 
     def collect_personal(self, value: Any, handler: Callable[[Any], Any]) -> Any:
@@ -114,27 +116,30 @@ class _Collector:
                 self.values.append(handler(value))
             finally:
                 self.depth -= 1
-        return f"{_PLACEHOLDER}{len(self.values) - 1}"
+        index = len(self.values) - 1
+        place = f"{_PLACEHOLDER}{index}"
+        self.places[place] = index
+        return place
 
 
 class _Walk:
-    """Walks the plan, the model instance and its dumped data together."""
+    """Walks the plan and the dumped data together, and the model instance beside them where
+    a union's type must be told apart (`PersonalPlan.has_unions`; else `instance` is None)."""
 
-    __slots__ = ("groups", "subjects", "taken", "used", "values")
+    __slots__ = ("groups", "places", "subjects", "values")
 
-    def __init__(self, values: list[Any]) -> None:
-        self.values = values
-        self.used = [False] * len(values)
-        self.taken = 0
+    def __init__(self, collector: _Collector) -> None:
+        self.values = collector.values
+        self.places = collector.places
         self.groups: dict[str, dict[Path, Any]] = {}
         self.subjects: set[str] = set()
 
-    def model(self, node: ModelNode, instance: Any, data: Any, path: Path,
-              scopes: tuple[Mapping[str, Any], ...]) -> None:
-        if not node.relevant or not isinstance(data, dict):
+    def model(self, node: ModelNode, data: Any, path: Path,
+              scopes: tuple[Mapping[str, Any], ...], instance: Any) -> None:
+        if not node.relevant or type(data) is not dict:
             return
-        if node.subjects:
-            named = {name: getattr(instance, name, None) for name in node.subjects}
+        if node.subject_keys:
+            named = {attribute: data.get(key) for attribute, key in node.subject_keys}
             self.subjects.update(v for v in named.values() if isinstance(v, str) and v)
             scopes = (*scopes, named)
         for rule in node.personal:
@@ -147,52 +152,47 @@ class _Walk:
         for attribute, key, child in node.nested:
             inner = data.get(key)
             if inner is not None:
-                self.any(child, getattr(instance, attribute, None), inner, (*path, key), scopes)
+                self.any(child, inner, (*path, key), scopes,
+                         None if instance is None else getattr(instance, attribute, None))
 
-    def any(self, node: Node, instance: Any, data: Any, path: Path,
-            scopes: tuple[Mapping[str, Any], ...]) -> None:
+    def any(self, node: Node, data: Any, path: Path,
+            scopes: tuple[Mapping[str, Any], ...], instance: Any) -> None:
         if isinstance(node, ModelNode):
-            self.model(node, instance, data, path, scopes)
+            self.model(node, data, path, scopes, instance)
         elif isinstance(node, UnionNode):
-            for kind, variant in node.variants:
-                if isinstance(instance, kind):
-                    self.any(variant, instance, data, path, scopes)
+            for types, variant in node.variants:
+                if isinstance(instance, types):
+                    self.any(variant, data, path, scopes, instance)
                     return
-        elif isinstance(data, list) and isinstance(instance, Iterable):
-            if isinstance(node, ItemsNode):
-                nodes: Iterable[Node | None] = itertools.repeat(node.item)
-            elif isinstance(node, TupleNode):
-                nodes = node.items
-            else:
-                return
-            self._each(zip(itertools.count(), nodes, instance, data, strict=False), path, scopes)
-        elif (isinstance(node, ValuesNode) and isinstance(data, dict)
-              and isinstance(instance, Mapping)):
-            self._each(((key, node.value, item, inner) for item, (key, inner)
-                        in zip(instance.values(), data.items(), strict=False)), path, scopes)
+        elif isinstance(node, ValuesNode) and type(data) is dict:
+            self._each(data.items(), itertools.repeat(node.value), path, scopes,
+                       None if instance is None else instance.values())
+        elif isinstance(node, ItemsNode) and type(data) is list:
+            self._each(enumerate(data), itertools.repeat(node.item), path, scopes, instance)
+        elif isinstance(node, TupleNode) and type(data) is list:
+            self._each(enumerate(data), node.items, path, scopes, instance)
 
-    def _each(self, items: Iterable[tuple[int | str, Node | None, Any, Any]], path: Path,
-              scopes: tuple[Mapping[str, Any], ...]) -> None:
-        for step, node, instance, data in items:
+    def _each(self, steps: Iterable[tuple[int | str, Any]], nodes: Iterable[Node | None],
+              path: Path, scopes: tuple[Mapping[str, Any], ...], instances: Any) -> None:
+        pairs = zip(steps, nodes, strict=False)
+        if instances is None or not isinstance(instances, Iterable):
+            for (step, inner), node in pairs:
+                if node is not None:
+                    self.any(node, inner, (*path, step), scopes, None)
+            return
+        for ((step, inner), node), instance in zip(pairs, instances, strict=False):
             if node is not None:
-                self.any(node, instance, data, (*path, step), scopes)
+                self.any(node, inner, (*path, step), scopes, instance)
 
     def _take(self, written: Any, where: Path) -> Any:
         if written is None:
             return None  # an optional personal field without a value: sealed as None
-        if isinstance(written, str) and written.startswith(_PLACEHOLDER):
-            tail = written[len(_PLACEHOLDER):]
-            index = int(tail) if tail.isdigit() else len(self.used)
-            if index < len(self.used) and not self.used[index]:
-                self.used[index] = True
-                self.taken += 1
-                return self.values[index]
-        raise InvalidEventError(
-            f"personal field {dotted(where)} was written without PersonalData's sealing "
-            "(a custom serializer replaced it): remove the serializer")
-
-    def remaining(self) -> set[str]:
-        return {f"{_PLACEHOLDER}{index}" for index, used in enumerate(self.used) if not used}
+        index = self.places.pop(written, None) if type(written) is str else None
+        if index is None:
+            raise InvalidEventError(
+                f"personal field {dotted(where)} was written without PersonalData's sealing "
+                "(a custom serializer replaced it): remove the serializer")
+        return self.values[index]
 
 
 def _subject_of(rule: PersonalRule, scopes: tuple[Mapping[str, Any], ...], where: Path) -> str:
