@@ -192,7 +192,7 @@ class KeyVault:
 
     # Service keys
 
-    def service_key(self, name: str) -> bytes:
+    def service_key(self, name: str, *, create: bool = True) -> bytes:
         """The 32-byte service key named `name`, created (from `secrets`) on first use.
 
         For secrets of the application that must outlive every erasure and follow the master
@@ -201,6 +201,7 @@ class KeyVault:
         same moment all get the one key that was stored first. Needs the master key
         (`VaultConfigurationError` without one); raises `WrongMasterKeyError` if another master
         key wraps it, `TamperedError` if its wrapped form was altered or moved to another name.
+        With ``create=False``, a key the vault does not hold raises `KeyNotFoundError`.
         """
         _check_service_name(name)
         cached = self._service_keys.get(name)
@@ -210,6 +211,8 @@ class KeyVault:
         context = _SERVICE_CONTEXT + name.encode()
         with self._read() as conn:
             row = conn.execute(_SERVICE_LOAD.where(_K.c.name == name)).first()
+        if row is None and not create:
+            raise KeyNotFoundError(f"this vault holds no service key {name!r}")
         if row is None:
             secret = secrets.token_bytes(KEY_SIZE)
             with self._write() as conn:

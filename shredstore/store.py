@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
@@ -37,8 +39,10 @@ from shredstore.mapping.mapper import (
 )
 from shredstore.mapping.snapshots import snapshot_of, state_from
 from shredstore.personal import dotted, plan_of
+from shredstore.storage.authentication import ROWS_KEY, RowAuthenticator, RowCheck
 from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, verify_rows
 from shredstore.storage.engine import create_engine
+from shredstore.storage.index import IndexCheck
 from shredstore.storage.log import AppendResult, EventLog, PersonalRow
 from shredstore.storage.snapshots import SnapshotTable
 from shredstore.system import SYSTEM_EVENTS
@@ -53,6 +57,8 @@ _KEY_RACE_ATTEMPTS = 3  # a new subject's key raced by another process: seal aga
 DEFAULT_URL = "sqlite:///shredstore.db"
 """The embedded default: an SQLite file in the working directory."""
 
+_snapshot_log = logging.getLogger("shredstore.snapshots")
+
 
 class EventStore:
     """An append-only, tamper-evident log of domain events, with crypto-shredded personal data.
@@ -63,6 +69,13 @@ class EventStore:
     key the store appends and reads events without personal data, and can erase subjects.
     The tables are created if missing (``create=False``: `NotInitialisedError` instead). Use
     it as a context manager, or call `close()`.
+
+    With the master key, every row appended and every snapshot saved carries an authenticator
+    (an HMAC under the vault's service key ``shredstore.rows.v1``), and every read checks it:
+    an altered row raises `TamperedError`, also when its subject was erased, and an altered
+    snapshot is never loaded (see `shredstore.storage.authentication`). Without the master key
+    nothing can be checked but the hash chain, by `verify`. A database written by an earlier
+    format (rows without authenticators) is refused with `ConfigurationError`.
     """
 
     def __init__(
@@ -86,6 +99,7 @@ class EventStore:
                 registry.register(system_event)
         self._registry = registry
         self._mapper = EventMapper(registry)
+        self._rows: RowAuthenticator | None = None
         try:
             if not create and not self._log.is_installed():
                 raise NotInitialisedError(
@@ -93,6 +107,10 @@ class EventStore:
             self._log.install()
             self._vault = _open_vault(self._engine if vault_url is None or shared else vault_url,
                                       master_key=master_key, cache_size=cache_size)
+            if master_key is not None:
+                self._rows = RowAuthenticator(self._row_key,
+                                              declares_personal=self._declares_personal)
+                self._log.authenticate(self._rows)
         except BaseException:
             self.close()
             raise
@@ -191,7 +209,9 @@ class EventStore:
         return self._decode(self._log.read_all(after=after, limit=limit, types=names))
 
     def read_subject(self, subject_id: str, *, after: int = 0) -> Iterator[RecordedEvent]:
-        """Every event that names `subject_id`, in global order, found through the index."""
+        """Every event that names `subject_id`, in global order, found through the index
+        (only events whose own stored subjects name it: a forged index entry shows nothing)."""
+        _check_subject(subject_id)
         _check_count("after", after, minimum=0)
         return self._decode(self._log.read_subject(subject_id, after=after))
 
@@ -245,10 +265,26 @@ class EventStore:
 
         Also reports immutability triggers that are missing, keys the vault holds again for
         subjects the erasure ledger says are erased ("resurrected", after a vault restore: run
-        `erasure.reconcile`), and, given an `expected_head` kept from earlier, a log truncated
-        or rewritten behind that anchor.
+        `erasure.reconcile`), subject-index entries that do not match the events ("index"),
+        and, given an `expected_head` kept from earlier, a log truncated or rewritten behind
+        that anchor. With the master key, also every row whose authenticator fails or is
+        missing where it is needed ("forged"), every snapshot that fails authentication
+        ("snapshot"), and the count of rows accepted without one (`unauthenticated`).
         """
-        report = verify_rows(self._log.rows(), expected_head=expected_head)
+        rows = RowCheck(self._rows) if self._rows is not None else None
+        index = IndexCheck(self._log.index_entries())
+
+        def walked() -> Iterator[StoredRow]:
+            for row in self._log.rows():
+                if rows is not None:
+                    rows.step(row)
+                index.step(row)
+                yield row
+
+        report = verify_rows(walked(), expected_head=expected_head)
+        positional = sorted(
+            (*report.findings, *(rows.findings if rows is not None else ()), *index.finish()),
+            key=lambda f: (-1 if f.position is None else f.position, f.kind))
         extra = tuple(
             Finding("unprotected", None, f"the immutability trigger {name} is missing")
             for name in self._log.missing_triggers()
@@ -257,11 +293,26 @@ class EventStore:
                     f"the vault holds a key again for subject {subject!r}, which the erasure "
                     "ledger says was erased (a vault restored from a backup?): run "
                     "`shredstore reconcile`")
-            for subject, position in erasure.resurrected(self)
-        )
-        if not extra:
-            return report
-        return VerifyReport(report.events_checked, report.head, extra + report.findings)
+            for subject, position in self._resurrected()
+        ) + self._snapshot_findings()
+        return VerifyReport(report.events_checked, report.head, extra + tuple(positional),
+                            unauthenticated=rows.unauthenticated if rows is not None else None)
+
+    def _resurrected(self) -> list[tuple[str, int]]:
+        try:
+            return erasure.resurrected(self)
+        except TamperedError:
+            return []  # a ledger row failed authentication: reported as "forged" by position
+
+    def _snapshot_findings(self) -> tuple[Finding, ...]:
+        if self._rows is None:
+            return ()
+        return tuple(
+            Finding("snapshot", None,
+                    f"the snapshot of stream {row.stream_id!r} at version {row.version} failed "
+                    "authentication (altered, or written without the master key): loads never "
+                    "use it, they replay the events")
+            for row in self._snapshots.rows() if not self._rows.snapshot_is_authentic(row))
 
     def save_snapshot(
         self, state: BaseModel, *, stream_id: str, version: int, type_name: str,
@@ -269,19 +320,33 @@ class EventStore:
     ) -> None:
         """Store `state` as the snapshot of `stream_id` after event `version`.
 
-        Its personal fields are sealed like events' (see `shredstore.aggregates`).
+        Its personal fields are sealed like events' (see `shredstore.aggregates`); with the
+        master key, the snapshot is authenticated as a whole.
         """
         with self._keyring(plan_of(type(state)).has_personal_data) as ring:
             row = snapshot_of(state, stream_id=stream_id, version=version, type_name=type_name,
                               schema_version=schema_version, ring=ring)
+        if self._rows is not None:
+            row = dataclasses.replace(row, mac=self._rows.sign_snapshot(row))
         self._snapshots.save(row)
 
     def load_snapshot(
         self, cls: type[M], stream_id: str, *, type_name: str, schema_version: int
     ) -> M | None:
-        """The newest snapshot of `stream_id` as `cls`, or None (also if it no longer fits)."""
+        """The newest snapshot of `stream_id` as `cls`, or None (also if it no longer fits).
+
+        With the master key, a snapshot that fails authentication (altered, or saved without
+        the key) is never used: None, so the caller replays the events, and a warning on the
+        ``shredstore.snapshots`` logger naming the stream and version (no field values).
+        """
         row = self._snapshots.latest(stream_id, type_name)
         if row is None:
+            return None
+        if self._rows is not None and not self._rows.snapshot_is_authentic(row):
+            _snapshot_log.warning(
+                "the snapshot of stream %r at version %d failed authentication (altered, or "
+                "saved without the master key): not used, replaying the events; run verify()",
+                row.stream_id, row.version)
             return None
         with self._keyring(row.personal is not None) as ring:
             try:
@@ -307,6 +372,33 @@ class EventStore:
             self._vault.close()
         if self._owns_engine:
             self._engine.dispose()
+
+    def _row_key(self) -> bytes:
+        """The vault's service key for row authenticators (asked for on first use).
+
+        Made by the first store with the master key, unless the log already holds
+        authenticated rows: then this vault is not the one the log was written with (or was
+        restored from too old a backup), and `KeyNotFoundError` says so; a new key would
+        make every row read as tampered.
+        """
+        try:
+            try:
+                return self.vault.service_key(ROWS_KEY, create=False)
+            except keyvault.KeyNotFoundError:
+                if self._log.has_authenticated_rows():
+                    raise keyvault.KeyNotFoundError(
+                        "this vault does not hold the key that authenticated the log's rows: "
+                        "the log was written with another vault (or one restored from too old "
+                        "a backup)") from None
+                return self.vault.service_key(ROWS_KEY)
+        except keyvault.VaultConfigurationError as error:
+            raise ConfigurationError(str(error)) from None
+
+    def _declares_personal(self, event_type: str) -> bool:
+        """Whether the class registered for `event_type` declares personal data (its rows
+        must carry an authenticator)."""
+        cls = self._registry.find(event_type)
+        return cls is not None and plan_of(cls).has_personal_data
 
     def _decode(self, pages: Iterator[list[StoredRow]]) -> Iterator[RecordedEvent]:
         to_recorded = self._mapper.to_recorded
@@ -400,6 +492,8 @@ class EventStore:
     def _append(self, stream_id: str, batch: list[Event], metadata: str,
                 expected_version: int | ExpectedVersion, needs_keys: bool) -> AppendResult:
         """One attempt at an append; KeyCreationConflict if a new key lost a race."""
+        if self._rows is not None:
+            self._rows.ready()  # before any transaction: the first use may write to the vault
         # No erasure check before sealing: the guard in the append's transaction is the check
         # that counts (a key erased meanwhile is refused there). Where the vault shares the
         # database, the keys of new subjects are stored by that guard too: one commit.
@@ -453,6 +547,10 @@ def _shown(url: str | URL | Engine) -> str:
 def _check_stream_id(stream_id: object) -> None:
     if not isinstance(stream_id, str) or not stream_id:
         raise ConfigurationError("a stream id is a non-empty string")
+    if not _is_utf8(stream_id):
+        raise ConfigurationError(
+            "a stream id must be valid Unicode text: this one holds a lone surrogate (text "
+            "decoded with errors='surrogateescape'?); pass the id as valid text")
 
 
 def _parsed_or_empty(personal: str) -> list[dict[str, Any]]:
@@ -488,3 +586,16 @@ def _erased(error: keyvault.SubjectErasedError) -> SubjectErasedError:
 def _check_subject(subject_id: object) -> None:
     if not isinstance(subject_id, str) or not subject_id:
         raise ConfigurationError("a subject id is a non-empty string")
+    if not _is_utf8(subject_id):
+        raise ConfigurationError(
+            "a subject id must be valid Unicode text: this one holds a lone surrogate (text "
+            "decoded with errors='surrogateescape'?); pass the id as valid text")
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether `text` can be stored: lone surrogates cannot be encoded as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

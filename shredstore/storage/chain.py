@@ -1,11 +1,16 @@
 """The hash chain that makes the log tamper-evident, and the walk that checks it.
 
 Every row stores ``prev_hash`` (the ``hash`` of the row before it; 32 zero bytes for the
-first) and ``hash = SHA-256(prev_hash || content)``, where content is the length-prefixed
-stored bytes of the row: stream, version, event id, type, schema version, time, metadata,
-payload and the sealed personal data. The position is deliberately left out of the content:
-order is what the links protect, so a moved row breaks links instead of making every later row
-look modified.
+first) and ``hash = SHA-256(prev_hash || content || mac)``, where content is the
+length-prefixed stored bytes of the row (`row_content`): stream, version, event id, type,
+schema version, time, metadata, payload, the sealed personal data and the subjects the event
+names; and mac is the row's authenticator (see `shredstore.storage.authentication`), or its
+absence. The position is deliberately left out of the content: order is what the links
+protect, so a moved row breaks links instead of making every later row look modified.
+
+Covering the authenticator makes an anchored head commit to which rows had one: an attacker
+who strips a row's authenticator (to edit it as if a store without the master key had written
+it) breaks every anchor kept from after that row.
 
 Because only stored bytes are hashed (ciphertext, once personal data is encrypted), the chain
 still verifies after subjects are erased.
@@ -33,6 +38,9 @@ __all__ = [
     "StoredRow",
     "VerifyReport",
     "chain_hash",
+    "content_of",
+    "link_hash",
+    "row_content",
     "verify_rows",
 ]
 
@@ -44,6 +52,10 @@ _MICROSECOND = timedelta(microseconds=1)
 _WINDOW = 100_000
 """How many recent rows verify remembers to explain a broken link (bounded memory)."""
 _HASH = 32
+_LENGTH = struct.Struct(">Q")
+_VERSION_AND_ID = struct.Struct(">QQQ16sQ")
+_SCHEMA_AND_TIME = struct.Struct(">QQQqQ")
+_ABSENT = b"\x00"
 
 
 class StoredRow(NamedTuple):
@@ -66,6 +78,12 @@ class StoredRow(NamedTuple):
     prev_hash: bytes
     """The chain hashes; empty (b"") in rows read for their events rather than for verify."""
     hash: bytes
+    subjects: str | None = None
+    """The subjects the event names, as stored: a JSON list of sorted ids (None: none). The
+    subject index is a copy of it; this column, authenticated with the row, is the truth."""
+    mac: bytes | None = None
+    """The row's authenticator (HMAC-SHA256 under the store's row key); None if the row was
+    appended by a store without the master key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +111,12 @@ class LogHead:
 
 FindingKind = Literal[
     "modified", "deleted", "inserted", "reordered", "unlinked", "anchor", "unprotected",
-    "resurrected",
+    "resurrected", "forged", "index", "snapshot",
 ]
+"""What a finding is about. Beyond the chain's kinds: "forged", a row whose authenticator
+does not match (or is missing where the row needs one); "index", a subject-index entry that
+does not match the subjects its event names; "snapshot", a snapshot that failed
+authentication (loads never use it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +139,68 @@ class VerifyReport:
     events_checked: int
     head: LogHead
     findings: tuple[Finding, ...] = field(default=())
+    unauthenticated: int | None = None
+    """Rows without an authenticator that readers accept: appended by a store without the
+    master key, holding no personal data, of a class that declares none (the erasure ledger
+    written by a key-less ``shredstore erase``, say). Not a finding: nothing distinguishes
+    them from honest key-less appends, and their content is still covered by the chain and
+    its anchors. None when the store had no master key, so no authenticator was checked."""
 
     @property
     def ok(self) -> bool:
         return not self.findings
+
+
+def row_content(
+    *,
+    stream_id: str,
+    version: int,
+    event_id: UUID,
+    event_type: str,
+    schema_version: int,
+    recorded_at: datetime,
+    metadata: str,
+    payload: str,
+    personal: str | None,
+    subjects: str | None,
+) -> bytes:
+    """A row's stored content, framed so that no two rows give the same bytes.
+
+    Each field framed by its 8-byte big-endian length: the stream id, the version (8 bytes),
+    the event id (16), the type, the schema version (8), the recorded time in microseconds
+    since the epoch (8, signed), the metadata, the payload, then the personal column and the
+    subjects column (each a 0 byte if NULL, else a 1 byte and the text, so NULL differs from
+    empty).
+    """
+    micros = (recorded_at - _EPOCH) // _MICROSECOND
+    stream = stream_id.encode()
+    kind = event_type.encode()
+    meta = metadata.encode()
+    body = payload.encode()
+    secret = _ABSENT if personal is None else b"\x01" + personal.encode()
+    named = _ABSENT if subjects is None else b"\x01" + subjects.encode()
+    return b"".join((
+        _LENGTH.pack(len(stream)), stream,
+        _VERSION_AND_ID.pack(8, version, 16, event_id.bytes, len(kind)), kind,
+        _SCHEMA_AND_TIME.pack(8, schema_version, 8, micros, len(meta)), meta,
+        _LENGTH.pack(len(body)), body, _LENGTH.pack(len(secret)), secret,
+        _LENGTH.pack(len(named)), named,
+    ))
+
+
+def content_of(row: StoredRow) -> bytes:
+    """`row_content` of a stored row."""
+    return row_content(
+        stream_id=row.stream_id, version=row.version, event_id=row.event_id,
+        event_type=row.event_type, schema_version=row.schema_version,
+        recorded_at=row.recorded_at, metadata=row.metadata, payload=row.payload,
+        personal=row.personal, subjects=row.subjects)
+
+
+def link_hash(prev_hash: bytes, content: bytes, mac: bytes | None) -> bytes:
+    """The chain hash of a row from its predecessor's hash, its content and authenticator."""
+    tag = _ABSENT if mac is None else b"\x01" + mac
+    return hashlib.sha256(b"".join((prev_hash, content, _LENGTH.pack(len(tag)), tag))).digest()
 
 
 def chain_hash(
@@ -135,47 +215,23 @@ def chain_hash(
     metadata: str,
     payload: str,
     personal: str | None,
+    subjects: str | None,
+    mac: bytes | None,
 ) -> bytes:
     """The chain hash of a row whose predecessor's hash is `prev_hash`.
 
-    SHA-256 of `prev_hash` and each field framed by its 8-byte big-endian length: the stream
-    id, the version (8 bytes), the event id (16), the type, the schema version (8), the
-    recorded time in microseconds since the epoch (8, signed), the metadata, the payload, and
-    the personal column (a 0 byte if none, else a 1 byte and the text).
+    SHA-256 of `prev_hash`, the row's content (`row_content`) and its authenticator (a 0 byte
+    if none, else a 1 byte and the 32 bytes), the last framed by its length too.
     """
-    micros = (recorded_at - _EPOCH) // _MICROSECOND
-    stream = stream_id.encode()
-    kind = event_type.encode()
-    meta = metadata.encode()
-    body = payload.encode()
-    secret = b"\x00" if personal is None else b"\x01" + personal.encode()
-    return hashlib.sha256(b"".join((
-        prev_hash, _LENGTH.pack(len(stream)), stream,
-        _VERSION_AND_ID.pack(8, version, 16, event_id.bytes, len(kind)), kind,
-        _SCHEMA_AND_TIME.pack(8, schema_version, 8, micros, len(meta)), meta,
-        _LENGTH.pack(len(body)), body, _LENGTH.pack(len(secret)), secret,
-    ))).digest()
-
-
-_LENGTH = struct.Struct(">Q")
-_VERSION_AND_ID = struct.Struct(">QQQ16sQ")
-_SCHEMA_AND_TIME = struct.Struct(">QQQqQ")
+    return link_hash(prev_hash, row_content(
+        stream_id=stream_id, version=version, event_id=event_id, event_type=event_type,
+        schema_version=schema_version, recorded_at=recorded_at, metadata=metadata,
+        payload=payload, personal=personal, subjects=subjects), mac)
 
 
 def row_hash(row: StoredRow) -> bytes:
-    """Recompute `row`'s hash from its stored prev_hash and content."""
-    return chain_hash(
-        row.prev_hash,
-        stream_id=row.stream_id,
-        version=row.version,
-        event_id=row.event_id,
-        event_type=row.event_type,
-        schema_version=row.schema_version,
-        recorded_at=row.recorded_at,
-        metadata=row.metadata,
-        payload=row.payload,
-        personal=row.personal,
-    )
+    """Recompute `row`'s hash from its stored prev_hash, content and authenticator."""
+    return link_hash(row.prev_hash, content_of(row), row.mac)
 
 
 def verify_rows(rows: Iterable[StoredRow], *, expected_head: LogHead | None = None) -> VerifyReport:

@@ -9,11 +9,21 @@ a reader that has seen position ``p`` has seen every position before it: tailing
 
 Reads page through the table by key (position, or version within a stream), each page in its
 own short transaction, so memory stays constant and no snapshot is held open for long.
+
+Given a `RowAuthenticator` (a store with the master key), every row is stored with its
+authenticator, and every row read is checked here, in the one place where stored rows become
+`StoredRow` values: whatever reads the log above (streams, `read_all`, subscriptions, subject
+scans, audits, exports, erasure footprints) gets only rows as written, or `TamperedError`.
+
+Reads through the subject index return only rows whose own (authenticated) ``subjects``
+column names the subject: a forged index entry can hide nothing behind another subject's id
+and show no other subject's event.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,19 +54,16 @@ from shredstore.errors import (
 )
 from shredstore.expected import ExpectedVersion
 from shredstore.storage import schema
-from shredstore.storage.chain import GENESIS, LogHead, StoredRow, chain_hash
+from shredstore.storage.authentication import RowAuthenticator
+from shredstore.storage.chain import GENESIS, LogHead, StoredRow, link_hash, row_content
 
-__all__ = ["AppendResult", "EventLog", "NewRow", "Scope", "translate_errors"]
+__all__ = ["AppendResult", "EventLog", "NewRow", "Scope", "parse_subjects", "subjects_text",
+           "translate_errors"]
 
 PAGE_SIZE = 1000
 """Rows fetched per query while reading; bounds the memory of a read."""
 
 _E = schema.EVENTS
-_COLUMNS = (
-    _E.c.position, _E.c.stream_id, _E.c.version, _E.c.event_id, _E.c.event_type,
-    _E.c.schema_version, _E.c.recorded_at, _E.c.metadata, _E.c.payload, _E.c.personal,
-    _E.c.prev_hash, _E.c.hash,
-)
 # Built once: the append path runs these on every call.
 _STREAM_VERSION = sa.select(sa.func.max(_E.c.version)).where(
     _E.c.stream_id == sa.bindparam("stream_id"))
@@ -164,11 +171,29 @@ class EventLog:
         self._lock_key: tuple[int, int] | None = None
         postgres = is_postgres(engine)
         self._sql = _Statements("%s" if postgres else "?")
-        self._to_row = _postgres_row if postgres else _sqlite_row
+        self._raw_row: Callable[[Any], StoredRow] = _postgres_row if postgres else _sqlite_row
+        self._to_row = self._raw_row
+        self._authenticator: RowAuthenticator | None = None
         # Parameters in the formats SQLAlchemy's Uuid and DateTime types use on each backend.
         self._id_param: Callable[[UUID], Any] = (lambda u: u) if postgres else _hex
         self._time_param: Callable[[datetime], Any] = (
             (lambda t: t) if postgres else _sqlite_time)
+
+    def authenticate(self, authenticator: RowAuthenticator) -> None:
+        """From now on, sign every appended row and check every row read (see the module)."""
+        self._authenticator = authenticator
+        raw_row, check = self._raw_row, authenticator.check
+
+        def checked(raw: Any) -> StoredRow:
+            return check(raw_row(raw))
+
+        self._to_row = checked
+
+    def has_authenticated_rows(self) -> bool:
+        """Whether any row carries an authenticator (a store with the master key wrote it)."""
+        with translate_errors(), self._engine.connect() as conn, conn.begin():
+            return conn.execute(sa.select(_E.c.position).where(_E.c.mac.is_not(None))
+                                .limit(1)).first() is not None
 
     def is_installed(self) -> bool:
         """Whether the events table exists (an SQLite file is not created to find out)."""
@@ -204,6 +229,8 @@ class EventLog:
         an event id is already stored other than as this very append. A retry of an append
         that did commit (same event ids, same stream, same place) returns the stored result.
         """
+        if self._authenticator is not None and rows:
+            self._authenticator.ready()
         try:
             with translate_errors(), self._write() as conn:
                 return self._append(conn, stream_id, rows, expected_version, before_insert)
@@ -270,12 +297,14 @@ class EventLog:
         recorded_at = datetime.now(UTC)
         stored_at = self._time_param(recorded_at)
         id_param = self._id_param
+        sign = self._authenticator.sign if self._authenticator is not None else None
         params: list[tuple[Any, ...]] = []
         index: list[tuple[str, int]] = []
         for offset, row in enumerate(rows, start=1):
             version = current + offset
-            digest = chain_hash(
-                prev_hash,
+            subjects = subjects_text(row.subjects)
+            # Framed once, for both the authenticator and the chain.
+            content = row_content(
                 stream_id=stream_id,
                 version=version,
                 event_id=row.event_id,
@@ -285,10 +314,13 @@ class EventLog:
                 metadata=row.metadata,
                 payload=row.payload,
                 personal=row.personal,
+                subjects=subjects,
             )
+            mac = sign(position + offset, content) if sign is not None else None
+            digest = link_hash(prev_hash, content, mac)
             params.append((position + offset, stream_id, version, id_param(row.event_id),
                            row.event_type, row.schema_version, stored_at, row.metadata,
-                           row.payload, row.personal, prev_hash, digest))
+                           row.payload, row.personal, subjects, mac, prev_hash, digest))
             index.extend((subject, position + offset) for subject in row.subjects)
             prev_hash = digest
         if before_insert is not None:
@@ -359,15 +391,21 @@ class EventLog:
         return f"shredstore_{self._lock_key[1] & 0xFFFFFFFF}"
 
     def read_subject(self, subject_id: str, *, after: int = 0) -> Iterator[list[StoredRow]]:
-        """Pages of the rows that name `subject_id`, in position order, through the index."""
-        return self._pages(self._sql.subject_after, (subject_id,), after, None, _POSITION,
-                           to_row=self._to_row)
+        """Pages of the rows that name `subject_id`, in position order, through the index.
+
+        Only rows whose own ``subjects`` column names the subject are returned (pages may be
+        short or empty): an index entry pointing at another subject's event shows nothing.
+        """
+        pages = self._pages(self._sql.subject_after, (subject_id,), after, None, _POSITION,
+                            to_row=self._to_row)
+        return ([row for row in page if names(row, subject_id)] for page in pages)
 
     def subject_personal(self, subject_id: str) -> Iterator[list[PersonalRow]]:
         """Pages of (position, stream, type, event id, personal column) of the rows naming
-        `subject_id`: what a scan of a subject's personal data needs, and nothing else."""
-        return self._pages(self._sql.subject_personal_after, (subject_id,), 0, None, _POSITION,
-                           to_row=PersonalRow._make)
+        `subject_id`, read and checked as `read_subject` reads them."""
+        for page in self.read_subject(subject_id):
+            yield [PersonalRow(row.position, row.stream_id, row.event_type, row.event_id,
+                               row.personal) for row in page]
 
     def read_scope(self, scope: Scope) -> Iterator[list[StoredRow]]:
         """Pages of the rows in `scope`, in position order (pages may be short or empty).
@@ -385,7 +423,13 @@ class EventLog:
         return ([row for row in page if scope.holds(row)] for page in pages)
 
     def count_scope(self, scope: Scope) -> tuple[int, int, int]:
-        """Events, distinct streams and distinct subjects in `scope`, counted by the database."""
+        """Events, distinct streams and distinct subjects in `scope`, counted by the database.
+
+        A scope of one subject is counted from its rows instead (few, found by the index, each
+        checked to name the subject, as `read_subject` does).
+        """
+        if scope.subject_id is not None:
+            return self._count_subject_scope(scope)
         mark = self._sql.mark
         where, params = ["1 = 1"], []
         for column, value, test in (("stream_id", scope.stream_id, "="),
@@ -396,10 +440,6 @@ class EventLog:
                 where.append(f"e.{column} {test} {mark}")
                 params.append(self._time_param(value) if isinstance(value, datetime)
                               else value)
-        if scope.subject_id is not None:
-            where.append(f"e.position IN (SELECT position FROM shredstore_event_subjects "
-                         f"WHERE subject_id = {mark})")
-            params.append(scope.subject_id)
         condition = " AND ".join(where)
         with translate_errors(), self._engine.connect() as conn, conn.begin():
             events, streams = conn.exec_driver_sql(
@@ -410,6 +450,17 @@ class EventLog:
                 f"JOIN shredstore_events e ON e.position = s.position WHERE {condition}",
                 tuple(params)).scalar_one()
         return int(events), int(streams), int(subjects)
+
+    def _count_subject_scope(self, scope: Scope) -> tuple[int, int, int]:
+        events = 0
+        streams: set[str] = set()
+        subjects: set[str] = set()
+        for page in self.read_scope(scope):
+            for row in page:
+                events += 1
+                streams.add(row.stream_id)
+                subjects.update(parse_subjects(row.subjects))
+        return events, len(streams), len(subjects)
 
     def read_stream(
         self,
@@ -429,10 +480,28 @@ class EventLog:
                            to_row=self._to_row)
 
     def rows(self) -> Iterator[StoredRow]:
-        """Every row, in position order, with its chain hashes (for verify)."""
+        """Every row, in position order, with its chain hashes, unchecked (verify checks
+        authenticators itself, to report every failing row instead of stopping at one)."""
         for page in self._pages(self._sql.after_with_hashes, (), 0, None, _POSITION,
-                                to_row=self._to_row):
+                                to_row=self._raw_row):
             yield from page
+
+    def index_entries(self) -> Iterator[tuple[int, str]]:
+        """Every (position, subject id) of the subject index, in that order (for verify)."""
+        mark = self._sql.mark
+        sql = (f"SELECT position, subject_id FROM shredstore_event_subjects "
+               f"WHERE position > {mark} OR (position = {mark} AND subject_id > {mark}) "
+               f"ORDER BY position, subject_id LIMIT {mark}")
+        after: tuple[int, str] = (-1, "")
+        while True:
+            with translate_errors(), self._engine.connect() as conn, conn.begin():
+                page = conn.exec_driver_sql(sql, (after[0], after[0], after[1], PAGE_SIZE)
+                                            ).fetchall()
+            for position, subject_id in page:
+                yield int(position), subject_id
+            if len(page) < PAGE_SIZE:
+                return
+            after = (int(page[-1][0]), page[-1][1])
 
     def _pages(
         self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int, *,
@@ -485,7 +554,7 @@ class EventLog:
 
 _POSITION, _VERSION = 0, 2  # where the keyset columns are in a raw row
 _READ_LIST = ("position, stream_id, version, event_id, event_type, schema_version, "
-              "recorded_at, metadata, payload, personal")
+              "recorded_at, metadata, payload, personal, subjects, mac")
 _COLUMN_LIST = f"{_READ_LIST}, prev_hash, hash"
 """Reads leave out the chain hashes (only verify needs them)."""
 
@@ -513,15 +582,12 @@ class _Statements:
                         f"ORDER BY position LIMIT {mark}) s "
                         f"JOIN shredstore_events e ON e.position = s.position ORDER BY s.position")
         self.subject_after = f"SELECT e.{_READ_LIST.replace(', ', ', e.')} {subject_rows}"
-        self.subject_personal_after = (
-            f"SELECT s.position, e.stream_id, e.event_type, e.event_id, e.personal "
-            f"{subject_rows}")
 
         self.lock = f"SELECT pg_advisory_xact_lock({mark}, {mark})"
         self.version_and_head = (
             f"SELECT (SELECT max(version) FROM shredstore_events WHERE stream_id = {mark}), "
             "position, hash FROM shredstore_events ORDER BY position DESC LIMIT 1")
-        marks = ", ".join([mark] * 12)
+        marks = ", ".join([mark] * 14)
         self.insert = f"INSERT INTO shredstore_events ({_COLUMN_LIST}) VALUES ({marks})"
         self.insert_subject = ("INSERT INTO shredstore_event_subjects (subject_id, position) "
                                f"VALUES ({mark}, {mark})")
@@ -534,24 +600,54 @@ class _Statements:
 
 def _sqlite_row(raw: Any) -> StoredRow:
     # SQLAlchemy's SQLite formats: a UUID as 32 hex digits, a time as naive UTC text.
-    hashes = (raw[10], raw[11]) if len(raw) > 10 else (b"", b"")
+    verified = len(raw) > 12  # read for verify: with the chain hashes
     return StoredRow(raw[0], raw[1], raw[2], UUID(hex=raw[3]), raw[4], raw[5],
                      datetime.fromisoformat(raw[6]).replace(tzinfo=UTC), raw[7], raw[8],
-                     raw[9], *hashes)
+                     raw[9], raw[12] if verified else b"", raw[13] if verified else b"",
+                     raw[10], raw[11])
 
 
 def _postgres_row(raw: Any) -> StoredRow:
     moment = raw[6]
     moment = (moment.replace(tzinfo=UTC) if moment.utcoffset() == _ZERO
               else moment.astimezone(UTC))
-    hashes = (bytes(raw[10]), bytes(raw[11])) if len(raw) > 10 else (b"", b"")
+    verified = len(raw) > 12  # read for verify: with the chain hashes
+    mac = raw[11]
     return StoredRow(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], moment, raw[7], raw[8],
-                     raw[9], *hashes)
+                     raw[9], bytes(raw[12]) if verified else b"",
+                     bytes(raw[13]) if verified else b"", raw[10],
+                     mac if mac is None or type(mac) is bytes else bytes(mac))
 
 
 _ZERO = timedelta(0)
 
 
+
+
+def subjects_text(subjects: frozenset[str] | set[str]) -> str | None:
+    """The stored ``subjects`` column: a compact JSON list of the sorted ids, None for none."""
+    if not subjects:
+        return None
+    return json.dumps(sorted(subjects), ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_subjects(text: str | None) -> frozenset[str]:
+    """The subject ids a stored ``subjects`` column names (none if it is malformed: a row
+    that cannot say whom it names names nobody; verify reports it)."""
+    if text is None:
+        return frozenset()
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return frozenset()
+    if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
+        return frozenset()
+    return frozenset(parsed)
+
+
+def names(row: StoredRow, subject_id: str) -> bool:
+    """Whether `row`'s own subjects column names `subject_id`."""
+    return row.subjects is not None and subject_id in parse_subjects(row.subjects)
 
 
 def _hex(event_id: UUID) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from shredstore.errors import ConfigurationError
+
 __all__ = [
     "EVENTS",
     "SNAPSHOTS",
@@ -33,6 +35,8 @@ EVENTS = sa.Table(
     sa.Column("personal", sa.Text(), nullable=True),
     sa.Column("prev_hash", sa.LargeBinary(32), nullable=False),
     sa.Column("hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("subjects", sa.Text(), nullable=True),
+    sa.Column("mac", sa.LargeBinary(32), nullable=True),
     sa.UniqueConstraint("stream_id", "version", name="shredstore_events_stream_version"),
     sa.UniqueConstraint("event_id", name="shredstore_events_event_id"),
 )
@@ -57,6 +61,7 @@ SNAPSHOTS = sa.Table(
     sa.Column("state", sa.Text(), nullable=False),
     sa.Column("personal", sa.Text(), nullable=True),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("mac", sa.LargeBinary(32), nullable=True),
 )
 """Snapshots of aggregate state: a cache of a replay, sealed like events, never the truth."""
 
@@ -123,12 +128,33 @@ def install(connection: Connection) -> None:
         metadata.create_all(connection)
         _create_triggers(connection)
     else:
+        _refuse_older_format(connection)
         metadata.create_all(connection)
     if connection.dialect.name == "postgresql" and not connection.execute(sa.text(
             "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('shredstore_events') "
             "AND tgname = 'shredstore_events_notify'")).first():
         for ddl in _POSTGRES_NOTIFY:
             connection.exec_driver_sql(ddl)
+
+
+def _refuse_older_format(connection: Connection) -> None:
+    """Refuse tables written before rows carried their subjects and authenticators.
+
+    There is no in-place upgrade: the log is immutable, and an authenticator added later
+    would vouch for whatever the rows hold by then.
+    """
+    inspector = sa.inspect(connection)
+    for table in (EVENTS, SNAPSHOTS):
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = sorted(set(table.columns.keys()) - present)
+        if missing:
+            raise ConfigurationError(
+                f"this database holds an event store of an earlier format ({table.name} has no "
+                f"{', '.join(missing)} column): this version of shredstore cannot open it, and "
+                "there is no in-place upgrade: read its events with the version that wrote it "
+                "and append them to a new store")
 
 
 def restore_triggers(connection: Connection) -> list[str]:

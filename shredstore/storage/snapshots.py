@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -16,6 +17,9 @@ from shredstore.storage.log import translate_errors
 __all__ = ["SnapshotRow", "SnapshotTable"]
 
 _T = schema.SNAPSHOTS
+_ROW_COLUMNS = (_T.c.stream_id, _T.c.version, _T.c.type_name, _T.c.schema_version, _T.c.state,
+                _T.c.personal, _T.c.mac)
+_PAGE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,9 @@ class SnapshotRow:
     schema_version: int
     state: str
     personal: str | None
+    mac: bytes | None = None
+    """Its authenticator (see `shredstore.storage.authentication`); None if written by a
+    store without the master key. A store with the master key never loads one that fails."""
 
 
 class SnapshotTable:
@@ -41,7 +48,7 @@ class SnapshotTable:
         values = {
             "stream_id": row.stream_id, "version": row.version, "type_name": row.type_name,
             "schema_version": row.schema_version, "state": row.state,
-            "personal": row.personal, "recorded_at": datetime.now(UTC),
+            "personal": row.personal, "mac": row.mac, "recorded_at": datetime.now(UTC),
         }
         with translate_errors(), self._engine.connect() as conn:
             conn.execution_options(**WRITE)
@@ -54,12 +61,26 @@ class SnapshotTable:
         """The newest snapshot of `stream_id` written for `type_name`, if any."""
         with translate_errors(), self._engine.connect() as conn:
             found = conn.execute(
-                sa.select(_T.c.stream_id, _T.c.version, _T.c.type_name, _T.c.schema_version,
-                          _T.c.state, _T.c.personal)
+                sa.select(*_ROW_COLUMNS)
                 .where(_T.c.stream_id == stream_id, _T.c.type_name == type_name)
                 .order_by(_T.c.version.desc()).limit(1)
             ).first()
-        return SnapshotRow(*found) if found is not None else None
+        return _row(found) if found is not None else None
+
+    def rows(self) -> Iterator[SnapshotRow]:
+        """Every snapshot, by stream and version, a page at a time (for verify)."""
+        after: tuple[str, int] = ("", -1)
+        while True:
+            with translate_errors(), self._engine.connect() as conn:
+                page = conn.execute(
+                    sa.select(*_ROW_COLUMNS)
+                    .where(sa.or_(_T.c.stream_id > after[0],
+                                  sa.and_(_T.c.stream_id == after[0], _T.c.version > after[1])))
+                    .order_by(_T.c.stream_id, _T.c.version).limit(_PAGE)).all()
+            yield from (_row(found) for found in page)
+            if len(page) < _PAGE:
+                return
+            after = (page[-1][0], page[-1][1])
 
     def count(self, stream_id: str) -> int:
         """How many snapshots `stream_id` has."""
@@ -76,3 +97,9 @@ class SnapshotTable:
                     _T.c.stream_id.in_(wanted[start:start + 500]),
                     _T.c.personal.is_not(None))).all()
             yield from (personal for (personal,) in rows)
+
+
+def _row(found: Any) -> SnapshotRow:
+    mac = found[6]
+    return SnapshotRow(found[0], found[1], found[2], found[3], found[4], found[5],
+                       bytes(mac) if mac is not None else None)

@@ -76,6 +76,6 @@ def test_a_separate_vault_is_a_second_schema(
         table_dumps(second_postgres_url))
     assert {"shredstore_events", "shredstore_event_subjects"} <= events_tables
     assert not any(name.startswith("keyvault_") for name in events_tables)
-    assert vault_tables == {"keyvault_subjects", "keyvault_state"}
+    assert vault_tables == {"keyvault_subjects", "keyvault_state", "keyvault_service_keys"}
     assert raw_rows(second_postgres_url,
                     "SELECT subject_id, state FROM keyvault_subjects") == [("c-1", "erased")]

@@ -64,5 +64,5 @@ def test_a_separate_vault_is_a_second_file(sqlite_url: str, tmp_path: Path) -> N
     events_tables, vault_tables = set(table_dumps(sqlite_url)), set(table_dumps(vault_url))
     assert {"shredstore_events", "shredstore_event_subjects"} <= events_tables
     assert not any(name.startswith("keyvault_") for name in events_tables)
-    assert vault_tables == {"keyvault_subjects", "keyvault_state"}
+    assert vault_tables == {"keyvault_subjects", "keyvault_state", "keyvault_service_keys"}
     assert found_in(database_files(vault_url), PERSONAL) == []

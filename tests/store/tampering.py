@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from shredstore.storage import schema
-from shredstore.storage.chain import chain_hash
+from shredstore.storage.chain import GENESIS, chain_hash
 
 EVENTS = "shredstore_events"
 
@@ -69,7 +69,43 @@ def forge_row(engine: Engine, position: int) -> None:
             "event_type": "test.Noted", "schema_version": 1,
             "recorded_at": datetime.now(UTC), "metadata": "{}",
             "payload": '{"text":"forged","number":0}', "personal": None,
+            "subjects": None, "mac": None,
         }
         digest = chain_hash(prev, **fields)  # type: ignore[arg-type]
         conn.execute(schema.EVENTS.insert(), [{**fields, "position": position, "prev_hash": prev,
                                        "hash": digest}])
+
+
+def edit(engine: Engine, position: int, **values: object) -> None:
+    """Set columns of the event at `position` (triggers must be gone)."""
+    with engine.begin() as conn:
+        conn.execute(schema.EVENTS.update().where(schema.EVENTS.c.position == position)
+                     .values(**values))
+
+
+def column(engine: Engine, position: int, name: str) -> object:
+    """One stored column of the event at `position`."""
+    with engine.begin() as conn:
+        return conn.execute(sa.select(schema.EVENTS.c[name])
+                            .where(schema.EVENTS.c.position == position)).scalar_one()
+
+
+def rechain(engine: Engine) -> None:
+    """Recompute every row's chain hashes from its stored content, as an attacker who edited
+    rows would, so that verify's walk of the chain finds nothing."""
+    events = schema.EVENTS
+    with engine.begin() as conn:
+        rows = conn.execute(sa.select(events).order_by(events.c.position)).all()
+        prev = GENESIS
+        for row in rows:
+            moment = row.recorded_at
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+            digest = chain_hash(
+                prev, stream_id=row.stream_id, version=row.version, event_id=row.event_id,
+                event_type=row.event_type, schema_version=row.schema_version,
+                recorded_at=moment, metadata=row.metadata, payload=row.payload,
+                personal=row.personal, subjects=row.subjects,
+                mac=bytes(row.mac) if row.mac is not None else None)
+            conn.execute(events.update().where(events.c.position == row.position)
+                         .values(prev_hash=prev, hash=digest))
+            prev = digest

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from shredstore import ConfigurationError, EventStore, StoreUnavailable
 from tests.store import tampering
+from tests.store.authenticity import AuthenticityContract
 from tests.store.contract import EventStoreContract, notes
 
 
@@ -71,3 +72,9 @@ def test_an_unreachable_server_is_reported_as_unavailable() -> None:
     """A server that refuses connections raises StoreUnavailable."""
     with pytest.raises(StoreUnavailable, match="cannot reach the database"):
         EventStore("postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2")
+
+
+class TestPostgresAuthenticity(AuthenticityContract):
+    @pytest.fixture
+    def url(self, postgres_url: str) -> str:
+        return postgres_url

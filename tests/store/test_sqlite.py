@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shredstore import EventStore, StoreUnavailable
+from tests.store.authenticity import AuthenticityContract
 from tests.store.contract import EventStoreContract, notes
 
 
@@ -47,3 +48,9 @@ def test_an_unreachable_database_file_is_reported_as_unavailable(tmp_path: Path)
     """A path in a folder that does not exist raises StoreUnavailable, not a driver error."""
     with pytest.raises(StoreUnavailable, match="cannot reach the database"):
         EventStore(f"sqlite:///{tmp_path / 'missing' / 'events.db'}")
+
+
+class TestSQLiteAuthenticity(AuthenticityContract):
+    @pytest.fixture
+    def url(self, sqlite_url: str) -> str:
+        return sqlite_url

@@ -1,0 +1,332 @@
+"""Row authenticators and the checked subject index, tried as a database-level attacker would.
+
+`AuthenticityContract` is not collected on its own: `test_sqlite.py` and `test_postgres.py`
+subclass it and provide the `url` fixture. Each attack drops the immutability triggers, edits
+rows with plain SQL, and recomputes the hash chain, so that only the authenticators (or the
+subjects column) can tell.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from collections.abc import Iterator
+from typing import Annotated
+
+import pytest
+import sqlalchemy as sa
+
+from keyvault import MasterKey
+from shredstore import (
+    REDACTED,
+    ConfigurationError,
+    Event,
+    EventStore,
+    PersonalData,
+    SubjectId,
+    TamperedError,
+)
+from shredstore.audit.export import write_export
+from shredstore.audit.reader import Scope
+from tests.store import tampering
+
+NAME = "Zyxwvu Quillfeather"
+EMAIL = "zyxwvu.quill@example.invalid"
+NICKNAME = "Quillo-7731"
+
+
+class Enrolled(Event, type_name="test.authenticity.Enrolled"):
+    customer_id: SubjectId
+    name: Annotated[str, PersonalData()]
+    email: Annotated[str, PersonalData(replacement="erased@invalid")]
+    credit_limit: int
+
+
+class Nicknamed(Event, type_name="test.authenticity.Nicknamed"):
+    """A personal field that may be None: NULLing its column must not read as None."""
+
+    customer_id: SubjectId
+    nickname: Annotated[str | None, PersonalData()] = None
+
+
+class Pinged(Event, type_name="test.authenticity.Pinged"):
+    """No subject and no personal data."""
+
+    note: str
+
+
+def enrolled(customer_id: str, credit_limit: int = 500) -> Enrolled:
+    return Enrolled(customer_id=customer_id, name=NAME, email=EMAIL, credit_limit=credit_limit)
+
+
+def found(store: EventStore, **options: object) -> list[tuple[str, int | None]]:
+    """verify's findings, leaving out the dropped triggers that every attack here begins with."""
+    return [(f.kind, f.position) for f in store.verify(**options).findings  # type: ignore[arg-type]
+            if f.kind != "unprotected"]
+
+
+class AuthenticityContract:
+    """Subclasses provide a `url` fixture naming a fresh, empty store."""
+
+    @pytest.fixture
+    def master(self) -> MasterKey:
+        return MasterKey.generate()
+
+    @pytest.fixture
+    def store(self, url: str, master: MasterKey) -> Iterator[EventStore]:
+        with EventStore(url, master_key=master) as store:
+            yield store
+
+    @pytest.fixture
+    def attacker(self, store: EventStore, url: str) -> Iterator[sa.Engine]:
+        """A raw connection to the store's database with the immutability triggers gone."""
+        engine = tampering.raw_engine(url)
+        tampering.drop_triggers(engine)
+        yield engine
+        engine.dispose()
+
+    def assert_tampered(self, store: EventStore, stream_id: str, position: int) -> None:
+        """Every read of the stream, and of the whole log, raises TamperedError naming only
+        the position; verify reports the row as forged."""
+        for read in (lambda: list(store.read_stream(stream_id)), lambda: list(store.read_all())):
+            with pytest.raises(TamperedError, match=f"position {position}") as caught:
+                read()
+            for value in (NAME, EMAIL, NICKNAME):
+                assert value not in str(caught.value)
+        assert ("forged", position) in found(store)
+
+    # Intact rows
+
+    def test_every_appended_row_carries_an_authenticator_and_reads_back(
+        self, store: EventStore, url: str
+    ) -> None:
+        """Rows appended with the master key hold a 32-byte MAC and their subjects; they read
+        back and verify, with no row counted as unauthenticated."""
+        events = [enrolled("c1"), Nicknamed(customer_id="c1", nickname=NICKNAME),
+                  Pinged(note="plain")]
+        store.append("c-1", events[:2])
+        store.append("p", events[2:])
+        reader = tampering.raw_engine(url)
+        try:
+            assert all(len(bytes(tampering.column(reader, p, "mac"))) == 32  # type: ignore[arg-type]
+                       for p in (1, 2, 3))
+            assert tampering.column(reader, 1, "subjects") == '["c1"]'
+            assert tampering.column(reader, 3, "subjects") is None
+        finally:
+            reader.dispose()
+        assert [r.event for r in store.read_all()] == events
+        report = store.verify()
+        assert report.ok
+        assert report.unauthenticated == 0
+
+    def test_authenticators_survive_erasure_and_master_key_rotation(
+        self, url: str, store: EventStore, master: MasterKey
+    ) -> None:
+        """After an erasure and a rotation, every row still reads (redacted where erased) and
+        verifies; new appends under the new key are authenticated by the same service key."""
+        store.append("c-1", [enrolled("c1")])
+        store.append("c-2", [enrolled("c2")])
+        store.erase_subject("c1")
+        new = MasterKey.generate()
+        store.vault.rotate_master_key(new)
+        with EventStore(url, master_key=new) as rotated:
+            rotated.append("c-3", [enrolled("c3")])
+            events = [r.event for r in rotated.read_all() if isinstance(r.event, Enrolled)]
+            assert [e.name for e in events] == [REDACTED, NAME, NAME]
+            assert rotated.verify().ok
+
+    def test_rows_appended_without_the_master_key_are_accepted_and_counted(
+        self, url: str, store: EventStore
+    ) -> None:
+        """A key-less store appends plain events and erasure-ledger entries without a MAC; a
+        store with the key reads them, and verify counts them without failing."""
+        store.append("c-1", [enrolled("c1")])
+        with EventStore(url) as keyless:
+            keyless.append("p", [Pinged(note="plain")])
+            keyless.erase_subject("c1")
+            assert keyless.verify().unauthenticated is None  # it cannot check authenticators
+        assert [type(r.event).__name__ for r in store.read_all()] == [
+            "Enrolled", "Pinged", "SubjectErased"]
+        report = store.verify()
+        assert report.ok
+        assert report.unauthenticated == 2
+
+    # The measured attacks of issue 14, point 2
+
+    def test_a_group_relabelled_to_an_erased_subject_is_tampering(
+        self, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """Relabelling an active subject's group to an erased subject never reads as redacted,
+        also once the real subject is erased too."""
+        store.append("c-1", [enrolled("c1")])
+        store.append("c-2", [enrolled("c2")])
+        store.erase_subject("c2")
+        personal = json.loads(str(tampering.column(attacker, 1, "personal")))
+        for group in personal:
+            group["subject"] = "c2"
+        tampering.edit(attacker, 1, personal=json.dumps(personal), subjects='["c2"]')
+        tampering.rechain(attacker)
+        self.assert_tampered(store, "c-1", 1)
+        store.vault.erase("c1")
+        self.assert_tampered(store, "c-1", 1)
+
+    def test_garbage_under_an_erased_subjects_label_is_tampering(
+        self, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """A sealed value replaced by random bytes under an erased subject's label is tampering,
+        never "redacted"."""
+        store.append("c-1", [enrolled("c1")])
+        store.erase_subject("c1")
+        garbage = base64.b64encode(b"\x01\x00\x00\x00\x01" + os.urandom(60)).decode()
+        tampering.edit(attacker, 1, personal=json.dumps(
+            [{"subject": "c1", "paths": [["name"], ["email"]], "sealed": garbage}]))
+        tampering.rechain(attacker)
+        self.assert_tampered(store, "c-1", 1)
+
+    def test_a_nulled_optional_personal_field_is_tampering(
+        self, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """NULLing the personal column (and the MAC) of an event whose personal field is
+        optional never reads as None: its class declares personal data, so it needs a MAC."""
+        store.append("c-1", [Nicknamed(customer_id="c1", nickname=NICKNAME)])
+        store.append("c-1b", [Nicknamed(customer_id="c1", nickname=NICKNAME)])
+        tampering.edit(attacker, 1, personal=None, mac=None)
+        tampering.edit(attacker, 2, personal=None)  # the MAC kept: it no longer matches
+        tampering.rechain(attacker)
+        self.assert_tampered(store, "c-1", 1)
+        with pytest.raises(TamperedError, match="position 2"):
+            list(store.read_stream("c-1b"))
+        assert ("forged", 2) in found(store)
+        store.vault.erase("c1")  # the key alone: a receipt cannot be made of a tampered log
+        self.assert_tampered(store, "c-1", 1)
+
+    def test_an_edited_plain_field_is_tampering(
+        self, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """An edited plain payload field is tampering, with the subject active or erased."""
+        store.append("c-1", [enrolled("c1", credit_limit=500)])
+        payload = json.loads(str(tampering.column(attacker, 1, "payload")))
+        payload["credit_limit"] = 1_000_000_000
+        tampering.edit(attacker, 1, payload=json.dumps(payload))
+        tampering.rechain(attacker)
+        self.assert_tampered(store, "c-1", 1)
+        store.vault.erase("c1")
+        self.assert_tampered(store, "c-1", 1)
+
+    def test_an_edited_plain_event_with_its_mac_stripped_is_left_to_the_anchor(
+        self, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """A plain event (no personal data declared) whose MAC is removed reads as written by
+        a key-less store: verify counts it as unauthenticated, and an anchored head kept from
+        before the edit catches it, because the chain covers the MAC."""
+        store.append("p", [Pinged(note="first")])
+        anchor = store.head()
+        tampering.edit(attacker, 1, payload='{"note":"edited"}', mac=None)
+        tampering.rechain(attacker)
+        assert [r.event.note for r in store.read_all()] == ["edited"]  # type: ignore[attr-defined]
+        assert store.verify().unauthenticated == 1
+        assert found(store, expected_head=anchor) == [("anchor", 1)]
+
+    def test_a_row_moved_to_another_position_is_tampering(
+        self, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """The MAC covers the position: swapped rows fail on read."""
+        store.append("p", [Pinged(note="a"), Pinged(note="b"), Pinged(note="c")])
+        tampering.swap(attacker, 1, 2)
+        tampering.rechain(attacker)
+        with pytest.raises(TamperedError, match="position 1"):
+            list(store.read_all())
+
+    def test_a_forged_row_without_the_key_cannot_carry_personal_data(
+        self, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """A MAC-less row with a personal column is refused, whatever its type."""
+        store.append("p", [Pinged(note="a")])
+        tampering.edit(attacker, 1, personal='[{"subject":"c9","paths":[["x"]],"sealed":"AA=="}]',
+                       mac=None)
+        tampering.rechain(attacker)
+        self.assert_tampered(store, "p", 1)
+
+    def test_the_key_is_needed_to_check_authenticators(
+        self, url: str, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """A store without the master key cannot check MACs: an edited plain field of a
+        re-chained log reads as stored (documented); the store with the key refuses it."""
+        store.append("p", [Pinged(note="a")])
+        tampering.edit(attacker, 1, payload='{"note":"edited"}')
+        tampering.rechain(attacker)
+        with EventStore(url) as keyless:
+            assert [r.event.note for r in keyless.read_all()] == ["edited"]  # type: ignore[attr-defined]
+        with pytest.raises(TamperedError):
+            list(store.read_all())
+
+    # The subject index (issue 14, point 6)
+
+    def test_index_rows_deleted_or_forged_are_reported_and_never_followed(
+        self, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """A deleted index row and one forged to point at another subject's event are each
+        reported by verify; c1's reads, footprint, export and counts never show c2's event."""
+        for _ in range(3):
+            store.append("c-1", [Nicknamed(customer_id="c1", nickname=NICKNAME)])
+        store.append("c-2", [enrolled("c2")])  # position 4
+        tampering.execute(attacker, "DELETE FROM shredstore_event_subjects "
+                                    "WHERE subject_id = 'c1' AND position = 2")
+        tampering.execute(attacker, "INSERT INTO shredstore_event_subjects (subject_id, position) "
+                                    "VALUES ('c1', 4), ('c1', 99)")
+        assert found(store) == [("index", 2), ("index", 4), ("index", 99)]
+
+        assert [r.position for r in store.read_subject("c1")] == [1, 3]
+        footprint = store.subject_footprint("c1")
+        assert (footprint.events, footprint.streams) == (2, ("c-1",))
+        assert store._log.count_scope(Scope(subject_id="c1")) == (2, 1, 1)
+        out = io.StringIO()
+        assert write_export(store, "c1", out, actor="test") == 2
+        exported = json.loads(out.getvalue())
+        assert [e["position"] for e in exported["events"]] == [1, 3]
+        assert NAME not in out.getvalue()
+
+    def test_an_erasure_receipt_counts_only_the_subjects_own_events(
+        self, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """An index row forged to point c1 at c2's event does not enter c1's receipt."""
+        store.append("c-1", [enrolled("c1")])
+        store.append("c-2", [enrolled("c2")])
+        tampering.execute(attacker, "INSERT INTO shredstore_event_subjects (subject_id, position) "
+                                    "VALUES ('c1', 2)")
+        receipt = store.erase_subject("c1")
+        assert receipt.footprint.events == 1
+        assert receipt.footprint.streams == ("c-1",)
+        assert store.subject_status("c2").state == "active"
+
+    # Formats and ids
+
+    def test_a_database_of_the_earlier_format_is_refused(
+        self, url: str, store: EventStore, attacker: sa.Engine
+    ) -> None:
+        """Tables without the subjects and mac columns: a clear ConfigurationError, no upgrade."""
+        store.append("p", [Pinged(note="a")])
+        tampering.execute(attacker, "ALTER TABLE shredstore_events DROP COLUMN mac")
+        with pytest.raises(ConfigurationError, match=r"earlier format.*no in-place upgrade"):
+            EventStore(url)
+
+    @pytest.mark.parametrize("bad", ["a\udc80b", "\ud800"])
+    def test_ids_that_are_not_valid_unicode_are_configuration_errors(
+        self, store: EventStore, bad: str
+    ) -> None:
+        """Lone surrogates in stream or subject ids raise ConfigurationError, never a raw
+        UnicodeEncodeError."""
+        calls = [
+            lambda: store.append(bad, [Pinged(note="a")]),
+            lambda: list(store.read_stream(bad)),
+            lambda: store.stream_version(bad),
+            lambda: list(store.read_subject(bad)),
+            lambda: store.subject_footprint(bad),
+            lambda: store.subject_status(bad),
+            lambda: store.erase_subject(bad),
+        ]
+        for call in calls:
+            with pytest.raises(ConfigurationError, match="valid Unicode"):
+                call()
