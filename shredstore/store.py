@@ -386,6 +386,10 @@ class EventStore:
                 return self.vault.service_key(ROWS_KEY, create=False)
             except keyvault.KeyNotFoundError:
                 if self._log.has_authenticated_rows():
+                    # Another process may have made the key since it was asked for: a key is
+                    # committed before the first row it authenticates, so it is there now.
+                    with contextlib.suppress(keyvault.KeyNotFoundError):
+                        return self.vault.service_key(ROWS_KEY, create=False)
                     raise keyvault.KeyNotFoundError(
                         "this vault does not hold the key that authenticated the log's rows: "
                         "the log was written with another vault (or one restored from too old "
