@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -569,17 +570,24 @@ def _record(store: EventStore, entry: SubjectErased) -> int:
     event id in the same stream returns the stored result) keeps one entry per subject, also
     when two processes erase the same subject at once, at the cost of one insert.
     """
-    entry = entry.model_copy(update={"event_id": ledger_event_id(entry.subject_id)})
+    entry = entry.model_copy(update={"event_id": ledger_event_id(store, entry.subject_id)})
     return store._append_system(LEDGER_STREAM, [entry]).positions[0]
 
 
-def ledger_event_id(subject_id: str) -> UUID:
-    """The event id of the subject's entry in the erasure ledger (UUIDv5 of the subject id)."""
-    return uuid5(_LEDGER_NAMESPACE, subject_id)
+def ledger_event_id(store: EventStore, subject_id: str) -> UUID:
+    """The event id of the subject's entry in the erasure ledger: the same for every erasure
+    of the subject in this store (so the ledger holds it once), and a keyed hash of its id.
+
+    HMAC-SHA256 under a random key the store made with its tables (`shredstore_settings`):
+    an unkeyed hash (a UUIDv5, say) in a copy of the id outside the store, such as a consumer's
+    marker table or a broker's message id, would name the erased subject to anyone who hashes
+    candidate ids. Inside the database the key adds nothing: the entry names the subject.
+    """
+    digest = hmac.digest(store._log.ledger_key(), _LEDGER_LABEL + subject_id.encode(), "sha256")
+    return UUID(bytes=digest[:16], version=4)
 
 
-_LEDGER_NAMESPACE = UUID("5f1c2e8a-3d9b-5c47-9a61-0b7e4d2f8c13")
-"""A fixed namespace for `ledger_event_id`: changing it would duplicate ledger entries."""
+_LEDGER_LABEL = b"shredstore.ledger-event-id.v1\x00"
 
 
 def _canonical(body: Mapping[str, Any]) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,22 @@ def test_reconcile_records_erasures_the_ledger_lacks(store: EventStore) -> None:
     assert isinstance(entry.event, SubjectErased)
     assert (entry.event.subject_id, entry.event.recorded_by) == ("c-2", "reconcile")
     assert not reconcile(store).changed
+
+
+def test_the_ledger_entry_id_is_a_keyed_hash_of_the_subject(any_url: str, tmp_path: Path,
+                                                             master: MasterKey) -> None:
+    """A subject's ledger entry keeps one event id within a store, but it is no unkeyed
+    function of the subject id: another store gives the same subject another id, and neither
+    is the UUIDv5 that used to be written (reversed by hashing candidate ids)."""
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    ids = []
+    for url in (any_url, other_url):
+        with EventStore(url, master_key=master) as store:
+            store.append("c", [customer("subject-77")])
+            store.erase_subject("subject-77")
+            store.erase_subject("subject-77")
+            (entry,) = [r for r in store.read_all() if r.stream_id == LEDGER_STREAM]
+            ids.append(entry.event_id)
+    assert ids[0] != ids[1]
+    legacy = uuid.uuid5(uuid.UUID("5f1c2e8a-3d9b-5c47-9a61-0b7e4d2f8c13"), "subject-77")
+    assert legacy not in ids

@@ -174,6 +174,7 @@ class EventLog:
         self._raw_row: Callable[[Any], StoredRow] = _postgres_row if postgres else _sqlite_row
         self._to_row = self._raw_row
         self._authenticator: RowAuthenticator | None = None
+        self._ledger_key: bytes | None = None
         # Parameters in the formats SQLAlchemy's Uuid and DateTime types use on each backend.
         self._id_param: Callable[[UUID], Any] = (lambda u: u) if postgres else _hex
         self._time_param: Callable[[datetime], Any] = (
@@ -211,6 +212,15 @@ class EventLog:
             schema.install(conn)
             if is_postgres(conn):
                 self._lock_key = schema.table_lock_key(conn)
+            self._ledger_key = bytes(conn.execute(
+                sa.select(schema.SETTINGS.c.value)
+                .where(schema.SETTINGS.c.name == schema.LEDGER_KEY)).scalar_one())
+
+    def ledger_key(self) -> bytes:
+        """The store's key for the erasure ledger's event ids (see `schema.LEDGER_KEY`)."""
+        if self._ledger_key is None:
+            raise StorageError("the event log is not installed: open it through EventStore")
+        return self._ledger_key
 
     def append(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -9,6 +11,8 @@ from shredstore.errors import ConfigurationError
 
 __all__ = [
     "EVENTS",
+    "LEDGER_KEY",
+    "SETTINGS",
     "SNAPSHOTS",
     "SUBJECTS",
     "install",
@@ -64,6 +68,18 @@ SNAPSHOTS = sa.Table(
     sa.Column("mac", sa.LargeBinary(32), nullable=True),
 )
 """Snapshots of aggregate state: a cache of a replay, sealed like events, never the truth."""
+
+SETTINGS = sa.Table(
+    "shredstore_settings",
+    metadata,
+    sa.Column("name", sa.Text(), primary_key=True),
+    sa.Column("value", sa.LargeBinary(), nullable=False),
+)
+"""Values the store makes once, when its tables are created, and keeps (see `LEDGER_KEY`)."""
+
+LEDGER_KEY = "ledger-event-id-key.v1"
+"""A random key for the erasure ledger's event ids (`shredstore.erasure.ledger_event_id`): a
+keyed hash of the subject id, so that a copy of such an id outside this database names no one."""
 
 _REFUSAL = "shredstore_events is append-only: stored events cannot be {verb}"
 
@@ -130,6 +146,10 @@ def install(connection: Connection) -> None:
     else:
         _refuse_older_format(connection)
         metadata.create_all(connection)
+    if connection.execute(sa.select(SETTINGS.c.name).where(
+            SETTINGS.c.name == LEDGER_KEY)).first() is None:
+        connection.execute(SETTINGS.insert().values(name=LEDGER_KEY,
+                                                    value=secrets.token_bytes(32)))
     if connection.dialect.name == "postgresql" and not connection.execute(sa.text(
             "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('shredstore_events') "
             "AND tgname = 'shredstore_events_notify'")).first():
