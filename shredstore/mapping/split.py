@@ -40,6 +40,7 @@ Path = tuple[str | int, ...]
 _PLACEHOLDER = "\x00shredstore.personal:"
 """Starts the text written in a personal value's place during a split dump (never stored:
 every placeholder is removed from the data, or the dump is refused)."""
+_PLACES = [f"{_PLACEHOLDER}{index}" for index in range(256)]
 
 
 class Split(NamedTuple):
@@ -117,7 +118,7 @@ class _Collector:
             finally:
                 self.depth -= 1
         index = len(self.values) - 1
-        place = f"{_PLACEHOLDER}{index}"
+        place = _PLACES[index] if index < len(_PLACES) else f"{_PLACEHOLDER}{index}"
         self.places[place] = index
         return place
 
@@ -139,16 +140,24 @@ class _Walk:
         if not node.relevant or type(data) is not dict:
             return
         if node.subject_keys:
-            named = {attribute: data.get(key) for attribute, key in node.subject_keys}
-            self.subjects.update(v for v in named.values() if isinstance(v, str) and v)
+            named = {}
+            for attribute, key in node.subject_keys:
+                named[attribute] = value = data.get(key)
+                if isinstance(value, str) and value:
+                    self.subjects.add(value)
             scopes = (*scopes, named)
-        for rule in node.personal:
-            if rule.key not in data:
-                continue  # excluded from the dump: nothing is stored
-            where = (*path, rule.key)
-            value = self._take(data.pop(rule.key), where)
-            subject = _subject_of(rule, scopes, where)
-            self.groups.setdefault(subject, {})[where] = value
+        if node.personal:
+            groups = self.groups
+            for rule in node.personal:
+                if rule.key not in data:
+                    continue  # excluded from the dump: nothing is stored
+                where = (*path, rule.key)
+                value = self._take(data.pop(rule.key), where)
+                subject = _subject_of(rule, scopes, where)
+                if subject in groups:
+                    groups[subject][where] = value
+                else:
+                    groups[subject] = {where: value}
         for attribute, key, child in node.nested:
             inner = data.get(key)
             if inner is not None:
@@ -197,14 +206,11 @@ class _Walk:
 
 def _subject_of(rule: PersonalRule, scopes: tuple[Mapping[str, Any], ...], where: Path) -> str:
     name = rule.declaration.subject
-    subject: Any = None
-    for named in reversed(scopes):
-        if name is None:
-            subject = next(iter(named.values()))  # the plan checked it has exactly one
-            break
-        if name in named:
-            subject = named[name]
-            break
+    subject: Any
+    if name is None:  # the nearest model with subject fields; the plan checked it has one
+        subject = next(iter(scopes[-1].values())) if scopes else None
+    else:
+        subject = next((named[name] for named in reversed(scopes) if name in named), None)
     if not isinstance(subject, str) or not subject:
         raise InvalidEventError(
             f"personal field {dotted(where)} has no subject: "
