@@ -23,7 +23,6 @@ and show no other subject's event.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
+import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -638,7 +638,7 @@ def subjects_text(subjects: frozenset[str] | set[str]) -> str | None:
     """The stored ``subjects`` column: a compact JSON list of the sorted ids, None for none."""
     if not subjects:
         return None
-    return json.dumps(sorted(subjects), ensure_ascii=False, separators=(",", ":"))
+    return pydantic_core.to_json(sorted(subjects)).decode()
 
 
 def parse_subjects(text: str | None) -> frozenset[str]:
@@ -647,7 +647,7 @@ def parse_subjects(text: str | None) -> frozenset[str]:
     if text is None:
         return frozenset()
     try:
-        parsed = json.loads(text)
+        parsed = pydantic_core.from_json(text)
     except ValueError:
         return frozenset()
     if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
