@@ -16,6 +16,7 @@ from shredstore import EventStore
 from shredstore.erasure import LEDGER_STREAM
 from tests.processes import CommandChild, release
 from tests.shredding._process_workers import SHOWN_REDACTED
+from tests.shredding.contract import raw_rows
 from tests.shredding.events import ERASED_EMAIL, CustomerRegistered
 
 WORKER = "tests.shredding._process_workers"
@@ -84,7 +85,8 @@ def test_an_erasure_reaches_a_running_reader_at_once(any_url: str) -> None:
 @pytest.mark.processes
 def test_processes_appending_for_a_new_subject_at_once_share_one_key(any_url: str) -> None:
     """Processes that append the first events of a subject at the same moment (each creating
-    its key inside its own append) all commit, with one key, and every event reads back."""
+    its key inside its own append) all commit, with one key, and every event reads back; the
+    store's row key, first asked for by all of them at once, is one key too."""
     processes, rounds = 4, 5
     deadline = time.monotonic() + TIMEOUT
     master = MasterKey.generate()
@@ -115,6 +117,12 @@ def test_processes_appending_for_a_new_subject_at_once_share_one_key(any_url: st
                         for k in range(rounds)}
         assert None not in fingerprints
         assert len(fingerprints) == rounds
+        # The row key, made on first use by all of them at once, is one key: every row
+        # carries an authenticator that checks.
+        report = store.verify()
+        assert report.ok, report.findings
+        assert report.unauthenticated == 0
+    assert raw_rows(any_url, "SELECT count(*) FROM keyvault_service_keys") == [(1,)]
 
 
 @pytest.mark.processes

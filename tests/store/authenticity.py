@@ -99,6 +99,32 @@ class AuthenticityContract:
 
     # Intact rows
 
+    def test_a_row_key_made_by_another_process_meanwhile_is_found(
+        self, url: str, master: MasterKey, monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A store that looks for the row key just before another one makes it and appends
+        (between its lookup and its look at the log) finds the key, not "another vault"."""
+        with EventStore(url, master_key=master) as late, \
+                EventStore(url, master_key=master) as early:
+            lookup = late.vault.service_key
+            raced = []
+
+            def racing(name: str, *, create: bool = True) -> bytes:
+                if create or raced:
+                    return lookup(name, create=create)
+                raced.append(name)
+                try:
+                    return lookup(name, create=False)  # not there yet: KeyNotFoundError
+                finally:
+                    early.append("first", [Pinged(note="made the key")])
+
+            monkeypatch.setattr(late.vault, "service_key", racing)
+            late.append("second", [Pinged(note="found it")])
+            assert raced
+            assert [r.event.note for r in late.read_all()] == [  # type: ignore[attr-defined]
+                "made the key", "found it"]
+            assert late.verify().unauthenticated == 0
+
     def test_every_appended_row_carries_an_authenticator_and_reads_back(
         self, store: EventStore, url: str
     ) -> None:
