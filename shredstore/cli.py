@@ -151,6 +151,12 @@ def verify(settings: Settings, expect_head: str | None) -> None:
         click.echo(str(finding))
     click.echo(f"{report.events_checked} events checked, head {report.head}: "
                + ("intact" if report.ok else f"{len(report.findings)} problem(s)"))
+    if report.unauthenticated is None:
+        click.echo("row authenticators not checked: give the master key to check them")
+    elif report.unauthenticated:
+        click.echo(f"{report.unauthenticated} row(s) without an authenticator (appended "
+                   "without the master key, e.g. by a key-less erase): only an anchored head "
+                   "vouches for them")
     if not report.ok:
         sys.exit(EXIT_PROBLEM)
 

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from keyvault import MasterKey
 from shredstore import EventStore, erasure
+from shredstore.cli import cli
 from tests.store import tampering
 from tests.store.contract import notes
 
@@ -127,3 +129,17 @@ def test_init_restores_dropped_triggers_and_says_so(any_url: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "restored the missing immutability trigger" in result.stdout
     assert run("--url", any_url, "verify").returncode == 0
+
+
+def test_verify_says_what_it_could_not_check(any_url: str, master_file: Path) -> None:
+    """Without the master key verify says it checked no authenticators; with it, it counts
+    the rows a key-less writer appended, which only an anchored head vouches for."""
+    with EventStore(any_url) as store:
+        store.append("s", notes(2))
+    keyless = CliRunner().invoke(cli, ["--url", any_url, "verify"])
+    assert keyless.exit_code == 0, keyless.output
+    assert "row authenticators not checked" in keyless.output
+    keyed = CliRunner().invoke(cli, ["--url", any_url, "--master-key-file", str(master_file),
+                                     "verify"])
+    assert keyed.exit_code == 0, keyed.output
+    assert "2 row(s) without an authenticator" in keyed.output
