@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -504,19 +505,30 @@ def _progress_bar(label: str, *, minimum: int = 0) -> Iterator[Callable[[int, in
 
 @contextmanager
 def _output(path: Path | None) -> Iterator[TextIO]:
-    """The file to write (replaced only once complete), or standard output."""
+    """The file to write, or standard output.
+
+    A file is written under a new temporary name beside it, readable by its owner only (mode
+    0600 whatever the umask: reports and exports may hold personal data), and renamed over
+    `path` only once complete.
+    """
     if path is None:
         yield sys.stdout
         return
-    partial = path.with_name(path.name + ".partial")
+    partial: Path | None = None
     try:
-        with partial.open("w", encoding="utf-8") as target:
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                            suffix=".partial")
+        partial = Path(name)
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as target:
             yield target
         partial.replace(path)
+        partial = None
     except OSError as error:
         raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
     finally:
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            partial.unlink(missing_ok=True)
 
 
 def _moment(text: str | None, option: str, *, end: bool) -> datetime | None:

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -366,21 +367,30 @@ def write_receipt(folder: Path, receipt: ErasureReceipt) -> Path:
     stamp = receipt.issued_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     label = _file_label(receipt.request_id)
     text = receipt.to_json().encode("utf-8")
-    for _ in range(8):
-        path = folder / f"erasure-{stamp}-{label}{secrets.token_hex(4)}.json"
-        try:
-            fd = os.open(path, _NEW_FILE, 0o600)
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(text)
-        except OSError as error:
-            path.unlink(missing_ok=True)
-            raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
-        return path
+    # Written whole under a temporary name first, then linked to its final name, which
+    # fails rather than replace an existing receipt: a receipt is never seen half written.
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".receipt-", suffix=".partial")
+    except OSError as error:
+        raise ConfigurationError(f"cannot write a receipt in {folder}: {error.strerror}") from None
+    partial = Path(name)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        for _ in range(8):
+            path = folder / f"erasure-{stamp}-{label}{secrets.token_hex(4)}.json"
+            try:
+                os.link(partial, path)
+            except FileExistsError:
+                continue
+            return path
+    except OSError as error:
+        raise ConfigurationError(f"cannot write a receipt in {folder}: {error.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
     raise ConfigurationError(f"cannot find a free receipt file name in {folder}")
 
 
@@ -395,9 +405,6 @@ def prepare_receipt_folder(folder: Path) -> None:
     except OSError as error:
         raise ConfigurationError(f"cannot create {folder}: {error.strerror}") from None
 
-
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
-    | getattr(os, "O_CLOEXEC", 0)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
