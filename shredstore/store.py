@@ -58,6 +58,9 @@ DEFAULT_URL = "sqlite:///shredstore.db"
 """The embedded default: an SQLite file in the working directory."""
 
 _snapshot_log = logging.getLogger("shredstore.snapshots")
+_SHOWN_PROBLEMS = 20
+"""At most this many of the database's own integrity findings are reported (SQLite lists up
+to 100; the first ones say enough to restore from a backup)."""
 
 
 class EventStore:
@@ -263,13 +266,15 @@ class EventStore:
     def verify(self, *, expected_head: LogHead | None = None) -> VerifyReport:
         """Walk the whole log and report, by position, every row that is not as written.
 
-        Also reports immutability triggers that are missing, keys the vault holds again for
-        subjects the erasure ledger says are erased ("resurrected", after a vault restore: run
-        `erasure.reconcile`), subject-index entries that do not match the events ("index"),
-        and, given an `expected_head` kept from earlier, a log truncated or rewritten behind
-        that anchor. With the master key, also every row whose authenticator fails or is
-        missing where it is needed ("forged"), every snapshot that fails authentication
-        ("snapshot"), and the count of rows accepted without one (`unauthenticated`).
+        Also reports what the database's own integrity check finds ("damaged": SQLite's
+        ``PRAGMA integrity_check``), immutability triggers that are missing, keys the vault
+        holds again for subjects the erasure ledger says are erased ("resurrected", after a
+        vault restore: run `erasure.reconcile`), subject-index entries that do not match the
+        events ("index"), and, given an `expected_head` kept from earlier, a log truncated or
+        rewritten behind that anchor. With the master key, also every row whose authenticator
+        fails or is missing where it is needed ("forged"), every snapshot that fails
+        authentication ("snapshot"), and the count of rows accepted without one
+        (`unauthenticated`).
         """
         rows = RowCheck(self._rows) if self._rows is not None else None
         index = IndexCheck(self._log.index_entries())
@@ -286,6 +291,9 @@ class EventStore:
             (*report.findings, *(rows.findings if rows is not None else ()), *index.finish()),
             key=lambda f: (-1 if f.position is None else f.position, f.kind))
         extra = tuple(
+            Finding("damaged", None, f"the database's own integrity check: {problem}")
+            for problem in self._log.integrity_problems()[:_SHOWN_PROBLEMS]
+        ) + tuple(
             Finding("unprotected", None, f"the immutability trigger {name} is missing")
             for name in self._log.missing_triggers()
         ) + tuple(

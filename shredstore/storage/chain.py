@@ -111,12 +111,13 @@ class LogHead:
 
 FindingKind = Literal[
     "modified", "deleted", "inserted", "reordered", "unlinked", "anchor", "unprotected",
-    "resurrected", "forged", "index", "snapshot",
+    "resurrected", "forged", "index", "snapshot", "damaged",
 ]
 """What a finding is about. Beyond the chain's kinds: "forged", a row whose authenticator
 does not match (or is missing where the row needs one); "index", a subject-index entry that
 does not match the subjects its event names; "snapshot", a snapshot that failed
-authentication (loads never use it)."""
+authentication (loads never use it); "damaged", a problem the database's own integrity check
+found (restore the file from a backup)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -549,6 +549,23 @@ class EventLog:
         with translate_errors(), self._write() as conn:
             return schema.restore_triggers(conn)
 
+    def integrity_problems(self) -> list[str]:
+        """What the database's own integrity check finds: SQLite's ``PRAGMA integrity_check``
+        (every page, index and constraint of the file); nothing where it finds nothing.
+
+        PostgreSQL has no such check an ordinary role can run on its tables (see
+        docs/event-log.md: data checksums and amcheck belong to the server's operators).
+        """
+        if is_postgres(self._engine):
+            return []
+        try:
+            with translate_errors(), self._engine.connect() as conn:
+                found = [str(line) for (line,) in
+                         conn.exec_driver_sql("PRAGMA integrity_check").fetchall()]
+        except StorageError as error:  # a file too damaged for the check to finish
+            return [str(error)]
+        return [] if found == ["ok"] else found
+
     def missing_triggers(self) -> list[str]:
         """The immutability triggers that are not in place."""
         with translate_errors(), self._engine.connect() as conn, conn.begin():
