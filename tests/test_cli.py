@@ -40,6 +40,7 @@ def test_demo_erases_a_customer_and_proves_it(tmp_path: Path) -> None:
     assert "no ciphertext of the subject opens" in out
     assert "signature valid" in out
     assert "11 events checked: hash chain and immutability triggers intact" in out
+    assert "every row's authenticator checks" in out
     for value in ("Ben Demo", "ben@example.com", "Beispielweg", "DE00 DEMO"):
         assert value not in out  # masked unless --reveal
 
