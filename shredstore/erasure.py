@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -590,11 +589,7 @@ def ledger_event_id(store: EventStore, subject_id: str) -> UUID:
     marker table or a broker's message id, would name the erased subject to anyone who hashes
     candidate ids. Inside the database the key adds nothing: the entry names the subject.
     """
-    digest = hmac.digest(store._log.ledger_key(), _LEDGER_LABEL + subject_id.encode(), "sha256")
-    return UUID(bytes=digest[:16], version=4)
-
-
-_LEDGER_LABEL = b"shredstore.ledger-event-id.v1\x00"
+    return store._log.ledger_event_id(subject_id)
 
 
 def _canonical(body: Mapping[str, Any]) -> bytes:

@@ -513,11 +513,23 @@ class EventStore:
         with self._keyring(needs_keys, refresh=False, defer_creation=shared) as ring:
             rows = self._mapper.to_rows(batch, metadata, ring)
             sealed_for = set().union(*(row.sealed_for for row in rows))
+
+            def not_in_ledger(connection: Connection) -> None:
+                # The ledger outranks the vault: a subject it names stays erased, also when
+                # its tombstone is gone (a vault restored from a backup, a deleted row).
+                erased = self._log.in_ledger(connection, sealed_for)
+                if erased:
+                    raise keyvault.SubjectErasedError(
+                        "the erasure ledger names the subject: no personal data can be stored "
+                        "for it", subject_id=erased[0])
+
             if not shared:
                 with self.vault.hold_active(sealed_for):
-                    return self._log.append(stream_id, rows, expected_version=expected_version)
+                    return self._log.append(stream_id, rows, expected_version=expected_version,
+                                            before_insert=not_in_ledger if sealed_for else None)
 
             def guard(connection: Connection) -> None:
+                not_in_ledger(connection)
                 self.vault.check_active(sealed_for, connection=connection, ring=ring)
 
             result = self._log.append(stream_id, rows, expected_version=expected_version,

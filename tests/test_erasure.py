@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from keyvault import MasterKey
-from shredstore import ConfigurationError, EventStore
+from shredstore import ConfigurationError, EventStore, SubjectErasedError
 from shredstore.erasure import (
     LEDGER_STREAM,
     SubjectErased,
@@ -184,3 +184,25 @@ def test_the_ledger_entry_id_is_a_keyed_hash_of_the_subject(any_url: str, tmp_pa
     assert ids[0] != ids[1]
     legacy = uuid.uuid5(uuid.UUID("5f1c2e8a-3d9b-5c47-9a61-0b7e4d2f8c13"), "subject-77")
     assert legacy not in ids
+
+
+@pytest.mark.parametrize("separate_vault", [False, True])
+def test_a_subject_the_ledger_names_stays_erased_without_its_tombstone(
+    any_url: str, tmp_path: Path, master: MasterKey, separate_vault: bool,
+) -> None:
+    """Personal data for a subject with a ledger entry is refused even when the vault lost its
+    tombstone (a vault restored from a backup, a deleted row): nothing is written."""
+    vault_url = f"sqlite:///{tmp_path / 'vault.db'}" if separate_vault else None
+    with EventStore(any_url, master_key=master, vault_url=vault_url) as store:
+        store.append("customer-7", [customer("c-7")])
+        store.erase_subject("c-7")
+        head = store.head()
+    vault = sa.create_engine(vault_url or any_url)
+    with vault.begin() as conn:
+        conn.execute(sa.text("DELETE FROM keyvault_subjects WHERE subject_id = 'c-7'"))
+    vault.dispose()
+    with EventStore(any_url, master_key=master, vault_url=vault_url) as store:
+        with pytest.raises(SubjectErasedError, match="was erased"):
+            store.append("customer-7b", [customer("c-7")])
+        assert store.head() == head
+        store.append("customer-8", [customer("c-8")])  # others are not held up

@@ -23,6 +23,7 @@ and show no other subject's event.
 from __future__ import annotations
 
 import contextlib
+import hmac
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -59,6 +60,8 @@ from shredstore.storage.chain import GENESIS, LogHead, StoredRow, link_hash, row
 
 __all__ = ["AppendResult", "EventLog", "NewRow", "Scope", "parse_subjects", "subjects_text",
            "translate_errors"]
+
+_LEDGER_LABEL = b"shredstore.ledger-event-id.v1\x00"
 
 PAGE_SIZE = 1000
 """Rows fetched per query while reading; bounds the memory of a read."""
@@ -216,11 +219,33 @@ class EventLog:
                 sa.select(schema.SETTINGS.c.value)
                 .where(schema.SETTINGS.c.name == schema.LEDGER_KEY)).scalar_one())
 
-    def ledger_key(self) -> bytes:
-        """The store's key for the erasure ledger's event ids (see `schema.LEDGER_KEY`)."""
+    def ledger_event_id(self, subject_id: str) -> UUID:
+        """The event id of `subject_id`'s entry in the erasure ledger: the same for every
+        erasure of the subject in this store, and a keyed hash of its id (HMAC-SHA256 under
+        the random key in `shredstore_settings`, `schema.LEDGER_KEY`), so that a copy of the id
+        outside the store names no one to whoever hashes candidate ids."""
         if self._ledger_key is None:
             raise StorageError("the event log is not installed: open it through EventStore")
-        return self._ledger_key
+        digest = hmac.digest(self._ledger_key, _LEDGER_LABEL + subject_id.encode(), "sha256")
+        return UUID(bytes=digest[:16], version=4)
+
+    def in_ledger(self, connection: Connection, subject_ids: Collection[str]) -> list[str]:
+        """The subjects among `subject_ids` that have an erasure ledger entry, read in the
+        caller's transaction: found by their entries' event ids, through the unique index."""
+        ids = {self.ledger_event_id(subject): subject for subject in subject_ids}
+        if not ids:
+            return []
+        marks = ", ".join([self._sql.mark] * len(ids))
+        cursor = connection.connection.cursor()  # the driver's, in the caller's transaction
+        try:
+            cursor.execute(f"SELECT event_id FROM shredstore_events WHERE event_id IN ({marks})",
+                           tuple(self._id_param(event_id) for event_id in ids))
+            found = cursor.fetchall()
+        finally:
+            cursor.close()
+        stored = (UUID(str(value)) if not isinstance(value, UUID) else value
+                  for (value,) in found)
+        return sorted(ids[event_id] for event_id in stored if event_id in ids)
 
     def append(
         self,
