@@ -18,9 +18,17 @@ from keyvault.errors import (
     WrongMasterKeyError,
 )
 from keyvault.master import KeyProvider, MasterKey
-from keyvault.vault import ErasureResult, KeyRing, KeyVault, RotationResult, SubjectStatus
+from keyvault.vault import (
+    ErasureRecord,
+    ErasureResult,
+    KeyRing,
+    KeyVault,
+    RotationResult,
+    SubjectStatus,
+)
 
 __all__ = [
+    "ErasureRecord",
     "ErasureResult",
     "KeyCreationConflict",
     "KeyErasedError",

@@ -1,20 +1,34 @@
 """A bounded cache of unwrapped data keys that never outlives an erasure.
 
-Each vault checks the shared erasure counter before it trusts its cache (once per call, or
-once per `KeyRing`); when the counter moved, it evicts the subjects erased since. The counter
-check is one single-row read by primary key: the price of "after erase returns, no process
-opens that subject's data on its next call".
+Each vault checks the vault's latest erasure before it trusts its cache (once per call, or
+once per `KeyRing`): the erasure counter together with the subject and time of the erasure it
+numbers. When that moved forwards along the same history, the vault evicts the subjects erased
+since; when it cannot be the same history (the counter went back, or the erasure it numbered is
+not the one remembered: a vault restored from a backup), it drops the whole cache. A counter
+alone can go backwards with a restore and then forwards again to the number a process last
+saw, while naming other erasures. The check is one read by primary key and unique index: the
+price of "after erase returns, no process opens that subject's data on its next call".
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
+from datetime import datetime
+from typing import NamedTuple
 
 from keyvault.envelope import DataKey
 
-__all__ = ["KeyCache"]
+__all__ = ["ErasureMark", "KeyCache"]
+
+
+class ErasureMark(NamedTuple):
+    """The vault's latest erasure: its number, and the subject and time it numbers."""
+
+    number: int
+    subject_id: str | None
+    erased_at: datetime | None
 
 
 class KeyCache:
@@ -24,7 +38,8 @@ class KeyCache:
         if size < 0:
             raise ValueError("cache size must be >= 0")
         self.size = size
-        self.seen_erasures = -1  # unknown: the first check always refreshes
+        self.seen: ErasureMark | None = None  # unknown: the first check drops everything
+        self.seen_record: Hashable | None = None  # the erasure record's mark (see vault)
         self._keys: OrderedDict[str, DataKey] = OrderedDict()
         self._erased: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()

@@ -9,13 +9,15 @@ never erased: an erasure destroys a subject's key, never the keys that prove the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import re
 import secrets
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, NamedTuple, Self
+from typing import Any, Literal, NamedTuple, Protocol, Self
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,7 +25,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from keyvault import schema
-from keyvault.cache import KeyCache
+from keyvault.cache import ErasureMark, KeyCache
 from keyvault.engine import (
     DRIVER_ERRORS,
     WRITE,
@@ -49,7 +51,10 @@ from keyvault.errors import (
 )
 from keyvault.master import KeyProvider
 
-__all__ = ["ErasureResult", "KeyRing", "KeyVault", "RotationResult", "SubjectStatus"]
+__all__ = ["ErasureRecord", "ErasureResult", "KeyRing", "KeyVault", "RotationResult",
+           "SubjectStatus"]
+
+_log = logging.getLogger("keyvault")
 
 _S = schema.SUBJECTS
 _ST = schema.STATE
@@ -63,8 +68,36 @@ _KeyRow = Any  # a row of _LOAD; Row's generic signature differs between SQLAlch
 _LOAD = sa.select(_S.c.subject_id, _S.c.state, _S.c.key_version, _S.c.wrapped_key,
                   _S.c.wrapped_by, _S.c.erased_at)
 _ERASURES = sa.select(_ST.c.erasures).where(_ST.c.id == 1)
+# The latest erasure: the counter and the tombstone it numbers (see keyvault.cache).
+_LATEST = (sa.select(_ST.c.erasures, _S.c.subject_id, _S.c.erased_at)
+           .select_from(_ST.outerjoin(_S, _S.c.erasure_seq == _ST.c.erasures))
+           .where(_ST.c.id == 1))
 _SERVICE_LOAD = sa.select(_K.c.wrapped_key, _K.c.wrapped_by)
 _SERVICE_CONTEXT = b"keyvault.service.v1\x00"
+
+
+class ErasureRecord(Protocol):
+    """A record of erasures kept apart from the vault that outranks its tombstones.
+
+    shredstore's erasure ledger is one: a log entry per erased subject. A vault given one
+    treats every subject it names as erased, whatever the vault's own table holds: a key found
+    for such a subject (a vault restored from a backup taken before the erasure) is refused,
+    and logged, instead of opening anything. It is asked when a key is loaded from the
+    database, and, at each erasure check, for what it gained since the last one: a cached key
+    of a subject it names goes too, even where the vault never saw that erasure (restored from
+    a backup before the process looked).
+    """
+
+    def erased_among(self, subject_ids: Collection[str]) -> Collection[str]:
+        """Which of `subject_ids` the record says were erased."""
+        ...
+
+    def erased_since(self, mark: Hashable | None, limit: int
+                     ) -> tuple[Hashable, Collection[str] | None]:
+        """The record's mark now, and the subjects it named after `mark` (a mark it returned
+        before); None instead of those when it cannot tell (no `mark`, a record that does not
+        continue from it, or more than `limit` of them): then the vault drops its cache."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +156,8 @@ class KeyVault:
 
     ``KeyVault("sqlite:///vault.db", master_key=MasterKey.from_file("master.key"))``. A URL or
     an SQLAlchemy `Engine`; the tables are created if missing. `status` and `erase` work
-    without a master key; sealing, opening and `service_key` need it.
+    without a master key; sealing, opening and `service_key` need it. An `erasure_record`
+    (see `ErasureRecord`) outranks the vault's own tombstones for every key it loads.
     """
 
     def __init__(
@@ -132,12 +166,14 @@ class KeyVault:
         *,
         master_key: KeyProvider | None,
         cache_size: int = 10_000,
+        erasure_record: ErasureRecord | None = None,
     ) -> None:
         if master_key is not None and not isinstance(master_key, KeyProvider):
             raise VaultConfigurationError("master_key must be a MasterKey or a KeyProvider")
         self._owns_engine = not isinstance(url, Engine)
         self._engine = create_engine(url)
         self._provider = master_key
+        self._record = erasure_record
         self._cache = KeyCache(cache_size)
         self._service_keys: dict[str, bytes] = {}
         try:
@@ -241,45 +277,66 @@ class KeyVault:
     # Erasure and status
 
     def erase(
-        self, subject_id: str, *, reason: str | None = None, request_id: str | None = None
+        self, subject_id: str, *, reason: str | None = None, request_id: str | None = None,
+        connection: Connection | None = None,
     ) -> ErasureResult:
         """Delete the subject's key and record a tombstone, in one transaction. Idempotent.
 
         Once this returns, no process opens the subject's data again and its key is never
         created again. `reason` and `request_id` are stored: never put personal data in them.
+
+        With `connection`, a transaction of the caller's on the vault's database, the erasure
+        is part of it (and happens when it commits): shredstore records the erasure in its
+        log in the same transaction. The key's bytes are then not yet scrubbed (`scrubbed`
+        is False): call `checkpoint` after the commit.
         """
         _check_subject(subject_id)
         reason = _check_note("reason", reason)
         request_id = _check_note("request_id", request_id)
+        if connection is not None:
+            with self._translate():
+                return self._erase_on(connection, subject_id, reason, request_id)
         with self._write() as conn:
-            # Lock the state row first: erasures, and first uses of a key, queue behind it.
-            erasures = conn.execute(_ERASURES.with_for_update()).scalar_one()
-            row = conn.execute(sa.select(_S).where(_S.c.subject_id == subject_id)).first()
-            if row is not None and row.state == "erased":
-                return ErasureResult(
-                    subject_id, _utc(row.erased_at), already_erased=True,
-                    held_key=row.key_fingerprint is not None,
-                    key_fingerprint=row.key_fingerprint, request_id=row.request_id,
-                    reason=row.reason, scrubbed=True,
-                )
-            seq = erasures + 1
-            conn.execute(_ST.update().where(_ST.c.id == 1).values(erasures=seq))
-            erased_at = datetime.now(UTC)
-            tombstone = {
-                "state": "erased", "wrapped_key": None, "wrapped_by": None,
-                "erased_at": erased_at, "erasure_seq": seq,
-                "request_id": request_id, "reason": reason,
-            }
-            if row is None:
-                conn.execute(_S.insert().values(subject_id=subject_id, **tombstone))
-            else:
-                conn.execute(_S.update().where(_S.c.subject_id == subject_id).values(**tombstone))
-        self._cache.mark_erased([subject_id])
-        scrubbed = checkpoint_wal(self._engine) if row is not None else True
+            result = self._erase_on(conn, subject_id, reason, request_id)
+        if result.already_erased or not result.held_key:
+            return result
+        return dataclasses.replace(result, scrubbed=self.checkpoint())
+
+    def checkpoint(self) -> bool:
+        """After an erasure committed: make the deleted key's bytes leave the live files as far
+        as is cheap (SQLite: checkpoint and truncate the WAL, with a short wait for readers);
+        whether that completed. PostgreSQL: False, `scrub` does it (VACUUM FULL)."""
+        return checkpoint_wal(self._engine)
+
+    def _erase_on(self, conn: Connection, subject_id: str, reason: str | None,
+                  request_id: str | None) -> ErasureResult:
+        # Lock the state row first: erasures, and first uses of a key, queue behind it.
+        erasures = conn.execute(_ERASURES.with_for_update()).scalar_one()
+        row = conn.execute(sa.select(_S).where(_S.c.subject_id == subject_id)).first()
+        if row is not None and row.state == "erased":
+            return ErasureResult(
+                subject_id, _utc(row.erased_at), already_erased=True,
+                held_key=row.key_fingerprint is not None,
+                key_fingerprint=row.key_fingerprint, request_id=row.request_id,
+                reason=row.reason, scrubbed=True,
+            )
+        seq = erasures + 1
+        conn.execute(_ST.update().where(_ST.c.id == 1).values(erasures=seq))
+        erased_at = datetime.now(UTC)
+        tombstone = {
+            "state": "erased", "wrapped_key": None, "wrapped_by": None,
+            "erased_at": erased_at, "erasure_seq": seq,
+            "request_id": request_id, "reason": reason,
+        }
+        if row is None:
+            conn.execute(_S.insert().values(subject_id=subject_id, **tombstone))
+        else:
+            conn.execute(_S.update().where(_S.c.subject_id == subject_id).values(**tombstone))
+        self._cache.mark_erased([subject_id])  # before the commit too: evicting is safe
         return ErasureResult(
             subject_id, erased_at, already_erased=False, held_key=row is not None,
             key_fingerprint=row.key_fingerprint if row is not None else None,
-            request_id=request_id, reason=reason, scrubbed=scrubbed,
+            request_id=request_id, reason=reason, scrubbed=row is None,
         )
 
     def status(self, subject_id: str) -> SubjectStatus:
@@ -615,21 +672,62 @@ class KeyVault:
     def _load(self, subject_ids: Collection[str]) -> dict[str, _KeyRow]:
         with self._read() as conn:
             rows = conn.execute(_LOAD.where(_S.c.subject_id.in_(list(subject_ids)))).all()
-        return {row.subject_id: row for row in rows}
+        found: dict[str, _KeyRow] = {row.subject_id: row for row in rows}
+        if self._record is not None:
+            unerased = [s for s in subject_ids
+                        if s not in found or found[s].state != "erased"]
+            named = self._record.erased_among(unerased) if unerased else ()
+            for subject_id in named:  # erased, whatever this vault holds
+                found[subject_id] = _RecordedErasure(subject_id)
+            active = {row.subject_id for row in rows if row.state == "active"}
+            held = sum(1 for s in named if s in active)
+            if held:
+                _log.warning(
+                    "refused %d key(s) of subjects the erasure record says were erased (a "
+                    "vault restored from a backup?): their data reads as erased; run "
+                    "`shredstore reconcile` to destroy the keys", held)
+        return found
 
     def _refresh(self) -> None:
-        """Drop cached keys of subjects erased (by any process) since the last check."""
+        """Drop cached keys of subjects erased (by any process) since the last check; drop
+        them all if the vault's erasures are not a continuation of those last seen (a vault
+        restored from a backup: see keyvault.cache)."""
         with self._read() as conn:
-            erasures = conn.execute(_ERASURES).scalar_one()
-            seen = self._cache.seen_erasures
-            if erasures == seen:
-                return
-            if seen < 0 or erasures - seen > self._cache.size:
+            latest = conn.execute(_LATEST).one()
+            mark = ErasureMark(latest.erasures, latest.subject_id,
+                               _utc(latest.erased_at) if latest.erased_at else None)
+            seen = self._cache.seen
+            erased = [] if mark == seen else self._erased_since(conn, seen, mark)
+        if erased is None:
+            self._cache.clear()
+        else:
+            self._cache.mark_erased(erased)
+        self._cache.seen = mark
+        if self._record is not None:
+            record_mark, named = self._record.erased_since(self._cache.seen_record,
+                                                           self._cache.size)
+            if named is None:
                 self._cache.clear()
             else:
-                rows = conn.execute(sa.select(_S.c.subject_id).where(_S.c.erasure_seq > seen))
-                self._cache.mark_erased(subject_id for (subject_id,) in rows)
-        self._cache.seen_erasures = erasures
+                self._cache.mark_erased(named)
+            self._cache.seen_record = record_mark
+
+    def _erased_since(self, conn: Connection, seen: ErasureMark | None, now: ErasureMark
+                      ) -> list[str] | None:
+        """The subjects erased after `seen` if `now` continues its history; None if it cannot
+        (unknown, gone backwards, too many to evict one by one, or another erasure at `seen`'s
+        number: the history was replaced)."""
+        if seen is None or now.number < seen.number or now.number - seen.number > self._cache.size:
+            return None
+        rows = conn.execute(sa.select(_S.c.subject_id, _S.c.erasure_seq, _S.c.erased_at)
+                            .where(_S.c.erasure_seq >= seen.number)).all()
+        if seen.number:
+            same = [row for row in rows if row.erasure_seq == seen.number
+                    and row.subject_id == seen.subject_id
+                    and _utc(row.erased_at) == seen.erased_at]
+            if not same:
+                return None
+        return [row.subject_id for row in rows if row.erasure_seq > seen.number]
 
     def _adopt_master_key(self, conn: Connection, provider: KeyProvider) -> None:
         state = conn.execute(sa.select(_ST)).one()
@@ -743,6 +841,13 @@ class KeyVault:
                     f"cannot reach the vault's database: {driver_message(error)}") from error
             raise VaultStorageError(
                 f"the vault's database refused: {driver_message(error)}") from error
+
+
+class _RecordedErasure(NamedTuple):
+    """A subject the erasure record names, read as an erased row whatever the vault holds."""
+
+    subject_id: str
+    state: str = "erased"
 
 
 class _NewKey(NamedTuple):

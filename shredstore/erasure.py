@@ -26,20 +26,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from uuid import UUID
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 import keyvault
 from keyvault import ErasureResult
 from shredstore.errors import ConfigurationError, ShredstoreError
+from shredstore.expected import ANY
 from shredstore.residue import Fingerprints, ResidueReport, check_residue, fingerprint_subject
 from shredstore.storage.chain import LogHead
 from shredstore.storage.engine import create_engine
+from shredstore.storage.log import NewRow
 from shredstore.system import LEDGER_STREAM, SubjectErased
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ __all__ = [
     "Footprint",
     "ReceiptCheck",
     "ReceiptParseError",
+    "LedgerGaps",
     "ReconcileReport",
     "Shredded",
     "SubjectErased",
@@ -60,11 +63,13 @@ __all__ = [
     "generate_signing_key",
     "ledger",
     "ledger_event_id",
+    "ledger_gaps",
     "load_public_key",
     "load_signing_key",
     "parse_receipt",
     "prepare_receipt_folder",
     "receipt_for",
+    "receipt_from_ledger",
     "reconcile",
     "resurrected",
     "shred",
@@ -149,6 +154,12 @@ class ErasureReceipt:
     issued_at: datetime
     residue: ResidueReport | None = field(default=None)
     """The read models' scan, when the erasure was asked to verify residue."""
+    scrubbed: bool | None = field(default=None)
+    """Whether the destroyed key's bytes were made to leave the vault's live database files
+    (see `keyvault.KeyVault.scrub`); None where this receipt cannot know (an earlier erasure,
+    or a receipt written later from the ledger): run `shredstore scrub` to be sure."""
+    reissued: bool = field(default=False)
+    """Written later from the ledger (`receipt_from_ledger`), not by the erasure itself."""
     signature: dict[str, str] | None = field(default=None)
 
     @property
@@ -171,10 +182,12 @@ class ErasureReceipt:
             "log_head": {"position": self.log_head.position,
                          "hash": self.log_head.hash.hex()},
             "ledger_position": self.ledger_position,
-            "key": {"held": self.held_key, "fingerprint": self.key_fingerprint},
+            "key": {"held": self.held_key, "fingerprint": self.key_fingerprint,
+                    "scrubbed": self.scrubbed},
             "check": self.check.to_dict(),
             **({"residue": self.residue.to_dict()} if self.residue is not None else {}),
             "issued_at": self.issued_at.isoformat(),
+            **({"reissued_from_ledger": True} if self.reissued else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,6 +216,21 @@ class ReceiptCheck:
     ok: bool
     message: str
     key_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerGaps:
+    """Where the erasure ledger and the vault disagree (see `ledger_gaps`)."""
+
+    resurrected: tuple[tuple[str, int], ...]
+    """(subject, ledger position): the ledger names it, the vault holds its key again."""
+    untombstoned: tuple[tuple[str, int], ...]
+    """(subject, ledger position): the ledger names it, the vault knows nothing of it."""
+    unrecorded: tuple[str, ...]
+    """Subjects the vault erased that the ledger does not name (an interrupted erasure)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.resurrected or self.untombstoned or self.unrecorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,17 +308,54 @@ def shred(store: EventStore, subject_id: str, *, reason: str | None = None,
 
     Its cost does not depend on how much data the subject has. From its return on, nothing
     of the subject's personal data opens anywhere.
+
+    Where the vault shares the store's database, the key's destruction and the ledger entry
+    commit in one transaction: neither happens without the other. With a vault of its own,
+    the key is destroyed first, then the entry appended; an interruption between the two
+    leaves a tombstone the ledger lacks, which `verify` reports ("unrecorded") and
+    `reconcile` records.
     """
+    if store._vault_shares_database:
+        return _shred_atomically(store, subject_id, reason=reason, request_id=request_id)
     result = _erase_key(store, subject_id, reason=reason, request_id=request_id)
-    position = _record(store, SubjectErased(
-        subject_id=subject_id, erased_at=result.erased_at, request_id=result.request_id,
-        reason=result.reason, key_fingerprint=result.key_fingerprint))
+    position = _record(store, _entry(result))
     return Shredded(result, position)
+
+
+def _shred_atomically(store: EventStore, subject_id: str, *, reason: str | None,
+                      request_id: str | None) -> Shredded:
+    erased: list[ErasureResult] = []
+
+    def erase_and_record(connection: Connection) -> list[NewRow]:
+        erased[:] = [_erase_key(store, subject_id, reason=reason, request_id=request_id,
+                                connection=connection)]
+        if store._log.in_ledger(connection, [subject_id]):
+            return []  # recorded before (a vault restored since, say): the key goes now
+        return store._ledger_rows(_entry(erased[0]))
+
+    appended = store._log.append(LEDGER_STREAM, erase_and_record, expected_version=ANY)
+    result = erased[0]
+    if result.held_key and not result.already_erased:
+        result = dataclasses.replace(result, scrubbed=store.vault.checkpoint())
+    if appended.positions:
+        return Shredded(result, appended.positions[0])
+    found = store._ledger_entry(subject_id)
+    if found is None:  # pragma: no cover - it was found inside the transaction
+        raise ConfigurationError("the ledger entry vanished: is the log being restored?")
+    return Shredded(result, found[0])
+
+
+def _entry(result: ErasureResult, *, recorded_by: Literal["erase", "reconcile"] = "erase"
+           ) -> SubjectErased:
+    return SubjectErased(
+        subject_id=result.subject_id, erased_at=result.erased_at,
+        request_id=result.request_id, reason=result.reason,
+        key_fingerprint=result.key_fingerprint, recorded_by=recorded_by)
 
 
 def receipt_for(store: EventStore, shredded: Shredded, *,
                 signing_key: Ed25519PrivateKey | None = None,
-                residue: ResidueReport | None = None) -> ErasureReceipt:
+                residue: ResidueReport | None = None, reissued: bool = False) -> ErasureReceipt:
     """The evidence of an erasure: what the log held of the subject (one pass over its rows
     through the subject index) and a check that none of its sealed values opens now."""
     result = shredded.result
@@ -302,9 +367,33 @@ def receipt_for(store: EventStore, shredded: Shredded, *,
         reason=result.reason, footprint=scan.footprint, log_head=store.head(),
         ledger_position=shredded.ledger_position,
         check=store._try_sealed(result.subject_id, scan), issued_at=datetime.now(UTC),
-        residue=residue,
+        residue=residue, scrubbed=None if result.already_erased else result.scrubbed,
+        reissued=reissued,
     )
     return receipt.signed(signing_key) if signing_key is not None else receipt
+
+
+def receipt_from_ledger(store: EventStore, subject_id: str, *,
+                        signing_key: Ed25519PrivateKey | None = None) -> ErasureReceipt:
+    """The receipt of an erasure the ledger records, written afterwards: for an erasure
+    whose receipt could not be written (a full disk, a read-only folder) or was lost.
+
+    Its time, request id, reason and key fingerprint are the ledger entry's; the footprint
+    and the ciphertext check are made now. Marked ``reissued_from_ledger``. Raises
+    `ConfigurationError` if the ledger holds no entry for the subject (nothing was erased).
+    """
+    found = store._ledger_entry(subject_id)
+    if found is None:
+        raise ConfigurationError(
+            "the erasure ledger holds no entry for this subject: it was not erased (or the "
+            "erasure did not finish: erase it again)")
+    position, entry = found
+    result = ErasureResult(
+        subject_id=subject_id, erased_at=entry.erased_at, already_erased=True,
+        held_key=entry.key_fingerprint is not None, key_fingerprint=entry.key_fingerprint,
+        request_id=entry.request_id, reason=entry.reason, scrubbed=False)
+    return receipt_for(store, Shredded(result, position), signing_key=signing_key,
+                       reissued=True)
 
 
 def ledger(store: EventStore) -> dict[str, tuple[int, SubjectErased]]:
@@ -319,40 +408,61 @@ def ledger(store: EventStore) -> dict[str, tuple[int, SubjectErased]]:
 
 def reconcile(store: EventStore, *, progress: Callable[[int, int], None] | None = None
               ) -> ReconcileReport:
-    """Erase again every key the vault holds for a subject the ledger says is erased; add to
-    the ledger every tombstone it lacks. Idempotent."""
+    """Make the ledger and the vault agree (`ledger_gaps`): erase again every subject the
+    ledger names that the vault does not hold as erased (a key held again, or no tombstone);
+    add to the ledger every tombstone it lacks. Idempotent."""
     entries = ledger(store)
+    gaps = _gaps(store, entries)
+    missing = [*gaps.resurrected, *gaps.untombstoned]
     re_erased = []
-    for done, (subject, (_, entry)) in enumerate(sorted(entries.items()), start=1):
-        if store.subject_status(subject).state != "erased":
-            _erase_key(store, subject, request_id=entry.request_id,
-                       reason="re-erased by reconcile (the vault held the key again)")
-            re_erased.append(subject)
+    for done, (subject, _) in enumerate(sorted(missing), start=1):
+        entry = entries[subject][1]
+        _erase_key(store, subject, request_id=entry.request_id,
+                   reason="re-erased by reconcile (the vault did not hold the erasure)")
+        re_erased.append(subject)
         if progress is not None:
-            progress(done, len(entries))
+            progress(done, len(missing))
     recorded = []
-    for status in store.vault.erasures():
-        if status.subject_id in entries:
-            continue
+    for subject in gaps.unrecorded:
+        status = store.vault.status(subject)
         _record(store, SubjectErased(
-            subject_id=status.subject_id, erased_at=status.erased_at or datetime.now(UTC),
+            subject_id=subject, erased_at=status.erased_at or datetime.now(UTC),
             request_id=status.request_id, reason=status.reason,
             key_fingerprint=status.key_fingerprint, recorded_by="reconcile"))
-        recorded.append(status.subject_id)
+        recorded.append(subject)
     return ReconcileReport(len(entries), tuple(re_erased), tuple(recorded))
+
+
+def ledger_gaps(store: EventStore) -> LedgerGaps:
+    """Where the erasure ledger and the vault's tombstones disagree, both ways.
+
+    Reads the whole ledger and every tombstone once (a few thousand rows per second of
+    erasures: `verify` and `reconcile` run it).
+    """
+    return _gaps(store, ledger(store))
+
+
+def _gaps(store: EventStore, entries: dict[str, tuple[int, SubjectErased]]) -> LedgerGaps:
+    vault = store.vault
+    subjects = sorted(entries)
+    erased = frozenset().union(*(vault.erased_subjects(subjects[i:i + 500])
+                                 for i in range(0, len(subjects), 500)))
+    resurrected: list[tuple[str, int]] = []
+    untombstoned: list[tuple[str, int]] = []
+    for subject in subjects:
+        if subject in erased:
+            continue
+        held = vault.status(subject).state == "active"
+        (resurrected if held else untombstoned).append((subject, entries[subject][0]))
+    unrecorded = tuple(status.subject_id for status in vault.erasures()
+                       if status.subject_id not in entries)
+    return LedgerGaps(tuple(resurrected), tuple(untombstoned), unrecorded)
 
 
 def resurrected(store: EventStore) -> list[tuple[str, int]]:
     """Subjects the ledger says are erased for which the vault holds a key again, each with
     the position of its ledger entry."""
-    entries = ledger(store)
-    if not entries:
-        return []
-    subjects = sorted(entries)
-    erased = frozenset().union(*(store.vault.erased_subjects(subjects[i:i + 500])
-                                 for i in range(0, len(subjects), 500)))
-    return [(subject, entries[subject][0]) for subject in sorted(entries)
-            if subject not in erased and store.subject_status(subject).state == "active"]
+    return list(ledger_gaps(store).resurrected)
 
 
 def write_receipt(folder: Path, receipt: ErasureReceipt) -> Path:
@@ -562,9 +672,10 @@ _SIGNATURE_FIELDS = frozenset({"algorithm", "public_key", "key_id", "value"})
 
 
 def _erase_key(store: EventStore, subject_id: str, *, reason: str | None,
-               request_id: str | None) -> ErasureResult:
+               request_id: str | None, connection: Connection | None = None) -> ErasureResult:
     try:
-        return store.vault.erase(subject_id, reason=reason, request_id=request_id)
+        return store.vault.erase(subject_id, reason=reason, request_id=request_id,
+                                 connection=connection)
     except keyvault.VaultConfigurationError as error:
         raise ConfigurationError(str(error)) from None
 

@@ -6,7 +6,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 from uuid import UUID
@@ -43,9 +43,9 @@ from shredstore.storage.authentication import ROWS_KEY, RowAuthenticator, RowChe
 from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, verify_rows
 from shredstore.storage.engine import create_engine
 from shredstore.storage.index import IndexCheck
-from shredstore.storage.log import AppendResult, EventLog, PersonalRow
+from shredstore.storage.log import AppendResult, EventLog, NewRow, PersonalRow
 from shredstore.storage.snapshots import SnapshotTable
-from shredstore.system import SYSTEM_EVENTS
+from shredstore.system import LEDGER_STREAM, SYSTEM_EVENTS, SubjectErased
 
 __all__ = ["DEFAULT_URL", "EventStore"]
 
@@ -109,7 +109,8 @@ class EventStore:
                     f"no event store at {_shown(url)}: run `shredstore init` first")
             self._log.install()
             self._vault = _open_vault(self._engine if vault_url is None or shared else vault_url,
-                                      master_key=master_key, cache_size=cache_size)
+                                      master_key=master_key, cache_size=cache_size,
+                                      erasure_record=_Ledger(self._log))
             if master_key is not None:
                 self._rows = RowAuthenticator(self._row_key,
                                               declares_personal=self._declares_personal)
@@ -248,11 +249,39 @@ class EventStore:
         return self._scan_subject(subject_id, sample=0).footprint
 
     def subject_status(self, subject_id: str) -> SubjectStatus:
-        """Whether the subject has a key ("active"), was "erased" (and when), or is "unknown"."""
+        """Whether the subject has a key ("active"), was "erased" (and when), or is "unknown".
+
+        The erasure ledger outranks the vault: a subject it names is "erased" (as the ledger
+        recorded it) even where the vault holds its key again or has no tombstone (a vault
+        restored from a backup); `verify` reports the difference, `reconcile` repairs it.
+        """
         try:
-            return self.vault.status(subject_id)
+            status = self.vault.status(subject_id)
         except keyvault.VaultConfigurationError as error:
             raise ConfigurationError(str(error)) from None
+        if status.state == "erased":
+            return status
+        found = self._ledger_entry(subject_id)
+        if found is None:
+            return status
+        entry = found[1]
+        return SubjectStatus(subject_id, "erased", created_at=status.created_at,
+                             erased_at=entry.erased_at, request_id=entry.request_id,
+                             reason=entry.reason, key_fingerprint=entry.key_fingerprint)
+
+    def _ledger_entry(self, subject_id: str) -> tuple[int, SubjectErased] | None:
+        """The subject's entry in the erasure ledger and its position, or None."""
+        _check_subject(subject_id)
+        row = self._log.ledger_row(subject_id)
+        if row is None:
+            return None
+        record = next(self._decode(iter([[row]])))
+        event = record.event
+        if record.stream_id != LEDGER_STREAM or not isinstance(event, SubjectErased) \
+                or event.subject_id != subject_id:
+            raise TamperedError(f"the row at position {row.position} carries the ledger id "
+                                "of a subject it does not record: the log was altered")
+        return record.position, event
 
     def stream_version(self, stream_id: str) -> int:
         """The version of the stream's last event, 0 if it has none."""
@@ -267,12 +296,13 @@ class EventStore:
         """Walk the whole log and report, by position, every row that is not as written.
 
         Also reports what the database's own integrity check finds ("damaged": SQLite's
-        ``PRAGMA integrity_check``), immutability triggers that are missing, keys the vault
-        holds again for subjects the erasure ledger says are erased ("resurrected", after a
-        vault restore: run `erasure.reconcile`), subject-index entries that do not match the
-        events ("index"), and, given an `expected_head` kept from earlier, a log truncated or
-        rewritten behind that anchor. With the master key, also every row whose authenticator
-        fails or is missing where it is needed ("forged"), every snapshot that fails
+        ``PRAGMA integrity_check``), immutability triggers that are missing, every difference
+        between the erasure ledger and the vault's tombstones ("resurrected": a key held again
+        for a subject the ledger names, "untombstoned": no tombstone for one, "unrecorded": a
+        tombstone the ledger lacks; run `erasure.reconcile`), subject-index entries that do not
+        match the events ("index"), and, given an `expected_head` kept from earlier, a log
+        truncated or rewritten behind that anchor. With the master key, also every row whose
+        authenticator fails or is missing where it is needed ("forged"), every snapshot that fails
         authentication ("snapshot"), and the count of rows accepted without one
         (`unauthenticated`).
         """
@@ -296,21 +326,31 @@ class EventStore:
         ) + tuple(
             Finding("unprotected", None, f"the immutability trigger {name} is missing")
             for name in self._log.missing_triggers()
-        ) + tuple(
-            Finding("resurrected", position,
-                    f"the vault holds a key again for subject {subject!r}, which the erasure "
-                    "ledger says was erased (a vault restored from a backup?): run "
-                    "`shredstore reconcile`")
-            for subject, position in self._resurrected()
-        ) + self._snapshot_findings()
+        ) + self._ledger_findings() + self._snapshot_findings()
         return VerifyReport(report.events_checked, report.head, extra + tuple(positional),
                             unauthenticated=rows.unauthenticated if rows is not None else None)
 
-    def _resurrected(self) -> list[tuple[str, int]]:
+    def _ledger_findings(self) -> tuple[Finding, ...]:
         try:
-            return erasure.resurrected(self)
+            gaps = erasure.ledger_gaps(self)
         except TamperedError:
-            return []  # a ledger row failed authentication: reported as "forged" by position
+            return ()  # a ledger row failed authentication: reported as "forged" by position
+        repair = "run `shredstore reconcile`"
+        return tuple(
+            Finding("resurrected", position,
+                    f"the vault holds a key again for subject {subject!r}, which the erasure "
+                    f"ledger says was erased (a vault restored from a backup?): {repair}")
+            for subject, position in gaps.resurrected
+        ) + tuple(
+            Finding("untombstoned", position,
+                    f"the vault has no tombstone for subject {subject!r}, which the erasure "
+                    f"ledger says was erased (a restored vault, a deleted row?): {repair}")
+            for subject, position in gaps.untombstoned
+        ) + tuple(
+            Finding("unrecorded", None,
+                    f"the vault erased subject {subject!r} but the erasure ledger does not "
+                    f"record it (an interrupted erasure?): {repair}")
+            for subject in gaps.unrecorded)
 
     def _snapshot_findings(self) -> tuple[Finding, ...]:
         if self._rows is None:
@@ -435,6 +475,11 @@ class EventStore:
             return
         with self.vault.keyring(refresh=refresh, defer_creation=defer_creation) as ring:
             yield ring
+
+    def _ledger_rows(self, entry: SubjectErased) -> list[NewRow]:
+        """The subject's erasure ledger entry as a row to append (its keyed event id set)."""
+        entry = entry.model_copy(update={"event_id": self._log.ledger_event_id(entry.subject_id)})
+        return self._mapper.to_rows([entry], _EMPTY_METADATA, None)
 
     def _append_system(self, stream_id: str, events: list[Event]) -> AppendResult:
         """Append to a system stream (``$...``), which `append` refuses."""
@@ -592,11 +637,42 @@ def _check_count(name: str, value: object, *, minimum: int) -> None:
         raise ConfigurationError(f"{name} must be an int >= {minimum}, not {value!r}")
 
 
+class _Ledger:
+    """The erasure ledger as the vault's `keyvault.ErasureRecord`: a subject with an entry in
+    ``$erasures`` is erased for every read, whatever a restored vault holds."""
+
+    __slots__ = ("_log",)
+
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+
+    def erased_among(self, subject_ids: Collection[str]) -> list[str]:
+        return self._log.in_ledger(None, subject_ids)
+
+    def erased_since(self, mark: Hashable | None, limit: int
+                     ) -> tuple[Hashable, Collection[str] | None]:
+        # The mark is the ledger's last entry: (version, position, event id). A log restored
+        # from a backup may reach the same version again with other entries: the entry at
+        # the remembered version must be the one remembered, or the vault starts afresh.
+        tail = self._log.tail(LEDGER_STREAM)
+        if tail == mark:
+            return tail, ()
+        if not isinstance(mark, tuple) or tail is None or tail[0] < mark[0] \
+                or tail[0] - mark[0] > limit:
+            return tail, None
+        entries = self._log.tail_since(LEDGER_STREAM, mark[0], limit)
+        if not entries or entries[0][:3] != mark:
+            return tail, None
+        return tail, set().union(*(subjects for *_, subjects in entries[1:]))
+
+
 def _open_vault(
-    url: str | URL | Engine, *, master_key: KeyProvider | None, cache_size: int
+    url: str | URL | Engine, *, master_key: KeyProvider | None, cache_size: int,
+    erasure_record: _Ledger,
 ) -> KeyVault:
     try:
-        return KeyVault(url, master_key=master_key, cache_size=cache_size)
+        return KeyVault(url, master_key=master_key, cache_size=cache_size,
+                        erasure_record=erasure_record)
     except keyvault.VaultConfigurationError as error:
         raise ConfigurationError(str(error)) from None
 

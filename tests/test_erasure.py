@@ -130,8 +130,9 @@ def test_a_signed_receipt_verifies_and_fails_when_edited(store: EventStore, tmp_
 def test_reconcile_erases_again_the_keys_a_restored_vault_brought_back(
     store: EventStore, any_url: str, master: MasterKey
 ) -> None:
-    """A vault restored from a backup taken before an erasure holds the key again: verify
-    reports it, reconcile erases it again, and the data reads redacted again."""
+    """A vault restored from a backup taken before an erasure holds the key again: the
+    ledger still wins (status "erased", the data reads redacted), verify reports it, and
+    reconcile erases the key again."""
     backup = raw(any_url, "SELECT subject_id, state, key_version, wrapped_key, wrapped_by, "
                  "key_fingerprint, created_at FROM keyvault_subjects WHERE subject_id = 'c-1'")
     store.erase_subject("c-1", request_id="REQ-1")
@@ -144,7 +145,10 @@ def test_reconcile_erases_again_the_keys_a_restored_vault_brought_back(
             dict(zip(["s", "st", "v", "k", "b", "f", "c"], backup[0], strict=True)))
     engine.dispose()
     with EventStore(any_url, master_key=master) as restored:
-        assert restored.subject_status("c-1").state == "active"
+        assert restored.vault.status("c-1").state == "active"
+        assert restored.subject_status("c-1").state == "erased"
+        (record,) = restored.read_stream("customer-1")
+        assert record.redacted_fields == {"name", "email"}
         findings = restored.verify().findings
         assert [f.kind for f in findings] == ["resurrected"]
         report = reconcile(restored)

@@ -111,13 +111,16 @@ class LogHead:
 
 FindingKind = Literal[
     "modified", "deleted", "inserted", "reordered", "unlinked", "anchor", "unprotected",
-    "resurrected", "forged", "index", "snapshot", "damaged",
+    "resurrected", "untombstoned", "unrecorded", "forged", "index", "snapshot", "damaged",
 ]
 """What a finding is about. Beyond the chain's kinds: "forged", a row whose authenticator
 does not match (or is missing where the row needs one); "index", a subject-index entry that
 does not match the subjects its event names; "snapshot", a snapshot that failed
 authentication (loads never use it); "damaged", a problem the database's own integrity check
-found (restore the file from a backup)."""
+found (restore the file from a backup). The erasure ledger and the vault disagree:
+"resurrected", the vault holds a key again for a subject the ledger names; "untombstoned", the
+vault has no tombstone for one; "unrecorded", the vault erased a subject the ledger does not
+name (an interrupted erasure). Each is repaired by `shredstore reconcile`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,9 @@ _LEDGER_LABEL = b"shredstore.ledger-event-id.v1\x00"
 PAGE_SIZE = 1000
 """Rows fetched per query while reading; bounds the memory of a read."""
 
+_IN_LIST = 500
+"""Values per IN list (SQLite's older builds allow 999 parameters per statement)."""
+
 _E = schema.EVENTS
 # Built once: the append path runs these on every call.
 _STREAM_VERSION = sa.select(sa.func.max(_E.c.version)).where(
@@ -229,28 +232,66 @@ class EventLog:
         digest = hmac.digest(self._ledger_key, _LEDGER_LABEL + subject_id.encode(), "sha256")
         return UUID(bytes=digest[:16], version=4)
 
-    def in_ledger(self, connection: Connection, subject_ids: Collection[str]) -> list[str]:
+    def in_ledger(self, connection: Connection | None, subject_ids: Collection[str]
+                  ) -> list[str]:
         """The subjects among `subject_ids` that have an erasure ledger entry, read in the
-        caller's transaction: found by their entries' event ids, through the unique index."""
+        caller's transaction (or a short one of its own): found by their entries' event ids,
+        through the unique index."""
+        if connection is None:
+            with translate_errors(), self._engine.connect() as conn, conn.begin():
+                return self.in_ledger(conn, subject_ids)
         ids = {self.ledger_event_id(subject): subject for subject in subject_ids}
-        if not ids:
-            return []
-        marks = ", ".join([self._sql.mark] * len(ids))
+        found: list[Any] = []
         cursor = connection.connection.cursor()  # the driver's, in the caller's transaction
         try:
-            cursor.execute(f"SELECT event_id FROM shredstore_events WHERE event_id IN ({marks})",
-                           tuple(self._id_param(event_id) for event_id in ids))
-            found = cursor.fetchall()
+            batch = list(ids)
+            for start in range(0, len(batch), _IN_LIST):
+                part = batch[start:start + _IN_LIST]
+                marks = ", ".join([self._sql.mark] * len(part))
+                cursor.execute(
+                    f"SELECT event_id FROM shredstore_events WHERE event_id IN ({marks})",
+                    tuple(self._id_param(event_id) for event_id in part))
+                found += cursor.fetchall()
         finally:
             cursor.close()
-        stored = (UUID(str(value)) if not isinstance(value, UUID) else value
-                  for (value,) in found)
+        stored = (_uuid(value) for (value,) in found)
         return sorted(ids[event_id] for event_id in stored if event_id in ids)
+
+    def tail(self, stream_id: str) -> tuple[int, int, UUID] | None:
+        """(version, position, event id) of the stream's last event; None if it has none."""
+        mark = self._sql.mark
+        with translate_errors(), self._engine.connect() as conn, conn.begin():
+            last = conn.exec_driver_sql(
+                f"SELECT version, position, event_id FROM shredstore_events "
+                f"WHERE stream_id = {mark} ORDER BY version DESC LIMIT 1", (stream_id,)).first()
+        return None if last is None else (int(last[0]), int(last[1]), _uuid(last[2]))
+
+    def tail_since(self, stream_id: str, version: int, limit: int
+                   ) -> list[tuple[int, int, UUID, frozenset[str]]]:
+        """(version, position, event id, subjects) of the stream's events from `version` on
+        (included), at most `limit` + 1 of them."""
+        mark = self._sql.mark
+        with translate_errors(), self._engine.connect() as conn, conn.begin():
+            rows = conn.exec_driver_sql(
+                f"SELECT version, position, event_id, subjects FROM shredstore_events "
+                f"WHERE stream_id = {mark} AND version >= {mark} ORDER BY version "
+                f"LIMIT {mark}", (stream_id, version, limit + 2)).fetchall()
+        return [(int(v), int(p), _uuid(e), parse_subjects(s)) for v, p, e, s in rows]
+
+    def ledger_row(self, subject_id: str) -> StoredRow | None:
+        """The subject's erasure ledger entry (by its keyed event id), checked as every read;
+        None if the ledger holds none."""
+        sql = (f"SELECT {_READ_LIST} FROM shredstore_events "
+               f"WHERE event_id = {self._sql.mark}")
+        with translate_errors(), self._engine.connect() as conn, conn.begin():
+            raw = conn.exec_driver_sql(
+                sql, (self._id_param(self.ledger_event_id(subject_id)),)).first()
+        return self._to_row(raw) if raw is not None else None
 
     def append(
         self,
         stream_id: str,
-        rows: Sequence[NewRow],
+        rows: Sequence[NewRow] | Callable[[Connection], Sequence[NewRow]],
         *,
         expected_version: int | ExpectedVersion,
         before_insert: Callable[[Connection], None] | None = None,
@@ -258,18 +299,25 @@ class EventLog:
         """Store `rows` at the end of `stream_id`, all or nothing.
 
         `before_insert` runs inside the append's transaction, just before the rows are
-        written; whatever it raises aborts the append.
+        written; whatever it raises aborts the append. `rows` may be a function of that
+        transaction instead, called first thing once the append holds the log (so whatever
+        else it writes commits with the rows, or not at all; the erasure of a key and its
+        ledger entry, for one): an event id it returns that is already stored is then an
+        error, not a retry (`DuplicateEventError`).
 
         Raises WrongExpectedVersion if the stream is not as expected, DuplicateEventError if
         an event id is already stored other than as this very append. A retry of an append
         that did commit (same event ids, same stream, same place) returns the stored result.
         """
-        if self._authenticator is not None and rows:
+        if self._authenticator is not None and (rows or callable(rows)):
             self._authenticator.ready()
         try:
             with translate_errors(), self._write() as conn:
                 return self._append(conn, stream_id, rows, expected_version, before_insert)
         except _RetryCheck as check:
+            if callable(rows):
+                raise DuplicateEventError(
+                    "an event id of this append is already stored") from None
             previous = self.previous_append(
                 stream_id, [(row.event_id, row.event_type) for row in rows],
                 expected_version=expected_version)
@@ -286,7 +334,7 @@ class EventLog:
         self,
         conn: Connection,
         stream_id: str,
-        rows: Sequence[NewRow],
+        rows: Sequence[NewRow] | Callable[[Connection], Sequence[NewRow]],
         expected_version: int | ExpectedVersion,
         before_insert: Callable[[Connection], None] | None,
     ) -> AppendResult:
@@ -305,7 +353,7 @@ class EventLog:
         cursor: Any,
         conn: Connection,
         stream_id: str,
-        rows: Sequence[NewRow],
+        rows: Sequence[NewRow] | Callable[[Connection], Sequence[NewRow]],
         *,
         expected_version: int | ExpectedVersion,
         before_insert: Callable[[Connection], None] | None,
@@ -314,6 +362,8 @@ class EventLog:
             # A statement of its own: in READ COMMITTED a statement's snapshot is taken
             # before a lock inside it is granted, so the reads below must come after.
             cursor.execute(self._sql.lock, self._lock_key)
+        if callable(rows):
+            rows = rows(conn)
         # The stream's version and the log's head, in one statement after the lock.
         cursor.execute(self._sql.version_and_head, (stream_id,))
         found = cursor.fetchone()
@@ -700,6 +750,11 @@ def parse_subjects(text: str | None) -> frozenset[str]:
 def names(row: StoredRow, subject_id: str) -> bool:
     """Whether `row`'s own subjects column names `subject_id`."""
     return row.subjects is not None and subject_id in parse_subjects(row.subjects)
+
+
+def _uuid(value: Any) -> UUID:
+    """An event id as stored (SQLite: 32 hex digits; PostgreSQL: a UUID) as a UUID."""
+    return value if isinstance(value, UUID) else UUID(str(value))
 
 
 def _hex(event_id: UUID) -> str:

@@ -1,6 +1,7 @@
 """Child processes for tests/shredding/test_processes.py: an `EventStore` driven over stdin/stdout.
 
-Run from the repository root as ``python -m tests.shredding._process_workers URL``. The first
+Run from the repository root as ``python -m tests.shredding._process_workers URL [--vault-url
+VAULT_URL]`` (the vault in its own database with the second). The first
 line on stdin is the master key in base64 (kept off the command line, which ``ps`` shows). The
 child opens the store, prints ``{"ready": true, "pid": N}``, then reads one JSON command per line
 and answers each with one JSON line, flushed at once. Every answer carries the child's pid, so
@@ -80,9 +81,10 @@ COMMANDS = {"read": _read, "cached": _cached, "append": _append, "erase": _erase
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.shredding._process_workers")
     parser.add_argument("url")
+    parser.add_argument("--vault-url")
     args = parser.parse_args(argv)
     master = MasterKey.from_base64(sys.stdin.readline())
-    with EventStore(args.url, master_key=master) as store:
+    with EventStore(args.url, master_key=master, vault_url=args.vault_url) as store:
         return serve(store, COMMANDS)
 
 if __name__ == "__main__":
