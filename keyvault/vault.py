@@ -92,11 +92,13 @@ class ErasureRecord(Protocol):
         """Which of `subject_ids` the record says were erased."""
         ...
 
-    def erased_since(self, mark: Hashable | None, limit: int
+    def erased_since(self, mark: Hashable | None, limit: int, connection: Connection
                      ) -> tuple[Hashable, Collection[str] | None]:
         """The record's mark now, and the subjects it named after `mark` (a mark it returned
         before); None instead of those when it cannot tell (no `mark`, a record that does not
-        continue from it, or more than `limit` of them): then the vault drops its cache."""
+        continue from it, or more than `limit` of them): then the vault drops its cache.
+        `connection` is the vault's, in a read transaction: a record kept in the same
+        database may read through it."""
         ...
 
 
@@ -692,24 +694,22 @@ class KeyVault:
         """Drop cached keys of subjects erased (by any process) since the last check; drop
         them all if the vault's erasures are not a continuation of those last seen (a vault
         restored from a backup: see keyvault.cache)."""
+        named: Collection[str] | None = ()
         with self._read() as conn:
             latest = conn.execute(_LATEST).one()
             mark = ErasureMark(latest.erasures, latest.subject_id,
                                _utc(latest.erased_at) if latest.erased_at else None)
             seen = self._cache.seen
             erased = [] if mark == seen else self._erased_since(conn, seen, mark)
-        if erased is None:
+            if self._record is not None:
+                record_mark, named = self._record.erased_since(self._cache.seen_record,
+                                                               self._cache.size, conn)
+        if erased is None or named is None:
             self._cache.clear()
-        else:
-            self._cache.mark_erased(erased)
+        elif erased or named:
+            self._cache.mark_erased([*erased, *named])
         self._cache.seen = mark
         if self._record is not None:
-            record_mark, named = self._record.erased_since(self._cache.seen_record,
-                                                           self._cache.size)
-            if named is None:
-                self._cache.clear()
-            else:
-                self._cache.mark_erased(named)
             self._cache.seen_record = record_mark
 
     def _erased_since(self, conn: Connection, seen: ErasureMark | None, now: ErasureMark

@@ -110,7 +110,7 @@ class EventStore:
             self._log.install()
             self._vault = _open_vault(self._engine if vault_url is None or shared else vault_url,
                                       master_key=master_key, cache_size=cache_size,
-                                      erasure_record=_Ledger(self._log))
+                                      erasure_record=_Ledger(self._log, shared=shared))
             if master_key is not None:
                 self._rows = RowAuthenticator(self._row_key,
                                               declares_personal=self._declares_personal)
@@ -641,26 +641,28 @@ class _Ledger:
     """The erasure ledger as the vault's `keyvault.ErasureRecord`: a subject with an entry in
     ``$erasures`` is erased for every read, whatever a restored vault holds."""
 
-    __slots__ = ("_log",)
+    __slots__ = ("_log", "_shared")
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: EventLog, *, shared: bool) -> None:
         self._log = log
+        self._shared = shared
 
     def erased_among(self, subject_ids: Collection[str]) -> list[str]:
         return self._log.in_ledger(None, subject_ids)
 
-    def erased_since(self, mark: Hashable | None, limit: int
+    def erased_since(self, mark: Hashable | None, limit: int, connection: Connection
                      ) -> tuple[Hashable, Collection[str] | None]:
         # The mark is the ledger's last entry: (version, position, event id). A log restored
         # from a backup may reach the same version again with other entries: the entry at
         # the remembered version must be the one remembered, or the vault starts afresh.
-        tail = self._log.tail(LEDGER_STREAM)
+        # In the vault's own transaction where they share the database: one round trip.
+        tail = self._log.tail(LEDGER_STREAM, connection if self._shared else None)
         if tail == mark:
             return tail, ()
         if not isinstance(mark, tuple) or tail is None or tail[0] < mark[0] \
                 or tail[0] - mark[0] > limit:
             return tail, None
-        entries = self._log.tail_since(LEDGER_STREAM, mark[0], limit)
+        entries = self._log.tail_since(LEDGER_STREAM, mark[0], limit)  # rare: no hurry
         if not entries or entries[0][:3] != mark:
             return tail, None
         return tail, set().union(*(subjects for *_, subjects in entries[1:]))

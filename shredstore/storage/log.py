@@ -257,13 +257,14 @@ class EventLog:
         stored = (_uuid(value) for (value,) in found)
         return sorted(ids[event_id] for event_id in stored if event_id in ids)
 
-    def tail(self, stream_id: str) -> tuple[int, int, UUID] | None:
-        """(version, position, event id) of the stream's last event; None if it has none."""
-        mark = self._sql.mark
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
-            last = conn.exec_driver_sql(
-                f"SELECT version, position, event_id FROM shredstore_events "
-                f"WHERE stream_id = {mark} ORDER BY version DESC LIMIT 1", (stream_id,)).first()
+    def tail(self, stream_id: str, connection: Connection | None = None
+             ) -> tuple[int, int, UUID] | None:
+        """(version, position, event id) of the stream's last event, None if it has none;
+        read in `connection`'s transaction if given."""
+        if connection is None:
+            with translate_errors(), self._engine.connect() as conn, conn.begin():
+                return self.tail(stream_id, conn)
+        last = connection.exec_driver_sql(self._sql.tail, (stream_id,)).first()
         return None if last is None else (int(last[0]), int(last[1]), _uuid(last[2]))
 
     def tail_since(self, stream_id: str, version: int, limit: int
@@ -685,6 +686,8 @@ class _Statements:
                         f"JOIN shredstore_events e ON e.position = s.position ORDER BY s.position")
         self.subject_after = f"SELECT e.{_READ_LIST.replace(', ', ', e.')} {subject_rows}"
 
+        self.tail = (f"SELECT version, position, event_id FROM shredstore_events "
+                     f"WHERE stream_id = {mark} ORDER BY version DESC LIMIT 1")
         self.lock = f"SELECT pg_advisory_xact_lock({mark}, {mark})"
         self.version_and_head = (
             f"SELECT (SELECT max(version) FROM shredstore_events WHERE stream_id = {mark}), "
