@@ -1,9 +1,10 @@
 """The `shredstore` command line.
 
 Exit codes: 0 done; 1 the command ran and found a problem (verify found tampering, an erasure
-failed, a request file had bad lines, a receipt does not verify); 2 a usage or configuration
-error (one line on stderr, never a traceback). Personal data is never printed: the commands
-work on subject ids, counts, field names and fingerprints.
+failed or has no receipt, a request file had bad lines, a receipt does not verify); 2 a usage
+or configuration error (one line on stderr, never a traceback); 130 or 143: `erase` stopped by
+SIGINT or SIGTERM between two subjects, saying how to resume. Personal data is never printed:
+the commands work on subject ids, counts, field names and fingerprints.
 
 Every command is a `_Command` under a `_Group`: before a command runs, its arguments, options
 and environment values are checked to be valid UTF-8 text (a non-UTF-8 byte arrives from the
@@ -16,13 +17,17 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 import click
@@ -166,9 +171,11 @@ def verify(settings: Settings, expect_head: str | None) -> None:
 @click.argument("subject")
 @click.pass_obj
 def status(settings: Settings, subject: str) -> None:
-    """What the vault and the log hold of SUBJECT; exit 1 if the store knows nothing of it."""
+    """What the vault and the log hold of SUBJECT; exit 1 if the store knows nothing of it, or
+    if the vault disagrees with the erasure ledger (a vault restored from a backup)."""
     with _errors(), settings.store() as store:
-        state = store.subject_status(subject)
+        state = store.subject_status(subject)  # the erasure ledger outranks the vault
+        held = store.vault.status(subject)
         footprint = store.subject_footprint(subject)
     click.echo(f"{subject}: {state.state}")
     if state.state == "erased" and state.erased_at is not None:
@@ -180,6 +187,21 @@ def status(settings: Settings, subject: str) -> None:
                "personal data")
     if state.state == "unknown" and footprint.mentions == 0:
         _fail(EXIT_PROBLEM, "unknown subject: no key, no erasure record, no events")
+    if state.state == "erased" and held.state != "erased":
+        _fail(EXIT_PROBLEM, "the erasure ledger records the subject as erased, but the vault "
+              + ("holds its key again (restored from a backup?)" if held.state == "active"
+                 else "has no tombstone for it (restored from a backup? a deleted row?)")
+              + ": run `shredstore reconcile`")
+
+
+_receipts_option = click.option(
+    "--receipts", "receipt_dir", envvar="SHREDSTORE_RECEIPTS_DIR",
+    type=click.Path(file_okay=False, path_type=Path), default=Path("erasure-receipts"),
+    show_default=True, help="Folder the receipts are written to.")
+_signing_key_option = click.option(
+    "--signing-key-file", envvar="SHREDSTORE_SIGNING_KEY_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ed25519 private key (PEM) to sign receipts with.")
 
 
 @cli.command()
@@ -188,14 +210,12 @@ def status(settings: Settings, subject: str) -> None:
 @click.option("--request-id", help="The erasure request's id; stored: no personal data.")
 @click.option("--from-file", "request_file", type=click.Path(dir_okay=False, path_type=Path),
               help="A batch of requests: CSV (subject,request_id,reason) or JSON lines.")
+@click.option("--start-line", type=click.IntRange(min=1),
+              help="Skip the file's requests before this line (to resume a stopped batch).")
 @click.option("--dry-run", is_flag=True, help="Show what would be erased; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
-@click.option("--receipts", "receipt_dir", envvar="SHREDSTORE_RECEIPTS_DIR",
-              type=click.Path(file_okay=False, path_type=Path), default=Path("erasure-receipts"),
-              show_default=True, help="Folder the receipts are written to.")
-@click.option("--signing-key-file", envvar="SHREDSTORE_SIGNING_KEY_FILE",
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="Ed25519 private key (PEM) to sign receipts with.")
+@_receipts_option
+@_signing_key_option
 @click.option("--allow-unknown", is_flag=True,
               help="Erase subjects the store knows nothing of (records a tombstone).")
 @click.option("--verify-residue", is_flag=True,
@@ -207,17 +227,26 @@ def status(settings: Settings, subject: str) -> None:
               show_default=True, help="Seconds to wait for the projections to catch up.")
 @click.pass_obj
 def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
-          request_id: str | None, request_file: Path | None, dry_run: bool, as_json: bool,
-          receipt_dir: Path, signing_key_file: Path | None, allow_unknown: bool,
-          verify_residue: bool, read_model_url: str | None, residue_timeout: float) -> None:
+          request_id: str | None, request_file: Path | None, start_line: int | None,
+          dry_run: bool, as_json: bool, receipt_dir: Path, signing_key_file: Path | None,
+          allow_unknown: bool, verify_residue: bool, read_model_url: str | None,
+          residue_timeout: float) -> None:
     """Erase SUBJECT...: destroy their keys, record it in the log, write receipts.
-    Exit 1 if an erasure failed or --verify-residue found the subject in a read model."""
+    Exit 1 if an erasure failed, a receipt could not be written, or --verify-residue found
+    the subject in a read model.
+
+    SIGINT (Ctrl-C) or SIGTERM stops a batch between two subjects, never inside one: the
+    subject in hand is finished (its key destroyed and recorded together), the run says how
+    far it got and how to resume, and exits 130 (SIGINT) or 143 (SIGTERM).
+    """
     with _errors():
         requests = [ErasureRequest(0, subject, request_id, reason) for subject in subjects]
         bad: list[str] = []
+        if start_line is not None and request_file is None:
+            raise click.UsageError("--start-line needs --from-file")
         if request_file is not None:
             parsed, bad = read_requests(request_file)
-            requests += parsed
+            requests += [r for r in parsed if start_line is None or r.line >= start_line]
         if not requests and not bad:
             raise click.UsageError("name at least one SUBJECT, or --from-file")
         signing_key = (erasure.load_signing_key(signing_key_file)
@@ -226,20 +255,20 @@ def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
             erasure.prepare_receipt_folder(receipt_dir)  # before any key is destroyed
         for problem in bad:
             _emit(as_json, {"result": "invalid", "problem": problem}, f"skipped: {problem}")
-        counts = {"erased": 0, "already erased": 0, "would erase": 0, "residue found": 0,
-                  "failed": 0}
+        batch = _Batch()
         residue = _Residue(read_model_url, residue_timeout) if verify_residue else None
-        with settings.store(needs_key=verify_residue and not dry_run) as store:
+        with settings.store(needs_key=verify_residue and not dry_run) as store, \
+                _signals_deferred() as stop:
             for request in _progress(requests, "erasing" if not dry_run else "checking"):
-                outcome = _erase_one(store, request, dry_run=dry_run, as_json=as_json,
-                                     receipt_dir=receipt_dir, signing_key=signing_key,
-                                     allow_unknown=allow_unknown, residue=residue)
-                counts[outcome] += 1
-    summary = ", ".join(f"{n} {label}" for label, n in counts.items() if n)
-    if bad:
-        summary += f", {len(bad)} invalid request(s)"
-    click.echo(summary or "nothing to do", err=as_json)
-    if counts["failed"] or counts["residue found"] or bad:
+                if stop.signal is not None:
+                    break
+                batch.add(request, _erase_one(
+                    store, request, dry_run=dry_run, as_json=as_json, receipt_dir=receipt_dir,
+                    signing_key=signing_key, allow_unknown=allow_unknown, residue=residue))
+    click.echo(batch.summary(bad) or "nothing to do", err=as_json)
+    if stop.signal is not None and batch.done < len(requests):
+        _stopped(stop.signal, batch, requests, as_json=as_json)
+    if batch.problems or bad:
         sys.exit(EXIT_PROBLEM)
 
 
@@ -333,6 +362,37 @@ def receipt_verify(file: Path, public_key: Path | None) -> None:
                + ("" if public_key else "; pass --public-key to check whose key it is"))
 
 
+@receipt.command("from-ledger")
+@click.argument("subject")
+@_receipts_option
+@_signing_key_option
+@click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
+@click.pass_obj
+def receipt_from_ledger(settings: Settings, subject: str, receipt_dir: Path,
+                        signing_key_file: Path | None, as_json: bool) -> None:
+    """Write the receipt of SUBJECT's erasure from the erasure ledger: for an erasure whose
+    receipt could not be written (a full or read-only folder) or was lost. Its time, request
+    and key fingerprint are the ledger's; what is held and the check are made now. Exit 1 if
+    the subject's data still opens, 2 if the ledger does not record the subject."""
+    with _errors():
+        signing_key = (erasure.load_signing_key(signing_key_file)
+                       if signing_key_file is not None else None)
+        with settings.store() as store:
+            made = erasure.receipt_from_ledger(store, subject, signing_key=signing_key)
+        path = erasure.write_receipt(receipt_dir, made)
+    check = made.check.to_dict()["result"]
+    _emit(as_json, {"subject": subject, "request_id": made.request_id,
+                    "result": "receipt written", "receipt": str(path),
+                    "erased_at": made.erased_at.isoformat(),
+                    "ledger_position": made.ledger_position, "check": check,
+                    "signed": made.signature is not None},
+          f"{subject}: erased at {made.erased_at.isoformat()} (ledger position "
+          f"{made.ledger_position}); {check}; receipt {path}")
+    if not made.check.ok:
+        _fail(EXIT_PROBLEM, "the subject's data can still be opened (the vault holds its key "
+              "again?): run `shredstore reconcile`")
+
+
 @cli.group()
 def keys() -> None:
     """Master and signing keys."""
@@ -392,10 +452,112 @@ class _Residue:
     timeout: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What came of one request: its result for the summary, and whether its receipt is
+    missing (the erasure itself being done)."""
+
+    result: str
+    receipt_missing: bool = False
+
+
+@dataclass(slots=True)
+class _Batch:
+    """How far a run of `erase` got: the requests handled in full, the last of them, and
+    their outcomes counted for the summary line."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("erased", "already erased", "would erase", "residue found", "failed"), 0))
+    receipts_missing: int = 0
+    done: int = 0
+    last: ErasureRequest | None = None
+
+    def add(self, request: ErasureRequest, outcome: _Outcome) -> None:
+        self.counts[outcome.result] += 1
+        self.receipts_missing += outcome.receipt_missing
+        self.done += 1
+        self.last = request
+
+    @property
+    def problems(self) -> bool:
+        return bool(self.counts["failed"] or self.counts["residue found"]
+                    or self.receipts_missing)
+
+    def summary(self, bad: list[str]) -> str:
+        parts = [f"{n} {label}" for label, n in self.counts.items() if n]
+        if self.receipts_missing:
+            parts.append(f"{self.receipts_missing} receipt(s) not written (the erasures are "
+                         "done: `shredstore receipt from-ledger SUBJECT` writes one)")
+        if bad:
+            parts.append(f"{len(bad)} invalid request(s)")
+        return ", ".join(parts)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Stop:
+    """The first SIGINT or SIGTERM that `_signals_deferred` held back, if any."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def note(self, number: int, frame: FrameType | None) -> None:
+        name = signal.Signals(number).name
+        if self.signal is None:
+            self.signal = number
+            text = f"{name}: finishing the subject in hand, then stopping"
+        else:
+            text = (f"{name} again: still finishing the subject in hand, then stopping (kill "
+                    "-9 would stop at once, but could leave its key destroyed and not yet "
+                    "recorded in the ledger until `shredstore reconcile`)")
+        # os.write, not click.echo: a handler may run in the middle of a write to stderr.
+        os.write(2, f"shredstore: {text}\n".encode())
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[_Stop]:
+    """Hold SIGINT and SIGTERM back while the block runs: each only sets the flag that the
+    block checks between two subjects, so that no erasure stops between destroying a key and
+    recording it. The previous handlers are restored after. (Outside the main thread, where
+    no handler can be installed, nothing changes.)"""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {number: signal.signal(number, stop.note) for number in _STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+
+def _stopped(number: int, batch: _Batch, requests: list[ErasureRequest], *, as_json: bool
+             ) -> NoReturn:
+    """Say how far a stopped batch got and how to resume it; exit 128 + the signal number."""
+    name = signal.Signals(number).name
+    left, last = requests[batch.done:], batch.last
+    shown = "" if last is None else \
+        f"; the last: {last.subject}" + (f" (line {last.line})" if last.line else "")
+    resume = (f"the same command with --start-line {left[0].line}, or " if left[0].line
+              else "") + "the same command again (erased subjects answer \"already erased\")"
+    if len(left) <= 10 and not left[0].line:
+        resume += f"; not started: {' '.join(shlex.quote(r.subject) for r in left)}"
+    _emit(as_json, {"result": "stopped", "signal": name, "done": batch.done,
+                    "requests": len(requests),
+                    "last_done": None if last is None else {"subject": last.subject,
+                                                            "line": last.line or None},
+                    "resume_at_line": left[0].line or None, "not_started": len(left)},
+          f"stopped by {name} after {batch.done} of {len(requests)} request(s), each done in "
+          f"full{shown}; {len(left)} not started\nto resume: {resume}")
+    sys.exit(128 + number)
+
+
 def _erase_one(store: EventStore, request: ErasureRequest, *, dry_run: bool, as_json: bool,
                receipt_dir: Path, signing_key: Any, allow_unknown: bool,
-               residue: _Residue | None = None) -> str:
-    """Handle one request; the outcome's name for the summary."""
+               residue: _Residue | None = None) -> _Outcome:
+    """Handle one request and print its line; what came of it, for the summary."""
     subject, where = request.subject, request.where()
     try:
         state = store.subject_status(subject).state
@@ -406,12 +568,12 @@ def _erase_one(store: EventStore, request: ErasureRequest, *, dry_run: bool, as_
                             "result": "failed", "problem": "unknown subject"},
                   f"{where}{subject}: unknown subject: nothing held "
                   "(--allow-unknown records the erasure anyway)")
-            return "failed"
+            return _Outcome("failed")
         if dry_run and footprint is not None:
             _emit(as_json, {"subject": subject, "result": "dry run", "state": state,
                             **footprint.to_dict()},
                   _describe_footprint(where, state, footprint))
-            return "would erase" if state != "erased" else "already erased"
+            return _Outcome("would erase" if state != "erased" else "already erased")
         receipt = erasure.erase(
             store, subject, reason=request.reason, request_id=request.request_id,
             signing_key=signing_key, verify_residue=residue is not None,
@@ -420,28 +582,42 @@ def _erase_one(store: EventStore, request: ErasureRequest, *, dry_run: bool, as_
     except (ConfigurationError, keyvault.VaultConfigurationError) as error:
         _emit(as_json, {"subject": subject, "result": "failed", "problem": str(error)},
               f"{where}{subject}: {error}")
-        return "failed"
-    try:
-        path = erasure.write_receipt(receipt_dir, receipt)
-    except ConfigurationError as error:
-        _emit(as_json, {"subject": subject, "result": "failed", "problem": str(error)},
-              f"{where}{subject}: erased, but no receipt: {error}; erase it again for one")
-        return "failed"
+        return _Outcome("failed")
     outcome = "already erased" if receipt.already_erased else "erased"
     if not receipt.check.ok:
         outcome = "failed"
     elif receipt.residue is not None and not receipt.residue.clean:
         outcome = "residue found"
-    shown = _residue_text(receipt.residue)
-    _emit(as_json, {"subject": subject, "request_id": receipt.request_id, "result": outcome,
-                    "receipt": str(path), "events": receipt.footprint.events,
-                    "streams": len(receipt.footprint.streams),
-                    "check": receipt.check.to_dict()["result"],
-                    **({"residue": receipt.residue.to_dict()} if receipt.residue else {})},
-          f"{where}{subject}: {outcome}; {receipt.footprint.events} event(s) in "
-          f"{len(receipt.footprint.streams)} stream(s); {receipt.check.to_dict()['result']}; "
-          f"{shown}receipt {path}")
-    return outcome
+    data = {"subject": subject, "request_id": receipt.request_id, "result": outcome,
+            "events": receipt.footprint.events, "streams": len(receipt.footprint.streams),
+            "check": receipt.check.to_dict()["result"], "scrubbed": receipt.scrubbed,
+            **({"residue": receipt.residue.to_dict()} if receipt.residue else {})}
+    details = (f"{receipt.footprint.events} event(s) in {len(receipt.footprint.streams)} "
+               f"stream(s); {receipt.check.to_dict()['result']}; {_scrubbed_text(receipt)}"
+               f"{_residue_text(receipt.residue)}")
+    try:
+        path = erasure.write_receipt(receipt_dir, receipt)
+    except ConfigurationError as error:
+        # The erasure is done and recorded: only its evidence is missing, and the ledger
+        # holds what is needed to write it later.
+        later = f"shredstore receipt from-ledger {shlex.quote(subject)}"
+        _emit(as_json, {**data, "receipt": None, "receipt_problem": str(error),
+                        "write_receipt_with": later},
+              f"{where}{subject}: {outcome}, but no receipt ({error}); {details}the erasure "
+              f"IS done and recorded in the ledger: write its receipt later with `{later}`")
+        return _Outcome(outcome, receipt_missing=True)
+    _emit(as_json, {**data, "receipt": str(path)},
+          f"{where}{subject}: {outcome}; {details}receipt {path}")
+    return _Outcome(outcome)
+
+
+def _scrubbed_text(receipt: erasure.ErasureReceipt) -> str:
+    """Whether the destroyed key's bytes left the database files, when this erasure knows."""
+    if receipt.scrubbed is None or not receipt.held_key or receipt.already_erased:
+        return ""
+    if receipt.scrubbed:
+        return "key bytes scrubbed; "
+    return "key bytes NOT yet scrubbed from the database files: run `shredstore scrub`; "
 
 
 def _residue_text(report: ResidueReport | None) -> str:

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -282,3 +283,99 @@ def test_a_batch_erasure_shows_a_progress_bar_on_a_terminal(filled: str, tmp_pat
     assert "3 erased" in result.stdout
     assert "erasing" in screen
     assert "\x1b[" in screen
+
+
+def test_erase_says_whether_the_key_bytes_were_scrubbed(filled: str, tmp_path: Path) -> None:
+    """The line and the JSON say what the receipt says under key.scrubbed: a warning naming
+    `shredstore scrub` when the destroyed key's bytes may still be in the database files."""
+    result = run("erase", "c-0", "--json", url=filled, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    receipt = json.loads((tmp_path / answer["receipt"]).read_text())
+    assert answer["scrubbed"] is receipt["key"]["scrubbed"]
+    assert answer["scrubbed"] in (True, False)
+    if filled.startswith("sqlite"):  # no other connection: the checkpoint completes
+        assert answer["scrubbed"] is True
+    line = run("erase", "c-1", url=filled, cwd=tmp_path).stdout
+    warning = ("key bytes NOT yet scrubbed from the database files: run `shredstore scrub`")
+    assert ("key bytes scrubbed;" in line) is not (warning in line)
+    again = run("erase", "c-1", "--json", url=filled, cwd=tmp_path)
+    assert json.loads(again.stdout)["scrubbed"] is None  # an earlier erasure: not known
+    assert "scrubbed" not in run("erase", "c-1", url=filled, cwd=tmp_path).stdout
+
+
+def test_erase_warns_when_a_reader_keeps_the_key_bytes_in_the_files(tmp_path: Path,
+                                                                    master_file: Path) -> None:
+    """SQLite: a connection holding an old snapshot keeps the WAL (with the destroyed key's
+    bytes) from being checkpointed; the erasure is done, and its line says what to run.
+
+    Slow: the erasure waits for the reader as long as the vault's busy timeout allows."""
+    url, vault = f"sqlite:///{tmp_path / 'events.db'}", tmp_path / "vault.db"
+    with EventStore(url, vault_url=f"sqlite:///{vault}",
+                    master_key=MasterKey.from_file(master_file)) as store:
+        store.append("customer-1", [CustomerRegistered(
+            customer_id="c-1", name=NAME, email=EMAIL, credit_limit=1)])
+    reader = sqlite3.connect(vault, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM sqlite_master").fetchall()  # holds a snapshot
+        result = run("--vault-url", f"sqlite:///{vault}", "erase", "c-1", url=url,
+                     cwd=tmp_path)
+    finally:
+        reader.close()
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.splitlines()[0]
+    assert line.startswith("c-1: erased;")
+    assert "; key bytes NOT yet scrubbed from the database files: run `shredstore scrub`; " \
+        "receipt " in line
+    receipt = json.loads((tmp_path / line.rsplit("receipt ", 1)[1]).read_text())
+    assert receipt["key"]["scrubbed"] is False
+
+
+def test_status_says_when_the_vault_disagrees_with_the_ledger(tmp_path: Path,
+                                                             master_file: Path) -> None:
+    """After a vault restored from a backup: the ledger says erased, the vault holds the key
+    again (or has no tombstone); status says so, names `shredstore reconcile`, and exits 1."""
+    url, vault = f"sqlite:///{tmp_path / 'events.db'}", tmp_path / "vault.db"
+    master = MasterKey.from_file(master_file)
+    with EventStore(url, vault_url=f"sqlite:///{vault}", master_key=master) as store:
+        store.append("customer-1", [CustomerRegistered(
+            customer_id="c-1", name=NAME, email=EMAIL, credit_limit=1)])
+    assert not Path(f"{vault}-wal").exists()  # closed: the file holds the whole vault
+    backup = vault.read_bytes()
+    with EventStore(url, vault_url=f"sqlite:///{vault}", master_key=master) as store:
+        store.append("customer-2", [CustomerRegistered(
+            customer_id="c-2", name=NAME, email=EMAIL, credit_limit=2)])
+    for subject in ("c-1", "c-2"):
+        assert run("--vault-url", f"sqlite:///{vault}", "erase", subject, url=url,
+                   cwd=tmp_path).returncode == 0
+    vault.write_bytes(backup)  # the restore
+
+    for subject, vault_says in (("c-1", "holds its key again"), ("c-2", "has no tombstone")):
+        result = run("--vault-url", f"sqlite:///{vault}", "status", subject, url=url)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stdout.startswith(f"{subject}: erased\n")
+        (line,) = result.stderr.splitlines()
+        assert f"the vault {vault_says}" in line
+        assert line.endswith("run `shredstore reconcile`")
+    assert run("--vault-url", f"sqlite:///{vault}", "reconcile", url=url).returncode == 0
+    for subject in ("c-1", "c-2"):
+        result = run("--vault-url", f"sqlite:///{vault}", "status", subject, url=url)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"{subject}: erased\n")
+
+
+def test_start_line_skips_the_requests_before_it(filled: str, tmp_path: Path) -> None:
+    """How a stopped batch is resumed: the file's requests before the line are not done."""
+    requests = tmp_path / "requests.csv"
+    requests.write_text("subject\nc-0\nc-1\nc-2\n")
+    result = run("erase", "--from-file", str(requests), "--start-line", "3", url=filled,
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [line.split(";")[0] for line in result.stdout.splitlines()] == [
+        "line 3: c-1: erased", "line 4: c-2: erased", "2 erased"]
+    with EventStore(filled) as store:
+        assert store.subject_status("c-0").state == "active"
+    alone = run("erase", "c-0", "--start-line", "3", url=filled, cwd=tmp_path)
+    assert alone.returncode == 2
+    assert "--start-line needs --from-file" in alone.stderr
