@@ -160,6 +160,8 @@ class KeyVault:
     an SQLAlchemy `Engine`; the tables are created if missing. `status` and `erase` work
     without a master key; sealing, opening and `service_key` need it. An `erasure_record`
     (see `ErasureRecord`) outranks the vault's own tombstones for every key it loads.
+    ``read_only=True`` reads an existing vault (on a read-only file or a replica, say) and
+    writes nothing: creating or erasing a key raises `VaultConfigurationError`.
     """
 
     def __init__(
@@ -169,6 +171,7 @@ class KeyVault:
         master_key: KeyProvider | None,
         cache_size: int = 10_000,
         erasure_record: ErasureRecord | None = None,
+        read_only: bool = False,
     ) -> None:
         if master_key is not None and not isinstance(master_key, KeyProvider):
             raise VaultConfigurationError("master_key must be a MasterKey or a KeyProvider")
@@ -176,13 +179,21 @@ class KeyVault:
         self._engine = create_engine(url)
         self._provider = master_key
         self._record = erasure_record
+        self._read_only = read_only
         self._cache = KeyCache(cache_size)
         self._service_keys: dict[str, bytes] = {}
         try:
-            with self._write() as conn:
-                schema.install(conn)
-                if master_key is not None:
-                    self._adopt_master_key(conn, master_key)
+            if read_only:
+                with self._read() as conn:
+                    if not sa.inspect(conn).has_table(_ST.name):
+                        raise VaultConfigurationError("this database holds no key vault")
+                    if master_key is not None:
+                        self._check_master_key(conn, master_key)
+            else:
+                with self._write() as conn:
+                    schema.install(conn)
+                    if master_key is not None:
+                        self._adopt_master_key(conn, master_key)
         except BaseException:
             self.close()
             raise
@@ -730,14 +741,21 @@ class KeyVault:
         return [row.subject_id for row in rows if row.erasure_seq > seen.number]
 
     def _adopt_master_key(self, conn: Connection, provider: KeyProvider) -> None:
-        state = conn.execute(sa.select(_ST)).one()
-        if state.master_key_id is None:
+        if self._check_master_key(conn, provider) is None:
             conn.execute(_ST.update().values(master_key_id=provider.key_id))
-        elif provider.key_id not in (state.master_key_id, state.rotating_to):
+
+    @staticmethod
+    def _check_master_key(conn: Connection, provider: KeyProvider) -> str | None:
+        """The id of the master key that wraps the vault (None: none yet); raises
+        `WrongMasterKeyError` if that is not `provider`."""
+        state = conn.execute(sa.select(_ST)).one()
+        if state.master_key_id is not None and \
+                provider.key_id not in (state.master_key_id, state.rotating_to):
             raise WrongMasterKeyError(
                 f"wrong master key: this vault's keys are wrapped by master key "
                 f"{state.master_key_id}, and the key given is {provider.key_id}"
             )
+        return str(state.master_key_id) if state.master_key_id is not None else None
 
     def _count_wrapped_by_other(self, key_id: str) -> int:
         with self._read() as conn:
@@ -818,6 +836,9 @@ class KeyVault:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
+        if self._read_only:
+            raise VaultConfigurationError(
+                "this vault was opened read-only: it can neither create nor erase keys")
         with self._translate(), self._engine.connect() as conn:
             conn.execution_options(**WRITE)
             with conn.begin():

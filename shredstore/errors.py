@@ -39,6 +39,7 @@ __all__ = [
     "InvalidEventError",
     "NotInitialisedError",
     "ProjectionError",
+    "ReadOnlyStoreError",
     "ShredstoreError",
     "StorageError",
     "StoreUnavailable",
@@ -59,6 +60,12 @@ class ConfigurationError(ShredstoreError, ValueError):
 
 class NotInitialisedError(ConfigurationError):
     """The database has no event store (opened with ``create=False``): run `shredstore init`."""
+
+
+class ReadOnlyStoreError(ConfigurationError):
+    """A write to a store opened read-only (``EventStore(..., read_only=True)``), or to a
+    database that refuses writes: nothing was written. A revealing read raises it too, since
+    its reveal cannot be recorded in ``$access``."""
 
 
 class WrongExpectedVersion(ShredstoreError):

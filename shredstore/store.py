@@ -6,7 +6,9 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import os
 from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 from uuid import UUID
@@ -25,6 +27,8 @@ from shredstore.errors import (
     DuplicateEventError,
     EventDecodingError,
     NotInitialisedError,
+    ReadOnlyStoreError,
+    StorageError,
     SubjectErasedError,
     TamperedError,
 )
@@ -41,7 +45,7 @@ from shredstore.mapping.snapshots import snapshot_of, state_from
 from shredstore.personal import dotted, plan_of
 from shredstore.storage.authentication import ROWS_KEY, RowAuthenticator, RowCheck
 from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, verify_rows
-from shredstore.storage.engine import create_engine
+from shredstore.storage.engine import create_engine, create_read_only_engine
 from shredstore.storage.index import IndexCheck
 from shredstore.storage.log import AppendResult, EventLog, NewRow, PersonalRow
 from shredstore.storage.snapshots import SnapshotTable
@@ -73,6 +77,12 @@ class EventStore:
     The tables are created if missing (``create=False``: `NotInitialisedError` instead). Use
     it as a context manager, or call `close()`.
 
+    ``read_only=True`` opens an existing store and writes nothing: for auditors' copies on
+    read-only files or mounts, and replicas. Reads, `verify`, `subject_status` and masked
+    reports work; appends, erasures and revealing reads (which must first be recorded in
+    ``$access``) raise `ReadOnlyStoreError`. `read_only_note` says how an SQLite file had to
+    be opened, if not plainly (see `shredstore.storage.engine.create_read_only_engine`).
+
     With the master key, every row appended and every snapshot saved carries an authenticator
     (an HMAC under the vault's service key ``shredstore.rows.v1``), and every read checks it:
     an altered row raises `TamperedError`, also when its subject was erased, and an altered
@@ -90,10 +100,11 @@ class EventStore:
         registry: EventRegistry = default_registry,
         cache_size: int = 10_000,
         create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self._owns_engine = not isinstance(url, Engine)
-        self._engine = create_engine(url)
         self._vault: KeyVault | None = None
+        self._engine, self.read_only_note = _engine_for(url, read_only=read_only)
         shared = vault_url is None or vault_url == url
         self._log = EventLog(self._engine)
         self._snapshots = SnapshotTable(self._engine)
@@ -104,13 +115,20 @@ class EventStore:
         self._mapper = EventMapper(registry)
         self._rows: RowAuthenticator | None = None
         try:
-            if not create and not self._log.is_installed():
+            if (not create or read_only) and not self._log.is_installed():
                 raise NotInitialisedError(
                     f"no event store at {_shown(url)}: run `shredstore init` first")
-            self._log.install()
-            self._vault = _open_vault(self._engine if vault_url is None or shared else vault_url,
-                                      master_key=master_key, cache_size=cache_size,
+            vault_at: str | URL | Engine = self._engine
+            if read_only:
+                self._log.open_read_only()
+            else:
+                _install(self._log, self._engine)
+            if not shared and vault_url is not None:
+                vault_at = _engine_for(vault_url, read_only=True)[0] if read_only else vault_url
+            self._vault = _open_vault(vault_at, master_key=master_key,
+                                      cache_size=cache_size, read_only=read_only,
                                       erasure_record=_Ledger(self._log, shared=shared))
+            self._owns_vault_engine = read_only and not shared
             if master_key is not None:
                 self._rows = RowAuthenticator(self._row_key,
                                               declares_personal=self._declares_personal)
@@ -418,6 +436,8 @@ class EventStore:
         """Release the database connections (an engine passed in is left to its owner)."""
         if self._vault is not None:
             self._vault.close()
+            if getattr(self, "_owns_vault_engine", False):
+                self._vault._engine.dispose()
         if self._owns_engine:
             self._engine.dispose()
 
@@ -549,6 +569,9 @@ class EventStore:
     def _append(self, stream_id: str, batch: list[Event], metadata: str,
                 expected_version: int | ExpectedVersion, needs_keys: bool) -> AppendResult:
         """One attempt at an append; KeyCreationConflict if a new key lost a race."""
+        if self._log.read_only:
+            raise ReadOnlyStoreError(
+                "this store was opened read-only: nothing can be appended or erased")
         if self._rows is not None:
             self._rows.ready()  # before any transaction: the first use may write to the vault
         # No erasure check before sealing: the guard in the append's transaction is the check
@@ -668,13 +691,43 @@ class _Ledger:
         return tail, set().union(*(subjects for *_, subjects in entries[1:]))
 
 
+def _engine_for(url: str | URL | Engine, *, read_only: bool) -> tuple[Engine, str | None]:
+    if not read_only or isinstance(url, Engine):
+        return create_engine(url), None
+    return create_read_only_engine(url)
+
+
+def _install(log: EventLog, engine: Engine) -> None:
+    """Create the tables if missing; a database that refuses writes is named as such."""
+    try:
+        log.install()
+    except StorageError as error:
+        if "readonly" in str(error).replace("-", "").replace(" ", "").lower() \
+                or _unwritable_file(engine):
+            raise ReadOnlyStoreError(
+                "the database is read-only (a read-only file or mount, or a replica): open "
+                "the store with read_only=True (the command line does so for verify, status "
+                "and masked reports)") from None
+        raise
+
+
+def _unwritable_file(engine: Engine) -> bool:
+    """Whether the engine's SQLite file exists on a read-only mount or cannot be written
+    (SQLite then cannot even open a WAL database for writing: "unable to open")."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database.startswith("file:"):
+        return False
+    path = Path(database)
+    return path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
 def _open_vault(
     url: str | URL | Engine, *, master_key: KeyProvider | None, cache_size: int,
-    erasure_record: _Ledger,
+    erasure_record: _Ledger, read_only: bool,
 ) -> KeyVault:
     try:
         return KeyVault(url, master_key=master_key, cache_size=cache_size,
-                        erasure_record=erasure_record)
+                        erasure_record=erasure_record, read_only=read_only)
     except keyvault.VaultConfigurationError as error:
         raise ConfigurationError(str(error)) from None
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from shredstore.errors import ConfigurationError, TamperedError
+from shredstore.errors import ConfigurationError, ReadOnlyStoreError, TamperedError
 from shredstore.mapping.mapper import aad_prefix, open_groups, parse_groups
 from shredstore.personal import REDACTED, dotted
 from shredstore.storage.chain import StoredRow
@@ -118,7 +118,13 @@ def record_access(store: EventStore, kind: Literal["report", "export"], scope: d
     its position. A store that cannot record it cannot reveal."""
     entry = PersonalDataRevealed(kind=kind, actor=actor or _user(), at=datetime.now(UTC),
                                  scope=scope, purpose=purpose)
-    return store._append_system(ACCESS_STREAM, [entry]).positions[0]
+    try:
+        return store._append_system(ACCESS_STREAM, [entry]).positions[0]
+    except ReadOnlyStoreError:
+        raise ReadOnlyStoreError(
+            f"the {kind} would reveal personal data, and the reveal cannot be recorded in "
+            "$access (the store is read-only): nothing was revealed; reveal from a writable "
+            "copy, or leave the values masked") from None
 
 
 def _groups(row: StoredRow) -> list[dict[str, Any]] | None:

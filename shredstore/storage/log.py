@@ -47,8 +47,10 @@ from keyvault.engine import (
 )
 from shredstore import expected as _expected
 from shredstore.errors import (
+    ConfigurationError,
     DuplicateEventError,
     ImmutableLogError,
+    ReadOnlyStoreError,
     StorageError,
     StoreUnavailable,
     WrongExpectedVersion,
@@ -181,6 +183,7 @@ class EventLog:
         self._to_row = self._raw_row
         self._authenticator: RowAuthenticator | None = None
         self._ledger_key: bytes | None = None
+        self.read_only = False
         # Parameters in the formats SQLAlchemy's Uuid and DateTime types use on each backend.
         self._id_param: Callable[[UUID], Any] = (lambda u: u) if postgres else _hex
         self._time_param: Callable[[datetime], Any] = (
@@ -207,7 +210,7 @@ class EventLog:
         url = self._engine.url
         database = url.database
         if (url.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
-                and not Path(database).exists()):
+                and not database.startswith("file:") and not Path(database).exists()):
             return False
         with translate_errors(), self._engine.connect() as conn:
             return sa.inspect(conn).has_table(schema.EVENTS.name)
@@ -216,11 +219,25 @@ class EventLog:
         """Create the table and its immutability triggers if missing."""
         with translate_errors(), self._write() as conn:
             schema.install(conn)
-            if is_postgres(conn):
-                self._lock_key = schema.table_lock_key(conn)
-            self._ledger_key = bytes(conn.execute(
-                sa.select(schema.SETTINGS.c.value)
-                .where(schema.SETTINGS.c.name == schema.LEDGER_KEY)).scalar_one())
+            self._load_settings(conn)
+
+    def open_read_only(self) -> None:
+        """Use the tables as they are and never write to them (appends raise
+        `ConfigurationError`): for a database on a read-only file, mount or replica."""
+        self.read_only = True
+        with translate_errors(), self._engine.connect() as conn, conn.begin():
+            if not sa.inspect(conn).has_table(schema.SETTINGS.name):
+                raise ConfigurationError(
+                    "this database holds no event store of this format (or it was never "
+                    "initialised): a read-only store cannot create one")
+            self._load_settings(conn)
+
+    def _load_settings(self, conn: Connection) -> None:
+        if is_postgres(conn):
+            self._lock_key = schema.table_lock_key(conn)
+        self._ledger_key = bytes(conn.execute(
+            sa.select(schema.SETTINGS.c.value)
+            .where(schema.SETTINGS.c.name == schema.LEDGER_KEY)).scalar_one())
 
     def ledger_event_id(self, subject_id: str) -> UUID:
         """The event id of `subject_id`'s entry in the erasure ledger: the same for every
@@ -649,6 +666,9 @@ class EventLog:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
+        if self.read_only:
+            raise ReadOnlyStoreError(
+                "this store was opened read-only: nothing can be appended or changed")
         with self._engine.connect() as conn:
             conn.execution_options(**WRITE)
             with conn.begin():
