@@ -41,7 +41,12 @@ from shredstore.audit.export import write_export
 from shredstore.audit.reader import Scope
 from shredstore.audit.report import FORMATS, write_report
 from shredstore.demo import run_demo
-from shredstore.errors import ConfigurationError, ShredstoreError, StoreUnavailable
+from shredstore.errors import (
+    ConfigurationError,
+    ReadOnlyStoreError,
+    ShredstoreError,
+    StoreUnavailable,
+)
 from shredstore.requests import ErasureRequest, read_requests
 from shredstore.residue import ResidueReport
 from shredstore.storage.chain import LogHead
@@ -74,9 +79,23 @@ class Settings:
         return None
 
     @contextmanager
-    def store(self, *, needs_key: bool = False, create: bool = False) -> Iterator[EventStore]:
-        with EventStore(self.url, master_key=self.master_key(required=needs_key),
-                        vault_url=self.vault_url, create=create) as store:
+    def store(self, *, needs_key: bool = False, create: bool = False,
+              read_only: bool | None = False) -> Iterator[EventStore]:
+        """The store, opened read-only for commands that only read (they then work on an
+        auditor's copy on a read-only mount); ``read_only=None``: writable where the database
+        allows it, else read-only (a revealing read then refuses, as it cannot be recorded)."""
+        key = self.master_key(required=needs_key)
+        try:
+            opened = EventStore(self.url, master_key=key, vault_url=self.vault_url,
+                                create=create, read_only=bool(read_only))
+        except ReadOnlyStoreError:
+            if read_only is not None:
+                raise
+            opened = EventStore(self.url, master_key=key, vault_url=self.vault_url,
+                                read_only=True)
+        with opened as store:
+            if store.read_only_note:
+                click.echo(f"note: {store.read_only_note}", err=True)
             yield store
 
 
@@ -151,7 +170,7 @@ def verify(settings: Settings, expect_head: str | None) -> None:
     """Check the hash chain, the immutability triggers, and that no erased key is back."""
     with _errors():
         anchor = _parse_head(expect_head)
-        with settings.store() as store:
+        with settings.store(read_only=True) as store:
             report = store.verify(expected_head=anchor)
     for finding in report.findings:
         click.echo(str(finding))
@@ -173,9 +192,10 @@ def verify(settings: Settings, expect_head: str | None) -> None:
 def status(settings: Settings, subject: str) -> None:
     """What the vault and the log hold of SUBJECT; exit 1 if the store knows nothing of it, or
     if the vault disagrees with the erasure ledger (a vault restored from a backup)."""
-    with _errors(), settings.store() as store:
+    with _errors(), settings.store(read_only=True) as store:
         state = store.subject_status(subject)  # the erasure ledger outranks the vault
         held = store.vault.status(subject)
+        recorded = erasure.ledger_entry(store, subject) is not None
         footprint = store.subject_footprint(subject)
     click.echo(f"{subject}: {state.state}")
     if state.state == "erased" and state.erased_at is not None:
@@ -192,6 +212,9 @@ def status(settings: Settings, subject: str) -> None:
               + ("holds its key again (restored from a backup?)" if held.state == "active"
                  else "has no tombstone for it (restored from a backup? a deleted row?)")
               + ": run `shredstore reconcile`")
+    if held.state == "erased" and not recorded:
+        _fail(EXIT_PROBLEM, "the vault erased the subject, but the erasure ledger does not "
+              "record it (an interrupted erasure?): run `shredstore reconcile`")
 
 
 _receipts_option = click.option(
@@ -279,7 +302,7 @@ def reconcile(settings: Settings) -> None:
     with _errors(), settings.store() as store:
         report = erasure.reconcile(store)
     for subject in report.re_erased:
-        click.echo(f"re-erased {subject}: the vault held its key again")
+        click.echo(f"re-erased {subject}: the vault held its key again or had no tombstone")
     for subject in report.recorded:
         click.echo(f"recorded {subject} in the ledger: erased in the vault, missing from the log")
     click.echo(f"{report.ledger_entries} ledger entries checked: "
@@ -309,14 +332,15 @@ def report(settings: Settings, *, subject: str | None, stream: str | None,
         scope = Scope(stream_id=stream, event_type=event_type, subject_id=subject,
                       since=_moment(since, "--since", end=False),
                       until=_moment(until, "--until", end=True))
-        with settings.store(needs_key=reveal) as store, _output(out) as target, \
+        with settings.store(needs_key=reveal, read_only=None if reveal else True) as store, \
+                _output(out) as target, \
                 _progress_bar("reporting", minimum=10_000) as tick:
             result = write_report(store, target, scope=scope, fmt=fmt, reveal=reveal,
                                   purpose=purpose, progress=tick)
     summary = result.summary
     click.echo(f"{summary['events']} event(s), {summary['erased_subjects']} erased subject(s), "
                f"{summary['personal_fields_redacted']} redacted field(s); integrity: "
-               + ("intact" if result.ok else "FAILED, the log was altered")
+               + ("intact" if result.ok else "FAILED (see the report's findings)")
                + (f"; written to {out}" if out else ""), err=True)
     if not result.ok:
         sys.exit(EXIT_PROBLEM)
@@ -331,7 +355,8 @@ def report(settings: Settings, *, subject: str | None, stream: str | None,
 def export(settings: Settings, subject: str, out: Path | None, purpose: str | None) -> None:
     """Everything the log holds about SUBJECT, as JSON, with its personal data opened
     (GDPR Art. 15/20). Recorded in the $access stream. Exit 1 for an unknown subject."""
-    with _errors(), settings.store(needs_key=True) as store, _output(out) as target:
+    with _errors(), settings.store(needs_key=True, read_only=None) as store, \
+            _output(out) as target:
         count = write_export(store, subject, target, purpose=purpose)
     if out is not None:
         click.echo(f"{count} event(s) of {subject} written to {out}", err=True)

@@ -62,6 +62,7 @@ __all__ = [
     "erase",
     "generate_signing_key",
     "ledger",
+    "ledger_entry",
     "ledger_event_id",
     "ledger_gaps",
     "load_public_key",
@@ -394,6 +395,12 @@ def receipt_from_ledger(store: EventStore, subject_id: str, *,
         request_id=entry.request_id, reason=entry.reason, scrubbed=False)
     return receipt_for(store, Shredded(result, position), signing_key=signing_key,
                        reissued=True)
+
+
+def ledger_entry(store: EventStore, subject_id: str) -> tuple[int, SubjectErased] | None:
+    """The subject's entry in the erasure ledger and its position; None if it has none.
+    One indexed lookup (by the entry's keyed event id)."""
+    return store._ledger_entry(subject_id)
 
 
 def ledger(store: EventStore) -> dict[str, tuple[int, SubjectErased]]:

@@ -115,14 +115,15 @@ class EventStore:
         self._mapper = EventMapper(registry)
         self._rows: RowAuthenticator | None = None
         try:
-            if (not create or read_only) and not self._log.is_installed():
-                raise NotInitialisedError(
-                    f"no event store at {_shown(url)}: run `shredstore init` first")
             vault_at: str | URL | Engine = self._engine
-            if read_only:
-                self._log.open_read_only()
-            else:
-                _install(self._log, self._engine)
+            with _read_only_named(self._engine, read_only=read_only):
+                if (not create or read_only) and not self._log.is_installed():
+                    raise NotInitialisedError(
+                        f"no event store at {_shown(url)}: run `shredstore init` first")
+                if read_only:
+                    self._log.open_read_only()
+                else:
+                    self._log.install()
             if not shared and vault_url is not None:
                 vault_at = _engine_for(vault_url, read_only=True)[0] if read_only else vault_url
             self._vault = _open_vault(vault_at, master_key=master_key,
@@ -697,18 +698,20 @@ def _engine_for(url: str | URL | Engine, *, read_only: bool) -> tuple[Engine, st
     return create_read_only_engine(url)
 
 
-def _install(log: EventLog, engine: Engine) -> None:
-    """Create the tables if missing; a database that refuses writes is named as such."""
+@contextlib.contextmanager
+def _read_only_named(engine: Engine, *, read_only: bool) -> Iterator[None]:
+    """A writable open of a database that refuses writes says so (`ReadOnlyStoreError`)
+    instead of "cannot reach the database"."""
     try:
-        log.install()
+        yield
     except StorageError as error:
-        if "readonly" in str(error).replace("-", "").replace(" ", "").lower() \
-                or _unwritable_file(engine):
-            raise ReadOnlyStoreError(
-                "the database is read-only (a read-only file or mount, or a replica): open "
-                "the store with read_only=True (the command line does so for verify, status "
-                "and masked reports)") from None
-        raise
+        if read_only or not ("readonly" in str(error).replace("-", "").replace(" ", "").lower()
+                             or _unwritable_file(engine)):
+            raise
+        raise ReadOnlyStoreError(
+            "the database is read-only (a read-only file or mount, or a replica): open the "
+            "store with read_only=True (the command line does so for verify, status and "
+            "masked reports)") from None
 
 
 def _unwritable_file(engine: Engine) -> bool:

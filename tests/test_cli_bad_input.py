@@ -187,7 +187,7 @@ def test_a_receipt_that_cannot_be_written_fails_that_request_only(
     result = invoke("erase", "c-1", url=filled, cwd=tmp_path)
     assert result.exit_code == 1
     assert "c-1: erased, but no receipt" in result.stdout
-    assert "1 failed" in result.stdout
+    assert "1 erased, 1 receipt(s) not written" in result.stdout
 
 
 def test_a_batch_file_that_is_not_utf8_is_refused(filled: str, tmp_path: Path) -> None:

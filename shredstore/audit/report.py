@@ -246,7 +246,8 @@ class _Markdown(_Renderer):
         integrity = summary["integrity"]
         if not integrity["ok"] or summary["tampered_events"]:
             lines += [f"> **INTEGRITY FAILURE: {integrity['problems']} problem(s) found by "
-                      "verify; this log was altered.**", ">"]
+                      "verify: the log was altered, or the vault disagrees with its erasure ledger "
+                      "(each finding says which and what to do).**", ">"]
             lines += [f"> - {_md(finding)}" for finding in integrity["findings"]]
             lines.append("")
         lines += ["## Summary", "", "| | |", "|---|---|"]
@@ -293,8 +294,9 @@ class _Html(_Renderer):
             findings = "".join(f"<li>{_h(f)}</li>" for f in integrity["findings"])
             parts.append(f'<section class="alarm" id="integrity"><h2>Integrity failure</h2>'
                          f"<p>verify found {integrity['problems']} problem(s) and "
-                         f"{summary['tampered_events']} event(s) could not be read: this log "
-                         f"was altered.</p><ul>{findings}</ul></section>")
+                         f"{summary['tampered_events']} event(s) could not be read: the log was "
+                         f"altered, or the vault disagrees with its erasure ledger (each "
+                         f"finding says which and what to do).</p><ul>{findings}</ul></section>")
         else:
             parts.append(f'<p class="ok" id="integrity">Integrity: intact, '
                          f"{integrity['events_checked']} events checked (hash chain and "

@@ -133,3 +133,61 @@ def test_read_only_on_both_backends_writes_nothing(any_url: str) -> None:
             store.erase_subject("c-1")
         assert store.head() == head
         assert store.subject_status("c-1").state == "active"
+
+
+CLI_CHILD = """
+import json, subprocess, sys
+results = []
+for args in json.loads(sys.argv[1]):
+    done = subprocess.run([sys.executable, "-c", "from shredstore.cli import main; main()",
+                           *args], capture_output=True, text=True, check=False)
+    results.append([done.returncode, done.stdout, done.stderr])
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.processes
+def test_the_command_line_audits_a_copy_on_a_read_only_mount(tmp_path: Path) -> None:
+    """verify, status and a masked report work on a read-only mount; report --reveal and
+    export of a held subject refuse (exit 2) and say that the reveal cannot be recorded; an
+    erasure is refused; nothing in the folder changes."""
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    master = MasterKey.generate()
+    url = f"sqlite:///{folder / 'events.db'}"
+    fill(url, master)
+    key_file = tmp_path / "master.key"
+    master.to_file(key_file)
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    common = ["--url", url, "--master-key-file", str(key_file)]
+    commands = [[*common, "verify"], [*common, "status", "c-2"],
+                [*common, "report", "--format", "json"],
+                [*common, "report", "--format", "json", "--reveal"],
+                [*common, "export", "c-0"], [*common, "export", "c-2"],
+                [*common, "erase", "c-1", "--receipts", str(tmp_path / "receipts")]]
+    unshare = shutil.which("unshare")
+    assert unshare is not None, "util-linux's unshare is needed for the read-only mount"
+    script = (f'mount --bind -o ro "{folder}" "{folder}" && exec "{sys.executable}" -c "$0" '
+              '"$1"')
+    result = subprocess.run([unshare, "-rm", "sh", "-c", script, CLI_CHILD,
+                             json.dumps(commands)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcomes = json.loads(result.stdout)
+    for _, out, err in outcomes:
+        assert NAME not in out + err
+        assert "Traceback" not in err
+    verify, status, masked, revealed, held, erased, erasing = outcomes
+    assert verify[0] == 0, verify
+    assert "intact" in verify[1]
+    assert (status[0], status[1].splitlines()[0]) == (0, "c-2: erased")
+    assert masked[0] == 0, masked
+    assert json.loads(masked[1])["summary"]["values"] == "masked"
+    for refused in (revealed, held):
+        assert refused[0] == 2, refused
+        assert "cannot be recorded in $access" in refused[2]
+    assert erased[0] == 0, erased  # an erased subject's export reveals nothing
+    assert json.loads(erased[1])["state"] == "erased"
+    assert erasing[0] != 0
+    assert "read-only" in erasing[1] + erasing[2]
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
