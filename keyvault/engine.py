@@ -28,6 +28,7 @@ from keyvault.errors import VaultConfigurationError as ConfigurationError
 
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
+    "CHECKPOINT_WAIT_SECONDS",
     "WRITE",
     "checkpoint_wal",
     "create_engine",
@@ -42,6 +43,11 @@ __all__ = [
 
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long an SQLite writer waits for another process's write transaction to end."""
+
+CHECKPOINT_WAIT_SECONDS = 2.0
+"""How long `checkpoint_wal` retries, by default, while readers keep the WAL busy."""
+_CHECKPOINT_FIRST_PAUSE = 0.002
+_CHECKPOINT_MAX_PAUSE = 0.05
 
 WRITE = {"begin_immediate": True}
 """Execution options for a connection that will write: SQLite then begins IMMEDIATE."""
@@ -160,19 +166,49 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
-def checkpoint_wal(engine: Engine) -> bool:
+def checkpoint_wal(engine: Engine, *, wait: float = CHECKPOINT_WAIT_SECONDS) -> bool:
     """On SQLite, copy the WAL into the database file and truncate it; True if it completed.
 
-    With ``secure_delete`` this is what leaves no copy of deleted bytes in the WAL. It waits
-    (busy timeout) for readers; False means a reader still held an old snapshot: try again.
-    Other backends: True, nothing to do.
+    With ``secure_delete`` this is what leaves no older copy of a deleted row's page, in the
+    WAL or in the database file. It cannot complete while another connection (in any process)
+    holds a read transaction or writes: it then retries with short sleeps for up to `wait`
+    seconds (never the 30 s busy timeout), and returns False if it still could not: run it
+    again later. PostgreSQL: False, at once: old row versions stay in its table files until
+    VACUUM FULL (`keyvault.scrub.scrub_tables`), which is no per-erasure cost.
     """
     if not is_sqlite(engine):
-        return True
-    with engine.connect() as conn:
-        conn.commit()  # no transaction may be open around a checkpoint
-        busy, _log, _checkpointed = conn.exec_driver_sql(
-            "PRAGMA wal_checkpoint(TRUNCATE)").one()
+        return False
+    deadline = time.monotonic() + wait
+    pause = _CHECKPOINT_FIRST_PAUSE
+    # The driver's connection, in autocommit (see _sqlite_connect): no transaction may be open
+    # around a checkpoint, and SQLAlchemy would begin one.
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=0")  # the retries below are the only wait
+        try:
+            while not _checkpointed(cursor):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, _CHECKPOINT_MAX_PAUSE)
+            return True
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            cursor.close()
+    finally:
+        connection.close()
+
+
+def _checkpointed(cursor: Any) -> bool:
+    """One TRUNCATE checkpoint; False if a reader or writer kept it from completing."""
+    try:
+        busy = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    except sqlite3.OperationalError as error:  # another connection's checkpoint, say
+        if "locked" in str(error) or "busy" in str(error):
+            return False
+        raise
     return int(busy) == 0
 
 
