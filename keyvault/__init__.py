@@ -18,6 +18,7 @@ from keyvault.errors import (
     WrongMasterKeyError,
 )
 from keyvault.master import KeyProvider, MasterKey
+from keyvault.scrub import ScrubResult, TableScrub
 from keyvault.vault import (
     ErasureRecord,
     ErasureResult,
@@ -40,8 +41,10 @@ __all__ = [
     "MasterKey",
     "RotationError",
     "RotationResult",
+    "ScrubResult",
     "SubjectErasedError",
     "SubjectStatus",
+    "TableScrub",
     "TamperedError",
     "VaultConfigurationError",
     "VaultStorageError",

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from keyvault import schema
 from keyvault.cache import ErasureMark, KeyCache
 from keyvault.engine import (
+    CHECKPOINT_WAIT_SECONDS,
     DRIVER_ERRORS,
     WRITE,
     checkpoint_wal,
@@ -50,6 +51,7 @@ from keyvault.errors import (
     WrongMasterKeyError,
 )
 from keyvault.master import KeyProvider
+from keyvault.scrub import VAULT_TABLES, ScrubResult, scrub_tables
 
 __all__ = ["ErasureRecord", "ErasureResult", "KeyRing", "KeyVault", "RotationResult",
            "SubjectStatus"]
@@ -496,27 +498,19 @@ class KeyVault:
         self._provider = new
         return RotationResult(old.key_id, new.key_id, done, services)
 
-    def scrub(self) -> str:
-        """Make the bytes of erased keys leave the live database files; say what was done.
+    def scrub(self, *, wait: float = CHECKPOINT_WAIT_SECONDS) -> ScrubResult:
+        """Make the bytes of erased keys and of rotation's old wrappings leave the live
+        database files, as far as the backend allows; say what was done and whether it is
+        complete (`ScrubResult`; never raises because something could not be completed).
 
-        SQLite: the vault deletes with ``secure_delete``; this truncates the WAL (also done by
-        every `erase`). PostgreSQL: ``VACUUM FULL`` rewrites the key table (a brief exclusive
-        lock) and, where the role may, ``CHECKPOINT``. Backups, replicas and archived WAL are
-        outside its reach: see docs/keyvault.md.
+        SQLite: deleted bytes are overwritten in place (``secure_delete``); this checkpoints
+        and truncates the WAL, waiting up to `wait` seconds for readers. PostgreSQL:
+        ``VACUUM FULL`` of the key tables (waiting up to `wait` seconds for their lock) and,
+        where the role may, ``CHECKPOINT``; old row versions an open transaction still needs
+        are reported as kept. Backups, replicas and archived WAL are outside its reach: see
+        docs/scrubbing.md.
         """
-        if not is_postgres(self._engine):
-            if checkpoint_wal(self._engine):
-                return "WAL checkpointed and truncated; deleted keys were overwritten in place"
-            return "a reader kept the WAL from being truncated; run scrub again"
-        with self._translate(), self._engine.connect() as conn:
-            auto = conn.execution_options(isolation_level="AUTOCOMMIT")
-            auto.exec_driver_sql(f"VACUUM FULL {_S.name}")
-            try:
-                auto.exec_driver_sql("CHECKPOINT")
-            except DBAPIError:
-                return (f"{_S.name} rewritten by VACUUM FULL; CHECKPOINT needs the "
-                        "pg_checkpoint role: the old file's pages wait for the next checkpoint")
-        return f"{_S.name} rewritten by VACUUM FULL and checkpointed"
+        return scrub_tables(self._engine, list(VAULT_TABLES), wait=wait)
 
     def close(self) -> None:
         """Release the database connections (an engine passed in is left to its owner)."""

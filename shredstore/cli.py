@@ -36,7 +36,8 @@ from rich.progress import MofNCompleteColumn, Progress, track
 
 import keyvault
 from keyvault import MasterKey
-from shredstore import erasure
+from keyvault.engine import CHECKPOINT_WAIT_SECONDS
+from shredstore import erasure, scrubbing
 from shredstore.audit.export import write_export
 from shredstore.audit.reader import Scope
 from shredstore.audit.report import FORMATS, write_report
@@ -292,6 +293,30 @@ def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
     if stop.signal is not None and batch.done < len(requests):
         _stopped(stop.signal, batch, requests, as_json=as_json)
     if batch.problems or bad:
+        sys.exit(EXIT_PROBLEM)
+
+
+@cli.command()
+@click.option("--read-model-url", envvar="SHREDSTORE_READ_MODEL_URL",
+              help="The read models' database, if not --url (its registered projections' "
+                   "tables are scrubbed too).")
+@click.option("--wait", type=click.FloatRange(min=0), default=CHECKPOINT_WAIT_SECONDS,
+              show_default=True, help="Seconds to wait for a reader or a lock, each time.")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@click.pass_obj
+def scrub(settings: Settings, read_model_url: str | None, wait: float, as_json: bool) -> None:
+    """Make erased keys, rotation's old key wrappings and forgotten read-model rows leave the
+    live database files, as far as the backend allows (SQLite: WAL checkpoint over
+    secure_delete; PostgreSQL: VACUUM FULL and CHECKPOINT). Exit 1 if it could not complete
+    (a reader, a lock, a missing privilege): it says why; run it again."""
+    with _errors(), settings.store() as store:
+        report = scrubbing.scrub(store, read_models=read_model_url, wait=wait)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.complete:
         sys.exit(EXIT_PROBLEM)
 
 
@@ -646,15 +671,7 @@ def _scrubbed_text(receipt: erasure.ErasureReceipt) -> str:
 
 
 def _residue_text(report: ResidueReport | None) -> str:
-    if report is None:
-        return ""
-    if report.findings:
-        where = ", ".join(f"{f.table}.{f.column} ({f.rows} row(s))" for f in report.findings)
-        return f"RESIDUE in {where}; "
-    if report.lagging:
-        return f"residue check incomplete: not caught up: {', '.join(report.lagging)}; "
-    return (f"read models clean ({len(report.checked)} table(s)); " if report.checked
-            else f"residue: {report.note}; ")
+    return "" if report is None else f"{report.summary()}; "
 
 
 def _describe_footprint(where: str, state: str, footprint: erasure.Footprint) -> str:

@@ -309,7 +309,8 @@ def test_erase_warns_when_a_reader_keeps_the_key_bytes_in_the_files(tmp_path: Pa
     """SQLite: a connection holding an old snapshot keeps the WAL (with the destroyed key's
     bytes) from being checkpointed; the erasure is done, and its line says what to run.
 
-    Slow: the erasure waits for the reader as long as the vault's busy timeout allows."""
+    The erasure waits for the reader a bounded while (2 s), then says so; `shredstore scrub`
+    completes once the reader is gone."""
     url, vault = f"sqlite:///{tmp_path / 'events.db'}", tmp_path / "vault.db"
     with EventStore(url, vault_url=f"sqlite:///{vault}",
                     master_key=MasterKey.from_file(master_file)) as store:
@@ -330,6 +331,34 @@ def test_erase_warns_when_a_reader_keeps_the_key_bytes_in_the_files(tmp_path: Pa
         "receipt " in line
     receipt = json.loads((tmp_path / line.rsplit("receipt ", 1)[1]).read_text())
     assert receipt["key"]["scrubbed"] is False
+    scrubbed = run("--vault-url", f"sqlite:///{vault}", "scrub", url=url, cwd=tmp_path)
+    assert scrubbed.returncode == 0, scrubbed.stdout + scrubbed.stderr
+    assert scrubbed.stdout.splitlines()[-1].startswith("scrub complete")
+    assert any(line.startswith("vault (sqlite): keyvault_subjects")
+               for line in scrubbed.stdout.splitlines())
+
+
+def test_scrub_says_when_it_cannot_complete_and_exits_1(tmp_path: Path,
+                                                        master_file: Path) -> None:
+    """A reader holding a snapshot keeps the WAL from being checkpointed: scrub says so, in
+    text and JSON, and exits 1."""
+    url, folder = f"sqlite:///{tmp_path / 'events.db'}", tmp_path
+    reader = sqlite3.connect(folder / "events.db", isolation_level=None)
+    try:
+        with EventStore(url, master_key=MasterKey.from_file(master_file)) as store:
+            store.append("customer-1", [CustomerRegistered(
+                customer_id="c-1", name=NAME, email=EMAIL, credit_limit=1)])
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM sqlite_master").fetchall()  # a snapshot
+            store.erase_subject("c-1")  # its key's old page stays in the WAL
+        text = run("scrub", "--wait", "0.2", url=url, cwd=tmp_path)
+        as_json = run("scrub", "--wait", "0.2", "--json", url=url, cwd=tmp_path)
+    finally:
+        reader.close()
+    assert text.returncode == 1, text.stderr
+    assert "scrub NOT complete" in text.stdout.splitlines()[-1]
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["complete"] is False
 
 
 def test_status_says_when_the_vault_disagrees_with_the_ledger(tmp_path: Path,

@@ -522,7 +522,11 @@ class VaultContract:
             assert reopened.service_key("app.late.v1") == made[0]
 
     def test_scrub_says_what_it_did(self, vault: KeyVault) -> None:
-        """scrub runs on an erased vault and reports its action in a sentence."""
+        """scrub runs on an erased vault, says what it did per table and log, and completes
+        when nothing holds the database open."""
         vault.seal("s-1", b"x")
         vault.erase("s-1")
-        assert vault.scrub()
+        result = vault.scrub()
+        assert result.complete, result.why_not
+        assert {t.table for t in result.tables} == {"keyvault_subjects", "keyvault_service_keys"}
+        assert all(line for line in result.lines())
