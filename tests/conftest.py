@@ -96,6 +96,28 @@ def any_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def separate_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(event store URL, vault URL) of a store whose vault has a database of its own, on each
+    backend in turn (two schemas of the run's database on PostgreSQL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'events.db'}", f"sqlite:///{tmp_path / 'vault.db'}"
+        return
+    events: str = request.getfixturevalue("postgres_url")
+    database: URL = request.getfixturevalue("postgres_database")
+    schema = f"v_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    base = database.render_as_string(hide_password=False)
+    try:
+        yield events, f"{base}?options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+
+
 _skipped_postgres: list[str] = []
 
 

@@ -91,9 +91,8 @@ class Batch:
 
 
 @pytest.fixture
-def batch(tmp_path: Path, master_file: Path) -> Batch:
-    url = f"sqlite:///{tmp_path / 'events.db'}"
-    vault_url = f"sqlite:///{tmp_path / 'vault.db'}"
+def batch(tmp_path: Path, master_file: Path, separate_urls: tuple[str, str]) -> Batch:
+    url, vault_url = separate_urls
     subjects = [f"s-{n:05d}" for n in range(SUBJECTS)]
     with EventStore(url, vault_url=vault_url, master_key=MasterKey.from_file(master_file)
                     ) as store, store.vault.keyring() as ring:

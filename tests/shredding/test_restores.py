@@ -14,15 +14,11 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import URL
 
 from keyvault import MasterKey
 from shredstore import EventStore
@@ -40,25 +36,9 @@ NAMES = {f"s{n}": (f"Restore-Name-{n}-Quokka", f"restore{n}.quokka@example.org")
 Backup = dict[str, list[dict[str, Any]]]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(event store URL, vault URL): two databases (two schemas on PostgreSQL)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'events.db'}", f"sqlite:///{tmp_path / 'vault.db'}"
-        return
-    events: str = request.getfixturevalue("postgres_url")
-    database: URL = request.getfixturevalue("postgres_database")
-    schema = f"v_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(database, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    base = database.render_as_string(hide_password=False)
-    try:
-        yield events, f"{base}?options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
+@pytest.fixture
+def urls(separate_urls: tuple[str, str]) -> tuple[str, str]:
+    return separate_urls
 
 
 def backup(vault_url: str) -> Backup:
