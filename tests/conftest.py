@@ -8,6 +8,7 @@ dropped at the end; each test in a schema of its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -58,20 +59,34 @@ def postgres_database() -> Iterator[URL]:
         admin.dispose()
 
 
-@pytest.fixture
-def postgres_url(postgres_database: URL) -> Iterator[str]:
-    """A URL whose connections work in a fresh schema of the run's database."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_database, isolation_level="AUTOCOMMIT")
+@contextlib.contextmanager
+def fresh_schema(database: URL, prefix: str = "t") -> Iterator[str]:
+    """A URL whose connections work in a new schema of `database`, dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(database, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = postgres_database.render_as_string(hide_password=False)
+    url = database.render_as_string(hide_password=False)
     try:
         yield f"{url}?options={quote(f'-csearch_path={schema}')}"
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_database: URL) -> Iterator[str]:
+    """A URL whose connections work in a fresh schema of the run's database."""
+    with fresh_schema(postgres_database) as url:
+        yield url
+
+
+@pytest.fixture
+def second_postgres_url(postgres_database: URL) -> Iterator[str]:
+    """A URL of another fresh schema of the run's database (a second database, in effect)."""
+    with fresh_schema(postgres_database, "v") as url:
+        yield url
 
 
 @pytest.fixture
@@ -103,19 +118,8 @@ def separate_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tu
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'events.db'}", f"sqlite:///{tmp_path / 'vault.db'}"
         return
-    events: str = request.getfixturevalue("postgres_url")
-    database: URL = request.getfixturevalue("postgres_database")
-    schema = f"v_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(database, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    base = database.render_as_string(hide_password=False)
-    try:
-        yield events, f"{base}?options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
+    yield (request.getfixturevalue("postgres_url"),
+           request.getfixturevalue("second_postgres_url"))
 
 
 _skipped_postgres: list[str] = []

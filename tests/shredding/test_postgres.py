@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-from urllib.parse import quote
-
 import pytest
-import sqlalchemy as sa
 
 from keyvault import MasterKey
 from shredstore import EventStore
@@ -20,22 +15,6 @@ from tests.shredding.contract import (
     raw_rows,
     table_dumps,
 )
-
-
-@pytest.fixture
-def second_postgres_url(postgres_database: sa.URL) -> Iterator[str]:
-    """A URL of another fresh schema of the run's database (as conftest's `postgres_url`)."""
-    schema = f"v_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_database, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = postgres_database.render_as_string(hide_password=False)
-    try:
-        yield f"{url}?options={quote(f'-csearch_path={schema}')}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
 
 
 class TestPostgresShredding(ShreddingContract):
