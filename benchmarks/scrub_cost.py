@@ -16,7 +16,7 @@ check's byte scan.
     PostgreSQL: VACUUM FULL of both tables and CHECKPOINT): median of the repetitions.
 ``byte scan``
     Milliseconds per MiB for the residue check's scan of a database file for a subject's values
-    (`shredstore.residue`), six values in three forms each.
+    (`shredstore.erasure.residue`), six values in three forms each.
 
 Run from the repository root::
 
@@ -42,7 +42,7 @@ from benchmarks.common import add_common_arguments, check_repeat, progress, rend
 from keyvault import KeyVault, MasterKey
 from keyvault.engine import WRITE, checkpoint_wal, is_sqlite
 from keyvault.scrub import VAULT_TABLES, scrub_tables
-from shredstore import residue
+from shredstore.erasure import residue
 
 
 def previous_checkpoint_wal(engine: Engine) -> bool:

@@ -4,6 +4,9 @@ Events are appended to an immutable, hash-chained log in SQLite or PostgreSQL an
 pydantic models. See README.md and docs/ for the whole story.
 """
 
+# The erasure workflow sits above the facade; importing it hands EventStore.erase_subject its
+# implementation (see shredstore.store.use_erasure_workflow).
+import shredstore.erasure  # noqa: F401
 from shredstore.aggregates import Aggregate, Repository
 from shredstore.errors import (
     AggregateNotFound,

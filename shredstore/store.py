@@ -10,7 +10,7 @@ import os
 from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,10 +18,8 @@ from pydantic import BaseModel, JsonValue
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 import keyvault
-from keyvault import KeyProvider, KeyRing, KeyVault, SubjectStatus
-from shredstore import erasure
+from keyvault import ErasureResult, KeyProvider, KeyRing, KeyVault, SubjectStatus
 from shredstore import expected as _expected
-from shredstore.erasure import CiphertextCheck, ErasureReceipt, Footprint
 from shredstore.errors import (
     ConfigurationError,
     DuplicateEventError,
@@ -47,11 +45,21 @@ from shredstore.storage.authentication import ROWS_KEY, RowAuthenticator, RowChe
 from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, verify_rows
 from shredstore.storage.engine import create_engine, create_read_only_engine
 from shredstore.storage.index import IndexCheck
-from shredstore.storage.log import AppendResult, EventLog, NewRow, PersonalRow
+from shredstore.storage.log import AppendResult, EventLog, NewRow, PersonalRow, Scope
 from shredstore.storage.snapshots import SnapshotTable
+from shredstore.subject import (
+    CiphertextCheck,
+    Footprint,
+    LedgerGaps,
+    Shredded,
+    SubjectScan,
+)
 from shredstore.system import LEDGER_STREAM, SYSTEM_EVENTS, SubjectErased
 
-__all__ = ["DEFAULT_URL", "EventStore"]
+if TYPE_CHECKING:
+    from shredstore.erasure import ErasureReceipt
+
+__all__ = ["DEFAULT_URL", "ErasureWorkflow", "EventStore", "use_erasure_workflow"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -258,9 +266,11 @@ class EventStore:
         read models (in `read_models`, default this database) once their projections have
         applied the erasure, and reports what they still hold of the subject in the receipt.
         """
-        return erasure.erase(self, subject_id, reason=reason, request_id=request_id,
-                             signing_key=signing_key, verify_residue=verify_residue,
-                             read_models=read_models)
+        if _erasure_workflow is None:  # pragma: no cover - importing shredstore sets it
+            raise ConfigurationError("import shredstore.erasure for the erasure workflow")
+        return _erasure_workflow(self, subject_id, reason=reason, request_id=request_id,
+                                 signing_key=signing_key, verify_residue=verify_residue,
+                                 read_models=read_models)
 
     def subject_footprint(self, subject_id: str) -> Footprint:
         """What the log holds of the subject's personal data: events, streams, event types,
@@ -318,7 +328,8 @@ class EventStore:
         ``PRAGMA integrity_check``), immutability triggers that are missing, every difference
         between the erasure ledger and the vault's tombstones ("resurrected": a key held again
         for a subject the ledger names, "untombstoned": no tombstone for one, "unrecorded": a
-        tombstone the ledger lacks; run `erasure.reconcile`), subject-index entries that do not
+        tombstone the ledger lacks; run `shredstore.erasure.reconcile`), subject-index entries
+        that do not
         match the events ("index"), and, given an `expected_head` kept from earlier, a log
         truncated or rewritten behind that anchor. With the master key, also every row whose
         authenticator fails or is missing where it is needed ("forged"), every snapshot that fails
@@ -351,7 +362,7 @@ class EventStore:
 
     def _ledger_findings(self) -> tuple[Finding, ...]:
         try:
-            gaps = erasure.ledger_gaps(self)
+            gaps = self.ledger_gaps()
         except TamperedError:
             return ()  # a ledger row failed authentication: reported as "forged" by position
         repair = "run `shredstore reconcile`"
@@ -380,6 +391,170 @@ class EventStore:
                     "authentication (altered, or written without the master key): loads never "
                     "use it, they replay the events")
             for row in self._snapshots.rows() if not self._rows.snapshot_is_authentic(row))
+
+    # The API of the layers above (projections, erasure, audit): nothing reaches further in.
+
+    @property
+    def engine(self) -> Engine:
+        """The event store's database engine (read models may live in the same database)."""
+        return self._engine
+
+    @property
+    def has_master_key(self) -> bool:
+        """Whether the store was opened with the master key (it can seal and open values)."""
+        return self._has_master_key
+
+    @property
+    def vault_shares_database(self) -> bool:
+        """Whether the key vault lives in the event store's database."""
+        return self._vault_shares_database
+
+    @property
+    def notify_channel(self) -> str | None:
+        """PostgreSQL: the channel on which every committed append notifies; else None."""
+        return self._log.notify_channel()
+
+    def read_window(self, *, after: int, upto: int, types: Collection[str] | None = None,
+                    stream_prefix: str | None = None, size: int = 500,
+                    ) -> Iterator[tuple[list[RecordedEvent], int]]:
+        """Pages of the events with ``after < position <= upto`` (optionally only of some
+        types, or of streams whose id starts with `stream_prefix`), decoded, each with the
+        position of its last row; at most `size` rows are read per page."""
+        for page in self._log.read_window(after=after, upto=upto, types=types,
+                                          stream_prefix=stream_prefix, size=size):
+            yield list(self._decode(iter([page]))), page[-1].position
+
+    def scan(self, scope: Scope) -> Iterator[list[StoredRow]]:
+        """Pages of the stored rows in `scope`, in log order, each checked as every read is,
+        nothing opened (audits render records without the application's classes)."""
+        return self._log.read_scope(scope)
+
+    def count(self, scope: Scope) -> tuple[int, int, int]:
+        """Events, distinct streams and distinct subjects in `scope`."""
+        return self._log.count_scope(scope)
+
+    @contextlib.contextmanager
+    def opening(self) -> Iterator[KeyRing | None]:
+        """A key ring to open sealed values with, checked against erasures as of now (None
+        without the master key). One per page of work."""
+        with self._keyring(True) as ring:
+            yield ring
+
+    def append_system(self, stream_id: str, events: Iterable[Event]) -> AppendResult:
+        """Append shredstore's own events to a system stream (its id starts with ``$``: the
+        erasure ledger, ``$access``), which `append` refuses to applications."""
+        if not stream_id.startswith("$"):
+            raise ConfigurationError("system streams are named with a leading $")
+        return self._append_system(stream_id, list(events))
+
+    def ledger_entry(self, subject_id: str) -> tuple[int, SubjectErased] | None:
+        """The subject's entry in the erasure ledger and its position; None if it has none.
+        One indexed lookup (by the entry's keyed event id)."""
+        return self._ledger_entry(subject_id)
+
+    def ledger_event_id(self, subject_id: str) -> UUID:
+        """The event id of the subject's erasure ledger entry: the same for every erasure of
+        the subject in this store, a keyed hash of its id (see `EventLog.ledger_event_id`)."""
+        return self._log.ledger_event_id(subject_id)
+
+    def ledger(self) -> dict[str, tuple[int, SubjectErased]]:
+        """The erasure ledger: each subject's first `SubjectErased` entry, with its position."""
+        entries: dict[str, tuple[int, SubjectErased]] = {}
+        for record in self.read_stream(LEDGER_STREAM):
+            event = record.event
+            if isinstance(event, SubjectErased) and event.subject_id not in entries:
+                entries[event.subject_id] = (record.position, event)
+        return entries
+
+    def ledger_gaps(self, entries: dict[str, tuple[int, SubjectErased]] | None = None
+                    ) -> LedgerGaps:
+        """Where the erasure ledger (`entries`, default read now) and the vault's tombstones
+        disagree, both ways. Reads the whole ledger and every tombstone once."""
+        entries = self.ledger() if entries is None else entries
+        vault = self.vault
+        subjects = sorted(entries)
+        erased = frozenset().union(*(vault.erased_subjects(subjects[i:i + 500])
+                                     for i in range(0, len(subjects), 500)))
+        resurrected: list[tuple[str, int]] = []
+        untombstoned: list[tuple[str, int]] = []
+        for subject in subjects:
+            if subject in erased:
+                continue
+            held = vault.status(subject).state == "active"
+            (resurrected if held else untombstoned).append((subject, entries[subject][0]))
+        unrecorded = tuple(status.subject_id for status in vault.erasures()
+                           if status.subject_id not in entries)
+        return LedgerGaps(tuple(resurrected), tuple(untombstoned), unrecorded)
+
+    def shred(self, subject_id: str, *, reason: str | None = None,
+              request_id: str | None = None) -> Shredded:
+        """Destroy the subject's key and record it in the erasure ledger: the erasure itself
+        (idempotent; one ledger entry per subject).
+
+        Where the vault shares this database, both commit in one transaction. With a vault of
+        its own, the key goes first, then the entry; an interruption between the two leaves a
+        tombstone the ledger lacks, which `verify` reports ("unrecorded") and
+        `shredstore.erasure.reconcile` records.
+        """
+        if self._vault_shares_database:
+            return self._shred_atomically(subject_id, reason=reason, request_id=request_id)
+        result = self._erase_key(subject_id, reason=reason, request_id=request_id)
+        return Shredded(result, self.record_erasure(_ledger_entry_of(result)))
+
+    def record_erasure(self, entry: SubjectErased) -> int:
+        """Append the subject's ledger entry, or find it if it is there: its position.
+
+        The entry's event id is fixed per subject, so the log's idempotent append (a repeated
+        event id in the same stream returns the stored result) keeps one entry per subject,
+        also when two processes erase the same subject at once.
+        """
+        entry = entry.model_copy(update={"event_id": self.ledger_event_id(entry.subject_id)})
+        return self._append_system(LEDGER_STREAM, [entry]).positions[0]
+
+    def erase_key(self, subject_id: str, *, reason: str | None = None,
+                  request_id: str | None = None) -> ErasureResult:
+        """Destroy the subject's key in the vault alone, without a ledger entry (what
+        `reconcile` does for subjects the ledger already names)."""
+        return self._erase_key(subject_id, reason=reason, request_id=request_id)
+
+    def subject_scan(self, subject_id: str, *, sample: int = 0) -> SubjectScan:
+        """One pass over the rows that name the subject (through the index, nothing opened):
+        its footprint, and the first and last `sample` of its sealed values."""
+        return self._scan_subject(subject_id, sample=sample)
+
+    def try_sealed(self, subject_id: str, scan: SubjectScan) -> CiphertextCheck:
+        """Try to open the sealed values `scan` sampled, with the vault as it is now."""
+        return self._try_sealed(subject_id, scan)
+
+    def _shred_atomically(self, subject_id: str, *, reason: str | None,
+                          request_id: str | None) -> Shredded:
+        erased: list[ErasureResult] = []
+
+        def erase_and_record(connection: Connection) -> list[NewRow]:
+            erased[:] = [self._erase_key(subject_id, reason=reason, request_id=request_id,
+                                         connection=connection)]
+            if self._log.in_ledger(connection, [subject_id]):
+                return []  # recorded before (a vault restored since, say): the key goes now
+            return self._ledger_rows(_ledger_entry_of(erased[0]))
+
+        appended = self._log.append(LEDGER_STREAM, erase_and_record, expected_version=ANY)
+        result = erased[0]
+        if result.held_key and not result.already_erased:
+            result = dataclasses.replace(result, scrubbed=self.vault.checkpoint())
+        if appended.positions:
+            return Shredded(result, appended.positions[0])
+        found = self._ledger_entry(subject_id)
+        if found is None:  # pragma: no cover - it was found inside the transaction
+            raise ConfigurationError("the ledger entry vanished: is the log being restored?")
+        return Shredded(result, found[0])
+
+    def _erase_key(self, subject_id: str, *, reason: str | None, request_id: str | None,
+                   connection: Connection | None = None) -> ErasureResult:
+        try:
+            return self.vault.erase(subject_id, reason=reason, request_id=request_id,
+                                    connection=connection)
+        except keyvault.VaultConfigurationError as error:
+            raise ConfigurationError(str(error)) from None
 
     def save_snapshot(
         self, state: BaseModel, *, stream_id: str, version: int, type_name: str,
@@ -619,12 +794,35 @@ class EventStore:
         self.close()
 
 
-class SubjectScan(NamedTuple):
-    """What one pass over a subject's rows found (see `EventStore._scan_subject`)."""
+class ErasureWorkflow(Protocol):
+    """What `EventStore.erase_subject` calls: `shredstore.erasure.erase`."""
 
-    footprint: Footprint
-    sealed: int
-    samples: tuple[tuple[UUID, dict[str, Any]], ...]
+    def __call__(self, store: EventStore, subject_id: str, *, reason: str | None,
+                 request_id: str | None, signing_key: Ed25519PrivateKey | None,
+                 verify_residue: bool, read_models: str | URL | Engine | None,
+                 ) -> ErasureReceipt: ...
+
+
+_erasure_workflow: ErasureWorkflow | None = None
+
+
+def use_erasure_workflow(workflow: ErasureWorkflow) -> None:
+    """Hand the facade the erasure workflow behind `EventStore.erase_subject`.
+
+    The workflow (receipts, the residue check of read models) lives in a layer above the
+    facade, which must not import it: `shredstore.erasure` calls this when it is imported,
+    and `shredstore` imports it, so the shortcut works wherever shredstore is imported.
+    """
+    global _erasure_workflow  # noqa: PLW0603 - the one hook of the facade, set once
+    _erasure_workflow = workflow
+
+
+def _ledger_entry_of(result: ErasureResult) -> SubjectErased:
+    """The ledger entry that records the vault's erasure `result`."""
+    return SubjectErased(
+        subject_id=result.subject_id, erased_at=result.erased_at,
+        request_id=result.request_id, reason=result.reason,
+        key_fingerprint=result.key_fingerprint)
 
 
 def _shown(url: str | URL | Engine) -> str:

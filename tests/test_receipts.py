@@ -25,6 +25,7 @@ from shredstore.erasure import (
     load_public_key,
     load_signing_key,
     parse_receipt,
+    receipts,
     verify_receipt,
     write_receipt,
 )
@@ -132,7 +133,7 @@ def test_a_receipt_never_overwrites_an_existing_file(
     store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Names that collide every time end in an error; the existing receipt is untouched."""
-    monkeypatch.setattr(erasure.secrets, "token_hex", lambda n: "0" * 2 * n)
+    monkeypatch.setattr(receipts.secrets, "token_hex", lambda n: "0" * 2 * n)
     receipt = store.erase_subject(SUBJECT, request_id="R-1")
     folder = tmp_path / "receipts"
     path = write_receipt(folder, receipt)
@@ -197,7 +198,7 @@ def test_the_signature_covers_its_key_id_and_algorithm(store: EventStore) -> Non
     key = Ed25519PrivateKey.generate()
     receipt = store.erase_subject(SUBJECT).signed(key)
     data = receipt.to_dict()
-    body_only = key.sign(erasure._canonical(receipt.body()))
+    body_only = key.sign(receipts._canonical(receipt.body()))
     data["signature"]["value"] = base64.b64encode(body_only).decode()
     assert not verify_receipt(json.dumps(data)).ok
 
@@ -234,7 +235,7 @@ def test_a_receipt_of_the_older_format_is_refused_with_a_clear_message(
     old = {**body, "signature": {
         "algorithm": "Ed25519", "public_key": base64.b64encode(public).decode(),
         "key_id": hashlib.sha256(public).hexdigest()[:16],
-        "value": base64.b64encode(key.sign(erasure._canonical(body))).decode()}}
+        "value": base64.b64encode(key.sign(receipts._canonical(body))).decode()}}
     result = check(json.dumps(old), key_file)
     assert not result.ok
     assert "older format" in result.message

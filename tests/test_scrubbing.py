@@ -1,5 +1,6 @@
-"""`shredstore.scrubbing.scrub`: the vault's tables and the registered read models' tables, on
-both backends, checked against the bytes on disk; and what it reports when it cannot finish."""
+"""`shredstore.erasure.scrubbing.scrub`: the vault's tables and the registered read models'
+tables, on both backends, checked against the bytes on disk; and what it reports when it cannot
+finish."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from sqlalchemy.engine import make_url
 
 from keyvault.scrub import VAULT_TABLES
 from shredstore import EventStore
+from shredstore.erasure.scrubbing import scrub
 from shredstore.projections import ProjectionRunner
-from shredstore.scrubbing import scrub
 from tests.keyvault.contract import raw
 from tests.keyvault.test_scrub import Reader, relation_bytes
 from tests.projections.directory import CustomerDirectory, RedactingDirectory

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from keyvault import MasterKey
-from shredstore import EventStore, erasure, residue
-from shredstore.erasure import ErasureReceipt
+from shredstore import EventStore, erasure
+from shredstore.erasure import ErasureReceipt, residue
 from shredstore.projections import ProjectionRunner
 from tests.keyvault.test_scrub import Reader
 from tests.projections.directory import (

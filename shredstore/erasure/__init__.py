@@ -1,0 +1,86 @@
+"""Erasure: destroy a subject's key, record it in the log, prove it in a receipt; repair.
+
+An erasure (`erase`) destroys the subject's key (the vault keeps a tombstone) and appends a
+`SubjectErased` event, which holds no personal data, to the system stream ``$erasures``: the
+log itself is the durable ledger of erasures, as tamper-evident as every other event, and it
+outranks the vault. The erasure returns an `ErasureReceipt`: what was held, the log head at
+erasure, the fingerprint of the destroyed key, and a check that the subject's ciphertext no
+longer opens; signed with Ed25519 if a signing key is given, so that `verify_receipt` can later
+show it was not edited.
+
+The modules: `workflow` (erase, shred, receipts from an erasure or from the ledger),
+`receipts` (the receipt, its signature and its file), `reconcile` (the ledger against the
+vault), `residue` (what read models still hold after an erasure), `scrubbing` (old bytes in
+the database files), `requests` (batch files of erasure requests).
+
+Importing this package hands `erase` to `EventStore.erase_subject` (the facade sits below the
+workflows and offers the shortcut through `shredstore.store.use_erasure_workflow`); importing
+`shredstore` does so.
+"""
+
+from shredstore.erasure.receipts import (
+    RECEIPT_FORMAT,
+    ErasureReceipt,
+    ReceiptCheck,
+    ReceiptParseError,
+    generate_signing_key,
+    load_public_key,
+    load_signing_key,
+    parse_receipt,
+    prepare_receipt_folder,
+    verify_receipt,
+    write_receipt,
+)
+from shredstore.erasure.reconcile import (
+    ReconcileReport,
+    ledger,
+    ledger_entry,
+    ledger_event_id,
+    ledger_gaps,
+    reconcile,
+    resurrected,
+)
+from shredstore.erasure.workflow import (
+    CHECK_SAMPLE,
+    erase,
+    receipt_for,
+    receipt_from_ledger,
+    shred,
+)
+from shredstore.store import use_erasure_workflow
+from shredstore.subject import CiphertextCheck, Footprint, LedgerGaps, Shredded
+from shredstore.system import LEDGER_STREAM, SubjectErased
+
+__all__ = [
+    "CHECK_SAMPLE",
+    "LEDGER_STREAM",
+    "RECEIPT_FORMAT",
+    "CiphertextCheck",
+    "ErasureReceipt",
+    "Footprint",
+    "LedgerGaps",
+    "ReceiptCheck",
+    "ReceiptParseError",
+    "ReconcileReport",
+    "Shredded",
+    "SubjectErased",
+    "erase",
+    "generate_signing_key",
+    "ledger",
+    "ledger_entry",
+    "ledger_event_id",
+    "ledger_gaps",
+    "load_public_key",
+    "load_signing_key",
+    "parse_receipt",
+    "prepare_receipt_folder",
+    "receipt_for",
+    "receipt_from_ledger",
+    "reconcile",
+    "resurrected",
+    "shred",
+    "verify_receipt",
+    "write_receipt",
+]
+
+use_erasure_workflow(erase)

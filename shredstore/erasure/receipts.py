@@ -1,0 +1,359 @@
+"""Erasure receipts: the evidence of one erasure, its Ed25519 signature, and its file.
+
+A receipt says what the log held of the subject, the log head at erasure, the fingerprint of
+the destroyed key, and a check that the subject's ciphertext no longer opens. `signed` signs
+the canonical JSON of every field; `verify_receipt` checks it, and refuses what a signature
+could hide (duplicate keys, older formats). `write_receipt` writes it under a name that is no
+function of the subject id, 0600, never half written and never over another.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import secrets
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from shredstore.erasure.residue import ResidueReport
+from shredstore.errors import ConfigurationError, ShredstoreError
+from shredstore.storage.chain import LogHead
+from shredstore.subject import CiphertextCheck, Footprint
+
+__all__ = [
+    "RECEIPT_FORMAT",
+    "ErasureReceipt",
+    "ReceiptCheck",
+    "ReceiptParseError",
+    "generate_signing_key",
+    "load_public_key",
+    "load_signing_key",
+    "parse_receipt",
+    "prepare_receipt_folder",
+    "verify_receipt",
+    "write_receipt",
+]
+
+RECEIPT_FORMAT = "shredstore.erasure-receipt/2"
+"""Version 2: the signature also covers its own block (algorithm, public key, key id)."""
+
+_OLD_FORMATS = frozenset({"shredstore.erasure-receipt/1"})
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReceipt:
+    """The evidence of one erasure; `to_json` is what the CLI writes and `verify_receipt` checks.
+
+    Also answers as `keyvault.ErasureResult` did: `already_erased`, `held_key`, `erased_at`.
+    """
+
+    subject_id: str
+    erased_at: datetime
+    already_erased: bool
+    held_key: bool
+    key_fingerprint: str | None
+    request_id: str | None
+    reason: str | None
+    footprint: Footprint
+    log_head: LogHead
+    ledger_position: int | None
+    check: CiphertextCheck
+    issued_at: datetime
+    residue: ResidueReport | None = field(default=None)
+    """The read models' scan, when the erasure was asked to verify residue."""
+    scrubbed: bool | None = field(default=None)
+    """Whether the destroyed key's bytes were made to leave the vault's live database files
+    (see `keyvault.KeyVault.scrub`); None where this receipt cannot know (an earlier erasure,
+    or a receipt written later from the ledger): run `shredstore scrub` to be sure."""
+    reissued: bool = field(default=False)
+    """Written later from the ledger (`receipt_from_ledger`), not by the erasure itself."""
+    signature: dict[str, str] | None = field(default=None)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the check found nothing of the subject's data that still opens (and, when
+        residue was verified, nothing of it in any read model)."""
+        return self.check.ok and (self.residue is None or self.residue.clean)
+
+    def body(self) -> dict[str, Any]:
+        """The receipt without its signature: what a signature covers."""
+        return {
+            "format": RECEIPT_FORMAT,
+            "subject": self.subject_id,
+            "request_id": self.request_id,
+            "reason": self.reason,
+            "erased_at": self.erased_at.isoformat(),
+            "already_erased": self.already_erased,
+            "held": {"events": self.footprint.events, "streams": len(self.footprint.streams),
+                     "snapshots": self.footprint.snapshots},
+            "log_head": {"position": self.log_head.position,
+                         "hash": self.log_head.hash.hex()},
+            "ledger_position": self.ledger_position,
+            "key": {"held": self.held_key, "fingerprint": self.key_fingerprint,
+                    "scrubbed": self.scrubbed},
+            "check": self.check.to_dict(),
+            **({"residue": self.residue.to_dict()} if self.residue is not None else {}),
+            "issued_at": self.issued_at.isoformat(),
+            **({"reissued_from_ledger": True} if self.reissued else {}),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.body()
+        if self.signature is not None:
+            data["signature"] = dict(self.signature)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def signed(self, key: Ed25519PrivateKey) -> ErasureReceipt:
+        """This receipt signed with `key`: Ed25519 over the canonical JSON of every field,
+        the signature block's algorithm, public key and key id included."""
+        public = _raw_public(key.public_key())
+        block = {"algorithm": "Ed25519", "public_key": base64.b64encode(public).decode(),
+                 "key_id": _key_id(public)}
+        value = key.sign(_canonical({**self.body(), "signature": block}))
+        return _replace_signature(self, {**block, "value": base64.b64encode(value).decode()})
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptCheck:
+    """The outcome of `verify_receipt`: `ok`, and why not."""
+
+    ok: bool
+    message: str
+    key_id: str | None = None
+
+
+def write_receipt(folder: Path, receipt: ErasureReceipt) -> Path:
+    """Write `receipt` as JSON into `folder` (created if missing) and return its path.
+
+    The name is ``erasure-<time>-[<request id>-]<random>.json``: no function of the subject id
+    (a hash of an id is reversed by hashing candidate ids), the request id only as a short
+    file-safe label. A new file is created (mode 0600) and never replaces an existing one.
+    """
+    prepare_receipt_folder(folder)
+    stamp = receipt.issued_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    label = _file_label(receipt.request_id)
+    text = receipt.to_json().encode("utf-8")
+    # Written whole under a temporary name first, then linked to its final name, which
+    # fails rather than replace an existing receipt: a receipt is never seen half written.
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".receipt-", suffix=".partial")
+    except OSError as error:
+        raise ConfigurationError(f"cannot write a receipt in {folder}: {error.strerror}") from None
+    partial = Path(name)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        for _ in range(8):
+            path = folder / f"erasure-{stamp}-{label}{secrets.token_hex(4)}.json"
+            try:
+                os.link(partial, path)
+            except FileExistsError:
+                continue
+            return path
+    except OSError as error:
+        raise ConfigurationError(f"cannot write a receipt in {folder}: {error.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    raise ConfigurationError(f"cannot find a free receipt file name in {folder}")
+
+
+def prepare_receipt_folder(folder: Path) -> None:
+    """Create the receipts folder if missing; ConfigurationError if it cannot be.
+
+    The command line calls it before erasing anything, so that a bad folder stops the run
+    before a key is destroyed rather than after.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(f"cannot create {folder}: {error.strerror}") from None
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def _file_label(request_id: str | None) -> str:
+    """The request id as a short, safe part of a file name (``""`` without one)."""
+    if request_id is None:
+        return ""
+    label = _UNSAFE.sub("_", request_id).strip("_")[:32]
+    return f"{label}-" if label else ""
+
+
+# Signing
+
+
+def generate_signing_key(path: Path) -> str:
+    """Write a new Ed25519 signing key (PKCS#8 PEM, mode 0600) to `path`; return its key id."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    try:
+        with path.open("xb") as out:
+            path.chmod(0o600)
+            out.write(pem)
+    except FileExistsError:
+        raise ConfigurationError(f"{path} exists: not overwriting a key") from None
+    except OSError as error:
+        raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
+    return _key_id(_raw_public(key.public_key()))
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a PEM file; ConfigurationError (without contents) if not."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the signing key {path}: {error.strerror}") from None
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"{path} is not an unencrypted PEM private key") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigurationError(f"{path} is not an Ed25519 key")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """An Ed25519 public key: a PEM public key, or the PEM private key it belongs to."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the public key {path}: {error.strerror}") from None
+    try:
+        key: object = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except (ValueError, TypeError):
+            raise ConfigurationError(f"{path} is not a PEM Ed25519 key") from None
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigurationError(f"{path} is not an Ed25519 key")
+    return key
+
+
+class ReceiptParseError(ShredstoreError, ValueError):
+    """Why a text is not a receipt `verify_receipt` can check (says what, never the content)."""
+
+
+def parse_receipt(text: str | bytes) -> dict[str, Any]:
+    """A receipt's JSON as a dict; `ReceiptParseError` for anything a signature could hide.
+
+    Duplicate keys are refused at every level: a JSON reader keeps one of two equal keys and
+    readers disagree which, so a receipt with a duplicate could show one value to a person and
+    verify with another. NaN and infinities are refused too (they are not JSON).
+    """
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")  # as written; json.loads would guess UTF-16 or -32
+        data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise ReceiptParseError("not UTF-8 text") from None
+    except ReceiptParseError:
+        raise
+    except (ValueError, RecursionError):
+        raise ReceiptParseError("not JSON") from None
+    if not isinstance(data, dict):
+        raise ReceiptParseError("not a shredstore erasure receipt")
+    return data
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise ReceiptParseError("a JSON key appears twice in one object: the receipt was altered")
+    return data
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ReceiptParseError(f"{name} is not JSON")
+
+
+def verify_receipt(  # noqa: PLR0911 - one return per way a receipt can fail
+    receipt: Mapping[str, Any] | str | bytes, *, public_key: Ed25519PublicKey | None = None
+) -> ReceiptCheck:
+    """Check a receipt's signature; against `public_key` if given (else the one it names).
+
+    Give the file's text rather than a parsed dict where you can: only the text shows
+    duplicate keys (see `parse_receipt`). The signature covers every field of the receipt and
+    of its signature block but the signature value itself; a receipt of an older format
+    (signed without its key id) is refused.
+    """
+    if isinstance(receipt, str | bytes):
+        try:
+            receipt = parse_receipt(receipt)
+        except ReceiptParseError as error:
+            return ReceiptCheck(False, str(error))
+    found = receipt.get("format")
+    if found in _OLD_FORMATS:
+        return ReceiptCheck(False, f"signed by an older format ({found}) whose signature does "
+                            "not cover its key id: not accepted; erase the subject again for "
+                            "a new receipt (it answers 'already erased')")
+    if found != RECEIPT_FORMAT:
+        return ReceiptCheck(False, "not a shredstore erasure receipt")
+    signature = receipt.get("signature")
+    if signature is None:
+        return ReceiptCheck(False, "the receipt is not signed")
+    if not isinstance(signature, Mapping) or set(signature) != _SIGNATURE_FIELDS or not all(
+            isinstance(signature[name], str) for name in _SIGNATURE_FIELDS):
+        return ReceiptCheck(False, "the signature block is malformed")
+    if signature["algorithm"] != "Ed25519":
+        return ReceiptCheck(False, "unsupported signature algorithm (only Ed25519)")
+    try:
+        named = base64.b64decode(signature["public_key"], validate=True)
+        value = base64.b64decode(signature["value"], validate=True)
+        key = public_key or Ed25519PublicKey.from_public_bytes(named)
+    except ValueError:
+        return ReceiptCheck(False, "the signature block is malformed")
+    key_id = _key_id(_raw_public(key))
+    if signature["key_id"] != _key_id(named):
+        return ReceiptCheck(False, "the key id does not match the public key: the receipt was "
+                            "altered", key_id)
+    if public_key is not None and _raw_public(public_key) != named:
+        return ReceiptCheck(False, f"signed by key {_key_id(named)}, not by {key_id}", key_id)
+    covered = {**receipt, "signature": {name: signature[name] for name in _SIGNATURE_FIELDS
+                                        if name != "value"}}
+    try:
+        key.verify(value, _canonical(covered))
+    except (InvalidSignature, UnicodeEncodeError, ValueError, TypeError):
+        return ReceiptCheck(False, "the signature does not match: the receipt was altered",
+                            key_id)
+    return ReceiptCheck(True, f"signature valid (key {key_id})", key_id)
+
+
+_SIGNATURE_FIELDS = frozenset({"algorithm", "public_key", "key_id", "value"})
+
+
+def _canonical(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _raw_public(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _key_id(public: bytes) -> str:
+    return hashlib.sha256(public).hexdigest()[:16]
+
+
+def _replace_signature(receipt: ErasureReceipt, signature: dict[str, str]) -> ErasureReceipt:
+    return dataclasses.replace(receipt, signature=signature)
