@@ -200,6 +200,11 @@ class KeyVault:
             self.close()
             raise
 
+    @property
+    def engine(self) -> Engine:
+        """The vault's database engine (the store's own where they share a database)."""
+        return self._engine
+
     # Sealing and opening
 
     def seal(self, subject_id: str, plaintext: bytes, *, aad: bytes = b"") -> bytes:
