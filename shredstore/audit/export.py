@@ -36,7 +36,7 @@ def write_export(store: EventStore, subject_id: str, out: TextIO, *, actor: str 
     if status.state == "unknown" and footprint.mentions == 0:
         raise UnknownSubjectError(f"unknown subject {subject_id!r}: nothing held")
     reveal = status.state == "active"
-    if reveal and not store._has_master_key:
+    if reveal and not store.has_master_key:
         raise ConfigurationError("exporting a subject's data needs the master key")
     access = record_access(store, "export", {"subject": subject_id}, actor=actor,
                            purpose=purpose) if reveal else None

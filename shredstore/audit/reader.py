@@ -85,16 +85,16 @@ def audit_events(store: EventStore, scope: Scope, *, reveal: bool = False,
     `scope.until`, field states are as of that moment: a subject erased later shows as held
     then, with its erasure date (its values cannot be revealed: the key is gone).
     """
-    if reveal and not store._has_master_key:
+    if reveal and not store.has_master_key:
         raise ConfigurationError("revealing personal data needs the master key")
     states = _ErasureStates(store)
     tally = tally if tally is not None else Tally()
-    for page in store._log.read_scope(scope):
+    for page in store.scan(scope):
         parsed = [_groups(row) for row in page]
         states.learn({group["subject"] for groups in parsed if groups for group in groups})
         opened: list[dict[str, Any] | None] = [None] * len(page)
         if reveal and any(parsed):
-            with store._keyring(True) as ring:
+            with store.opening() as ring:
                 for n, (row, groups) in enumerate(zip(page, parsed, strict=True)):
                     mine = [g for g in groups or ()
                             if only_subject is None or g["subject"] == only_subject]
@@ -119,7 +119,7 @@ def record_access(store: EventStore, kind: Literal["report", "export"], scope: d
     entry = PersonalDataRevealed(kind=kind, actor=actor or _user(), at=datetime.now(UTC),
                                  scope=scope, purpose=purpose)
     try:
-        return store._append_system(ACCESS_STREAM, [entry]).positions[0]
+        return store.append_system(ACCESS_STREAM, [entry]).positions[0]
     except ReadOnlyStoreError:
         raise ReadOnlyStoreError(
             f"the {kind} would reveal personal data, and the reveal cannot be recorded in "

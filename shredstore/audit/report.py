@@ -57,9 +57,9 @@ def write_report(store: EventStore, out: TextIO, *, scope: Scope, fmt: str = "ht
     clear, and the report is first recorded in the ``$access`` stream (who, when, scope)."""
     if fmt not in FORMATS:
         raise ConfigurationError(f"unknown report format {fmt!r}: one of {', '.join(FORMATS)}")
-    if reveal and not store._has_master_key:
+    if reveal and not store.has_master_key:
         raise ConfigurationError("--reveal needs the master key")
-    events, streams, subjects = store._log.count_scope(scope)
+    events, streams, subjects = store.count(scope)
     scope_text = _scope_dict(scope)
     access = record_access(store, "report", scope_text, actor=actor, purpose=purpose) \
         if reveal else None

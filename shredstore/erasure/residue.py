@@ -205,7 +205,7 @@ class ResidueReport:
 def fingerprint_subject(store: EventStore, subject_id: str) -> Fingerprints:
     """Fingerprints of every personal value the log holds for the subject (needs the master
     key; call it before the erasure: afterwards nothing opens)."""
-    if not store._has_master_key:
+    if not store.has_master_key:
         raise ConfigurationError("the residue check needs the master key (to fingerprint "
                                  "the subject's values before they are erased)")
     key = secrets.token_bytes(32)

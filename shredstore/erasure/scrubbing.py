@@ -72,8 +72,8 @@ def scrub(store: EventStore, *, read_models: str | URL | Engine | None = None,
     and why (run it again later); a database that fails raises `StorageError`
     (`StoreUnavailable` if it cannot be reached).
     """
-    vault_engine = store.vault._engine
-    engine = store._engine if read_models is None else create_engine(read_models)
+    vault_engine = store.vault.engine
+    engine = store.engine if read_models is None else create_engine(read_models)
     try:
         return _scrub(vault_engine, engine, wait)
     except VaultUnavailable as error:
@@ -87,7 +87,7 @@ def scrub(store: EventStore, *, read_models: str | URL | Engine | None = None,
         raise StorageError(f"the read-model database refused: {driver_message(error)}"
                            ) from error
     finally:
-        if engine is not store._engine and not isinstance(read_models, Engine):
+        if engine is not store.engine and not isinstance(read_models, Engine):
             engine.dispose()
 
 

@@ -70,7 +70,7 @@ class ProjectionRunner:
             _check_forgets(projection)
         self._store = store
         self._owns_engine = engine is not None and not isinstance(engine, Engine)
-        self._engine = store._engine if engine is None else create_engine(engine)
+        self._engine = store.engine if engine is None else create_engine(engine)
         self._projections = {projection.name: projection for projection in projections}
         self._batch_size = batch_size
         self._poll = poll_interval
@@ -161,7 +161,7 @@ class ProjectionRunner:
              only: str | None = None) -> int:
         names = [only] if only is not None else list(self._projections)
         start = min(self._positions[name] for name in names)
-        head = self._store._log.head().position
+        head = self._store.head().position
         subscription = Subscription(self._store, after=start, batch_size=self._batch_size,
                                     live=live, poll_interval=self._poll)
         self._subscription = subscription

@@ -78,7 +78,7 @@ class Subscription:
         wait = _FIRST_WAIT
         try:
             while not self._stopped.is_set():
-                head = self._store._log.head().position
+                head = self._store.head().position
                 if head > self.position:
                     yield from self._read_up_to(head)
                     wait = _FIRST_WAIT
@@ -106,11 +106,9 @@ class Subscription:
             self._listener = None
 
     def _read_up_to(self, head: int) -> Iterator[Batch]:
-        pages = self._store._log.read_window(after=self.position, upto=head, types=self._types,
-                                             stream_prefix=self._prefix, size=self._size)
-        for page in pages:
-            events = list(self._store._decode(iter([page])))
-            last = page[-1].position
+        pages = self._store.read_window(after=self.position, upto=head, types=self._types,
+                                        stream_prefix=self._prefix, size=self._size)
+        for events, last in pages:
             self.position = last
             yield Batch(events, last)
             if self._stopped.is_set():
@@ -120,7 +118,7 @@ class Subscription:
             yield Batch([], head)
 
     def _wait(self, seconds: float) -> None:
-        channel = self._store._log.notify_channel()
+        channel = self._store.notify_channel
         if channel is None:
             self._stopped.wait(seconds)
             return
@@ -133,7 +131,7 @@ class _Listener:
     """A connection of its own that LISTENs to the log's channel (PostgreSQL)."""
 
     def __init__(self, store: EventStore, channel: str) -> None:
-        self._raw: Any = store._engine.raw_connection()
+        self._raw: Any = store.engine.raw_connection()
         self._conn = cast(Any, self._raw.driver_connection)
         self._raw.detach()  # never handed back to the pool in LISTEN state
         self._conn.autocommit = True
