@@ -613,7 +613,7 @@ class EventStore:
         if self._vault is not None:
             self._vault.close()
             if getattr(self, "_owns_vault_engine", False):
-                self._vault._engine.dispose()
+                self._vault.engine.dispose()
         if self._owns_engine:
             self._engine.dispose()
 
