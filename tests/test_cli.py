@@ -144,3 +144,12 @@ def test_verify_says_what_it_could_not_check(any_url: str, master_file: Path) ->
                                      "verify"])
     assert keyed.exit_code == 0, keyed.output
     assert "2 row(s) without an authenticator" in keyed.output
+
+
+def test_version_names_the_installed_release() -> None:
+    """`shredstore --version` prints the installed distribution's version and exits 0."""
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(cli, ["--version"], prog_name="shredstore")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"shredstore {version('shredstore')}\n"

@@ -26,7 +26,8 @@ from click.testing import CliRunner
 
 from keyvault import MasterKey
 from shredstore import EventStore, erasure
-from shredstore.cli import _signals_deferred, cli
+from shredstore.cli import cli
+from shredstore.cli.interrupts import signals_deferred
 
 SUBJECTS = 2000
 """Lines of the request file: far more than any one run gets through before its signal."""
@@ -197,7 +198,7 @@ def test_signals_are_only_noted_while_held_back_and_restored_after(
     """While held back, a signal sets the flag and says on stderr that the subject in hand is
     finished first, also a second one; afterwards the previous handlers are back."""
     before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    with _signals_deferred() as stop:
+    with signals_deferred() as stop:
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.signal == signal.SIGINT
