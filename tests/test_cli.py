@@ -1,10 +1,9 @@
-"""The command line through its real entry point: exit codes, messages, no tracebacks."""
+"""The command line in-process: exit codes, messages, no tracebacks (the console script as a
+real process: tests/cli/test_console_script.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,13 @@ from click.testing import CliRunner
 from keyvault import MasterKey
 from shredstore import EventStore, erasure
 from shredstore.cli import cli
+from tests.cli.runner import Ran, shredstore
 from tests.store import tampering
 from tests.store.contract import notes
 
 
-def run(*args: str, env_url: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin"}
-    if env_url is not None:
-        env["SHREDSTORE_URL"] = env_url
-    return subprocess.run(
-        [sys.executable, "-c", "from shredstore.cli import main; main()", *args],
-        capture_output=True, text=True, timeout=120, env=env, check=False,
-    )
+def run(*args: str, env_url: str | None = None) -> Ran:
+    return shredstore(*args, url=env_url)
 
 
 def test_demo_erases_a_customer_and_proves_it(tmp_path: Path) -> None:
@@ -150,6 +144,6 @@ def test_version_names_the_installed_release() -> None:
     """`shredstore --version` prints the installed distribution's version and exits 0."""
     from importlib.metadata import version
 
-    result = CliRunner().invoke(cli, ["--version"], prog_name="shredstore")
-    assert result.exit_code == 0, result.output
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
     assert result.stdout == f"shredstore {version('shredstore')}\n"

@@ -1,37 +1,32 @@
-"""The erasure commands through the real entry point, on both backends, and their bad inputs."""
+"""The erasure commands in-process, on both backends, and their bad inputs."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import pty
-import select
 import sqlite3
-import subprocess
-import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from keyvault import MasterKey
 from shredstore import EventStore
+from shredstore.cli import cli
 from shredstore.erasure import LEDGER_STREAM
+from tests.cli.runner import Ran, shredstore
 from tests.shredding.events import CustomerRegistered
 
 NAME, EMAIL = "Tobias-Okapi-5150", "tobias.okapi5150@example.org"
 
 
 def run(*args: str, url: str | None = None, cwd: Path | None = None,
-        master: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    if url is not None:
-        env["SHREDSTORE_URL"] = url
-    if master is not None:
-        env["SHREDSTORE_MASTER_KEY_FILE"] = str(master)
-    result = subprocess.run(
-        [sys.executable, "-c", "from shredstore.cli import main; main()", *args],
-        capture_output=True, text=True, timeout=120, env=env, cwd=cwd, check=False,
-    )
+        master: Path | None = None) -> Ran:
+    """The command line in this process; no personal data on screen, and no traceback."""
+    result = shredstore(*args, url=url, master=master, cwd=cwd)
     for stream in (result.stdout, result.stderr):
         assert NAME not in stream, "personal data on screen"
         assert EMAIL not in stream, "personal data on screen"
@@ -231,32 +226,48 @@ def test_rotate_master_needs_the_current_key(filled: str, tmp_path: Path) -> Non
     assert "needs the master key" in result.stderr
 
 
-def on_terminal(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], str]:
-    """Run the CLI with its stderr on a pseudo-terminal; the result and what was drawn there."""
+def on_terminal(*args: str, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Ran, str]:
+    """The command line in this process with its stderr on a pseudo-terminal (stdout
+    captured); the result and what was drawn on the terminal."""
+    for name in [name for name in os.environ if name.startswith("SHREDSTORE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "100")
     leader, follower = pty.openpty()
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", "from shredstore.cli import main; main()", *args],
-            stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120, check=False,
-            cwd=cwd, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TERM": "xterm",
-                          "COLUMNS": "100"})
-        os.close(follower)
-        drawn = b""
-        while select.select([leader], [], [], 0.5)[0]:
+    drawn = bytearray()
+
+    def pump() -> None:
+        while True:
             try:
                 chunk = os.read(leader, 65536)
             except OSError:  # the terminal closed
-                break
+                return
             if not chunk:
-                break
-            drawn += chunk
+                return
+            drawn.extend(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    out = io.StringIO()
+    try:
+        with open(follower, "w", encoding="utf-8") as terminal, contextlib.chdir(cwd), \
+                contextlib.redirect_stdout(out), contextlib.redirect_stderr(terminal):
+            assert terminal.isatty()
+            try:
+                cli.main(list(args), prog_name="shredstore")
+            except SystemExit as done:
+                code = done.code if isinstance(done.code, int) else 1
+            else:
+                code = 0
+        reader.join(timeout=10)
     finally:
         os.close(leader)
-    return result, drawn.decode(errors="replace")
+    return Ran(code, out.getvalue(), ""), drawn.decode(errors="replace")
 
 
-def test_rotate_master_shows_a_progress_bar_on_a_terminal(tmp_path: Path, master_file: Path
-                                                          ) -> None:
+def test_rotate_master_shows_a_progress_bar_on_a_terminal(
+    tmp_path: Path, master_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """On an interactive stderr the rotation draws a rich progress bar, not log lines."""
     url = f"sqlite:///{tmp_path / 'e.db'}"
     with EventStore(url, master_key=MasterKey.from_file(master_file)) as store, \
@@ -265,7 +276,8 @@ def test_rotate_master_shows_a_progress_bar_on_a_terminal(tmp_path: Path, master
     new_file = tmp_path / "new.key"
     MasterKey.generate().to_file(new_file)
     result, screen = on_terminal("--url", url, "--master-key-file", str(master_file), "keys",
-                                 "rotate-master", "--new-key-file", str(new_file), cwd=tmp_path)
+                                 "rotate-master", "--new-key-file", str(new_file), cwd=tmp_path,
+                                 monkeypatch=monkeypatch)
     assert result.returncode == 0
     assert "1200 subject key(s) re-wrapped" in result.stdout
     assert "re-wrapping keys" in screen
@@ -273,12 +285,14 @@ def test_rotate_master_shows_a_progress_bar_on_a_terminal(tmp_path: Path, master
     assert "re-wrapping keys: " not in screen
 
 
-def test_a_batch_erasure_shows_a_progress_bar_on_a_terminal(filled: str, tmp_path: Path,
-                                                             master_file: Path) -> None:
+def test_a_batch_erasure_shows_a_progress_bar_on_a_terminal(
+    filled: str, tmp_path: Path, master_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     requests = tmp_path / "requests.jsonl"
     requests.write_text("".join(f'{{"subject": "c-{n}"}}\n' for n in range(3)))
     result, screen = on_terminal("--url", filled, "--master-key-file", str(master_file),
-                                 "erase", "--from-file", str(requests), cwd=tmp_path)
+                                 "erase", "--from-file", str(requests), cwd=tmp_path,
+                                 monkeypatch=monkeypatch)
     assert result.returncode == 0
     assert "3 erased" in result.stdout
     assert "erasing" in screen
