@@ -2,8 +2,15 @@
 
 It knows nothing about events; shredstore builds crypto-shredding on top of it. See
 docs/keyvault.md for the key hierarchy, the threat model and operations.
+
+Modules: `vault` (`KeyVault`, the facade, and `KeyRing`), `keys` (subjects' data keys: load,
+cache, create), `erasure` (tombstones and statuses), `service_keys`, `rotation`, `scrub`,
+`envelope` (the sealed format), `master` (master keys and KMS providers), `cache`, `names`
+(what ids are accepted), `schema` (the tables), `statements` (the hot-path SQL), `engine`
+(engine set-up and the translation of driver errors), `errors`.
 """
 
+from keyvault.erasure import ErasureRecord, ErasureResult, SubjectStatus
 from keyvault.errors import (
     KeyCreationConflict,
     KeyErasedError,
@@ -18,15 +25,9 @@ from keyvault.errors import (
     WrongMasterKeyError,
 )
 from keyvault.master import KeyProvider, MasterKey
+from keyvault.rotation import RotationResult
 from keyvault.scrub import ScrubResult, TableScrub
-from keyvault.vault import (
-    ErasureRecord,
-    ErasureResult,
-    KeyRing,
-    KeyVault,
-    RotationResult,
-    SubjectStatus,
-)
+from keyvault.vault import KeyRing, KeyVault
 
 __all__ = [
     "ErasureRecord",

@@ -1,4 +1,5 @@
-"""Engines for the two supported backends, configured for durability and one writer at a time.
+"""Engines for the two supported backends, configured for durability and one writer at a
+time; and the one place where keyvault turns driver errors into its own.
 
 SQLite: WAL, ``synchronous=FULL`` (a commit that returned survives a power cut), a busy
 timeout, ``secure_delete`` (deleted bytes are overwritten with zeros, so an erased key leaves no
@@ -6,39 +7,53 @@ copy in the file), and write transactions that start with ``BEGIN IMMEDIATE`` so
 writers queue on the busy handler instead of failing with "database is locked". PostgreSQL:
 psycopg 3 and plain commits.
 
-The key vault and the event store share this configuration; the event store never deletes,
-so ``secure_delete`` costs it nothing.
+The event store (`shredstore.storage.engine`) opens its engines with this configuration, not a
+copy of it: by default the vault lives in the event store's database, on the same engine, and
+an append checks the vault's rows inside its own transaction, so both must begin transactions
+alike and keep ``secure_delete`` on for the file that holds the keys. The event store never
+deletes, so ``secure_delete`` costs it nothing.
+
+Driver errors are classified here for both packages (`driver_failure`: the driver's first
+line, and whether the database could not be reached); `translate_errors` raises them as
+keyvault's errors, and shredstore raises them as its own through the same `DriverErrors`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import importlib.util
 import sqlite3
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, Literal, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from keyvault.errors import VaultConfigurationError as ConfigurationError
+from keyvault.errors import VaultStorageError, VaultUnavailable
 
 __all__ = [
     "BUSY_TIMEOUT_SECONDS",
     "CHECKPOINT_WAIT_SECONDS",
     "WRITE",
+    "DriverErrors",
+    "DriverFailure",
+    "Transactions",
     "checkpoint_wal",
     "create_engine",
-    "DRIVER_ERRORS",
-    "INTEGRITY_ERRORS",
+    "driver_failure",
     "driver_message",
     "is_connect_failure",
-    "wrap_driver_error",
     "is_postgres",
     "is_sqlite",
+    "translate_errors",
 ]
 
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -214,9 +229,114 @@ def _checkpointed(cursor: Any) -> bool:
 
 def is_connect_failure(error: DBAPIError) -> bool:
     """Whether a driver error means the database could not be reached at all."""
-    if error.connection_invalidated:
+    return _unreachable(error.orig, invalidated=error.connection_invalidated)
+
+
+def driver_message(error: DBAPIError) -> str:
+    """The first line of the driver's own message: no SQL and no parameter values."""
+    return _first_line(error.orig)
+
+
+class DriverFailure(NamedTuple):
+    """What a database driver's error says, as far as a caller may be told."""
+
+    message: str
+    """The first line of the driver's own message: no SQL and no parameter values."""
+    unreachable: bool
+    """Whether the database could not be reached at all (down, unknown host, no such database
+    or role, a connection lost)."""
+
+
+def driver_failure(error: BaseException) -> DriverFailure | None:
+    """What `error` says if it is a driver error (SQLAlchemy's wrapped `DBAPIError`, or a
+    driver's own error from a hot path that uses the driver's cursor); None otherwise."""
+    if isinstance(error, DBAPIError):
+        return DriverFailure(_first_line(error.orig),
+                             _unreachable(error.orig, invalidated=error.connection_invalidated))
+    if isinstance(error, _DRIVER_ERRORS):
+        return DriverFailure(_first_line(error), _unreachable(error, invalidated=False))
+    return None
+
+
+class DriverErrors:
+    """A context manager that raises ``translate(failure)`` for a driver error in its block.
+
+    Each package keeps one (keyvault's is `translate_errors`, shredstore's
+    `shredstore.storage.engine.translate_errors`), so that driver errors are classified in
+    this one place and turned into each package's own errors in one place each. It holds no
+    state: one instance serves every block, nested and in every thread.
+    """
+
+    __slots__ = ("_translate",)
+
+    def __init__(self, translate: Callable[[DriverFailure], Exception]) -> None:
+        self._translate = translate
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> Literal[False]:
+        if error is None:
+            return False
+        failure = driver_failure(error)
+        if failure is None:
+            return False
+        raise self._translate(failure) from error
+
+
+def translate_errors(database: str = "the vault's database") -> DriverErrors:
+    """keyvault's translation of driver errors: `VaultUnavailable` where `database` cannot be
+    reached, `VaultStorageError` where it failed or refused; the message names `database`
+    and carries the driver's first line (never SQL or values)."""
+    if database == _VAULT_DATABASE:
+        return _VAULT_ERRORS
+    return DriverErrors(functools.partial(_vault_error, database))
+
+
+def _vault_error(database: str, failure: DriverFailure) -> VaultStorageError:
+    if failure.unreachable:
+        return VaultUnavailable(f"cannot reach {database}: {failure.message}")
+    return VaultStorageError(f"{database} refused: {failure.message}")
+
+
+_VAULT_DATABASE = "the vault's database"
+_VAULT_ERRORS = DriverErrors(functools.partial(_vault_error, _VAULT_DATABASE))
+
+
+class Transactions:
+    """Short transactions on one engine, with keyvault's translation of driver errors.
+
+    `read()` begins a plain transaction; `write()` one that will write (SQLite: ``BEGIN
+    IMMEDIATE``), or raises `VaultConfigurationError` with `refusal` when `read_only`.
+    """
+
+    __slots__ = ("_refusal", "engine", "read_only")
+
+    def __init__(self, engine: Engine, *, read_only: bool = False, refusal: str = "") -> None:
+        self.engine = engine
+        self.read_only = read_only
+        self._refusal = refusal or "this database was opened read-only"
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with _VAULT_ERRORS, self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        if self.read_only:
+            raise ConfigurationError(self._refusal)
+        with _VAULT_ERRORS, self.engine.connect() as conn:
+            conn.execution_options(**WRITE)
+            with conn.begin():
+                yield conn
+
+
+def _unreachable(orig: BaseException | None, *, invalidated: bool) -> bool:
+    if invalidated:
         return True
-    text = str(error.orig).lower()
+    text = str(orig).lower()
     if any(sign in text for sign in (
         "connection refused", "could not connect", "unable to open database file",
         "connection failed", "could not translate host name", "server closed the connection",
@@ -226,27 +346,17 @@ def is_connect_failure(error: DBAPIError) -> bool:
     return "does not exist" in text and ('database "' in text or 'role "' in text)
 
 
-def driver_message(error: DBAPIError) -> str:
-    """The first line of the driver's own message: no SQL and no parameter values."""
-    text = str(error.orig).strip()
-    return text.splitlines()[0] if text else type(error.orig).__name__
+def _first_line(orig: BaseException | None) -> str:
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
 
 
-def _driver_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+def _driver_errors() -> tuple[type[Exception], ...]:
     errors: list[type[Exception]] = [sqlite3.Error]
-    integrity: list[type[Exception]] = [IntegrityError, sqlite3.IntegrityError]
     if importlib.util.find_spec("psycopg") is not None:  # PostgreSQL support is an extra
-        psycopg = importlib.import_module("psycopg")
-        errors.append(psycopg.Error)
-        integrity.append(psycopg.IntegrityError)
-    return tuple(errors), tuple(integrity)
+        errors.append(importlib.import_module("psycopg").Error)
+    return tuple(errors)
 
 
-DRIVER_ERRORS, INTEGRITY_ERRORS = _driver_errors()
-"""The drivers' own error classes (raised where a hot path uses the driver's cursor), and the
-integrity errors of SQLAlchemy and the drivers."""
-
-
-def wrap_driver_error(error: Exception) -> DBAPIError:
-    """A driver's own error wrapped as SQLAlchemy would, for one classification of both."""
-    return DBAPIError(None, None, error)
+_DRIVER_ERRORS = _driver_errors()
+"""The drivers' own error classes, raised where a hot path uses the driver's cursor."""

@@ -26,23 +26,14 @@ import contextlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from keyvault import schema
-from keyvault.engine import (
-    CHECKPOINT_WAIT_SECONDS,
-    DRIVER_ERRORS,
-    checkpoint_wal,
-    driver_message,
-    is_connect_failure,
-    is_postgres,
-    wrap_driver_error,
-)
-from keyvault.errors import VaultStorageError, VaultUnavailable
+from keyvault.engine import CHECKPOINT_WAIT_SECONDS, checkpoint_wal, is_postgres, translate_errors
 
 __all__ = ["VAULT_TABLES", "ScrubResult", "TableScrub", "scrub_tables"]
 
@@ -113,7 +104,7 @@ def scrub_tables(engine: Engine, tables: Sequence[str], *,
     Never raises for "could not complete" (a reader, a lock, a missing privilege): the result
     says so and why; run it again later.
     """
-    with _translate():
+    with translate_errors("the database to scrub"):
         if is_postgres(engine):
             return _scrub_postgres(engine, tables, wait)
         return _scrub_sqlite(engine, tables, wait)
@@ -228,21 +219,3 @@ def _quote(conn: Connection, table: str) -> str:
 
 def _sqlstate(error: DBAPIError) -> str | None:
     return getattr(error.orig, "sqlstate", None)
-
-
-@contextlib.contextmanager
-def _translate() -> Iterator[None]:
-    """Driver errors as keyvault's, the way `KeyVault` translates them."""
-    try:
-        yield
-    except DRIVER_ERRORS as raw:  # from the driver's cursor in checkpoint_wal
-        _raise_translated(wrap_driver_error(raw), raw)
-    except DBAPIError as error:
-        _raise_translated(error, error)
-
-
-def _raise_translated(error: DBAPIError, cause: BaseException) -> NoReturn:
-    if is_connect_failure(error):
-        raise VaultUnavailable(
-            f"cannot reach the database to scrub: {driver_message(error)}") from cause
-    raise VaultStorageError(f"the database refused to scrub: {driver_message(error)}") from cause

@@ -14,6 +14,8 @@ too, so ``except LookupError`` keeps working for callers that never heard of shr
     ├── SubjectErasedError (LookupError)      personal data for an erased subject
     ├── TamperedError (ValueError)            stored ciphertext failed authentication
     ├── AggregateNotFound (LookupError)       no events for an aggregate id
+    ├── UnknownSubjectError (LookupError)     the store holds nothing of a subject
+    ├── ReceiptParseError (ValueError)        a text that is no erasure receipt to check
     ├── ProjectionError                       a read model that cannot run safely, or failed
     └── StorageError                          the database failed or refused
         ├── StoreUnavailable                  cannot connect
@@ -24,9 +26,16 @@ either package's name catches them. Redacted means exactly "the subject's key wa
 a failed authentication is `TamperedError`, never a redaction.
 
 Messages never contain event field values: they may hold personal data.
+
+Database-driver errors become these in one place, `shredstore.storage.engine.translate_errors`;
+keyvault's `VaultConfigurationError` becomes `ConfigurationError` through
+`vault_configuration_errors`.
 """
 
 from __future__ import annotations
+
+from types import TracebackType
+from typing import Literal
 
 import keyvault
 
@@ -40,13 +49,16 @@ __all__ = [
     "NotInitialisedError",
     "ProjectionError",
     "ReadOnlyStoreError",
+    "ReceiptParseError",
     "ShredstoreError",
     "StorageError",
     "StoreUnavailable",
     "SubjectErasedError",
     "TamperedError",
     "UnknownEventType",
+    "UnknownSubjectError",
     "WrongExpectedVersion",
+    "vault_configuration_errors",
 ]
 
 
@@ -113,6 +125,14 @@ class AggregateNotFound(ShredstoreError, LookupError):
     """No events are stored for the aggregate id."""
 
 
+class UnknownSubjectError(ShredstoreError, LookupError):
+    """The store holds nothing of the subject: no key, no erasure record, no events."""
+
+
+class ReceiptParseError(ShredstoreError, ValueError):
+    """Why a text is not a receipt `verify_receipt` can check (says what, never the content)."""
+
+
 class StorageError(ShredstoreError):
     """The database failed or refused a statement."""
 
@@ -128,3 +148,28 @@ class ImmutableLogError(StorageError):
 class ProjectionError(ShredstoreError):
     """A projection that cannot run safely (it keeps personal data and cannot forget it), or
     whose handler failed: its batch was rolled back and its checkpoint did not move."""
+
+
+class _VaultConfigurationErrors:
+    """See `vault_configuration_errors`."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> Literal[False]:
+        if isinstance(error, keyvault.VaultConfigurationError):
+            raise ConfigurationError(str(error)) from None
+        return False
+
+
+_VAULT_CONFIGURATION_ERRORS = _VaultConfigurationErrors()
+
+
+def vault_configuration_errors() -> _VaultConfigurationErrors:
+    """A context manager that raises keyvault's `VaultConfigurationError` in its block as
+    `ConfigurationError`, with the same message (a subject id, note or master key the vault
+    refused is the caller's configuration to fix, whichever package noticed)."""
+    return _VAULT_CONFIGURATION_ERRORS

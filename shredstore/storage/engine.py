@@ -1,11 +1,17 @@
-"""Engines for the event store: the key vault's configuration, with shredstore's errors.
+"""Engines for the event store, and the one place where shredstore turns driver errors into
+its own.
 
-See `keyvault.engine` for what is configured and why (WAL, synchronous=FULL, BEGIN IMMEDIATE
-for writes, secure_delete).
+The engines are configured by `keyvault.engine` (WAL, ``synchronous=FULL``, ``BEGIN
+IMMEDIATE`` for writes, a busy timeout, ``secure_delete``), not by a copy of it: the vault
+lives in the event store's database by default, on the same engine, and an append checks the
+vault's rows in its own transaction, so both must be set up alike. Everything else in
+`shredstore.storage` imports its engine plumbing from here.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,22 +19,74 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, IntegrityError
 
-from keyvault.engine import WRITE, is_postgres, is_sqlite
-from keyvault.engine import create_engine as _create_engine
-from keyvault.errors import VaultConfigurationError
-from shredstore.errors import ConfigurationError, NotInitialisedError
+from keyvault.engine import WRITE, DriverErrors, DriverFailure, is_postgres, is_sqlite
+from keyvault.engine import create_engine as _configured_engine
+from shredstore.errors import (
+    ConfigurationError,
+    ImmutableLogError,
+    NotInitialisedError,
+    StorageError,
+    StoreUnavailable,
+    vault_configuration_errors,
+)
 
-__all__ = ["WRITE", "create_engine", "create_read_only_engine", "is_postgres", "is_sqlite"]
+__all__ = [
+    "INTEGRITY_ERRORS",
+    "WRITE",
+    "create_engine",
+    "create_read_only_engine",
+    "is_postgres",
+    "is_sqlite",
+    "translate_errors",
+]
+
+
+def translate_errors(database: str = "the database") -> DriverErrors:
+    """A context manager that raises the database driver's errors in its block as shredstore's.
+
+    The one place where that happens, for SQLAlchemy's wrapped errors and the drivers' own
+    (from the hot paths that use the driver's cursor) alike: `ImmutableLogError` when the
+    database refused to change the append-only log (its triggers), `StoreUnavailable` when
+    `database` cannot be reached, `StorageError` for anything else it failed or refused. The
+    message carries the driver's first line, never SQL or values; the driver's error is the
+    cause. One instance serves every block (it holds no state).
+    """
+    if database == _DATABASE:
+        return _ERRORS
+    return DriverErrors(lambda failure: _storage_error(database, failure))
+
+
+def _storage_error(database: str, failure: DriverFailure) -> StorageError:
+    if "append-only" in failure.message:
+        return ImmutableLogError(failure.message)
+    if failure.unreachable:
+        return StoreUnavailable(f"cannot reach {database}: {failure.message}")
+    return StorageError(f"{database} refused: {failure.message}")
+
+
+_DATABASE = "the database"
+_ERRORS = DriverErrors(lambda failure: _storage_error(_DATABASE, failure))
+
+
+def _integrity_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [IntegrityError, sqlite3.IntegrityError]
+    if importlib.util.find_spec("psycopg") is not None:  # PostgreSQL support is an extra
+        errors.append(importlib.import_module("psycopg").IntegrityError)
+    return tuple(errors)
+
+
+INTEGRITY_ERRORS = _integrity_errors()
+"""The integrity errors of SQLAlchemy and the drivers: a unique key already taken (an append
+tells a retry or a duplicate event id by them)."""
 
 
 def create_engine(url: str | URL | Engine) -> Engine:
-    """Return an engine for `url`, configured for the event store."""
-    try:
-        return _create_engine(url)
-    except VaultConfigurationError as error:
-        raise ConfigurationError(str(error)) from None
+    """Return an engine for `url`, configured for the event store (an `Engine` made elsewhere
+    is configured in place)."""
+    with vault_configuration_errors():
+        return _configured_engine(url)
 
 
 def create_read_only_engine(url: str | URL) -> tuple[Engine, str | None]:

@@ -34,34 +34,23 @@ from uuid import UUID
 import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 
-from keyvault.engine import (
-    DRIVER_ERRORS,
-    INTEGRITY_ERRORS,
-    WRITE,
-    driver_message,
-    is_connect_failure,
-    is_postgres,
-    wrap_driver_error,
-)
 from shredstore import expected as _expected
 from shredstore.errors import (
     ConfigurationError,
     DuplicateEventError,
-    ImmutableLogError,
     ReadOnlyStoreError,
     StorageError,
-    StoreUnavailable,
     WrongExpectedVersion,
 )
 from shredstore.expected import ExpectedVersion
 from shredstore.storage import schema
 from shredstore.storage.authentication import RowAuthenticator
 from shredstore.storage.chain import GENESIS, LogHead, StoredRow, link_hash, row_content
+from shredstore.storage.engine import INTEGRITY_ERRORS, WRITE, is_postgres, translate_errors
 
 __all__ = ["AppendResult", "EventLog", "NewRow", "Scope", "parse_subjects", "subjects_text",
-           "translate_errors"]
+           "translate_errors"]  # translate_errors: re-exported from shredstore.storage.engine
 
 _LEDGER_LABEL = b"shredstore.ledger-event-id.v1\x00"
 
@@ -143,32 +132,6 @@ class AppendResult:
     version: int
     """The stream's version after the append: the version of its last event."""
     positions: tuple[int, ...]
-
-
-@contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn database-driver errors into shredstore errors; the one place where that happens.
-
-    Both SQLAlchemy's wrapped errors and the drivers' own (from the hot paths that use the
-    driver's cursor directly) are translated.
-    """
-    try:
-        yield
-    except DRIVER_ERRORS as raw:
-        error = wrap_driver_error(raw)
-        message = driver_message(error)
-        if "append-only" in message:
-            raise ImmutableLogError(message) from raw
-        if is_connect_failure(error):
-            raise StoreUnavailable(f"cannot reach the database: {message}") from raw
-        raise StorageError(f"the database refused: {message}") from raw
-    except DBAPIError as error:
-        message = driver_message(error)
-        if "append-only" in message:
-            raise ImmutableLogError(message) from error
-        if is_connect_failure(error):
-            raise StoreUnavailable(f"cannot reach the database: {message}") from error
-        raise StorageError(f"the database refused: {message}") from error
 
 
 class EventLog:

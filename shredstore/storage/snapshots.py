@@ -10,9 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from keyvault.engine import WRITE
 from shredstore.storage import schema
-from shredstore.storage.log import translate_errors
+from shredstore.storage.engine import WRITE, translate_errors
 
 __all__ = ["SnapshotRow", "SnapshotTable"]
 

@@ -1,0 +1,309 @@
+"""The subjects' data keys: loaded, unwrapped, cached, created, and checked against erasures.
+
+`SubjectKeys` is what a `KeyRing` draws on. A key is unwrapped once and cached; the cache never
+outlives an erasure (`refresh`, once per key ring, see `keyvault.cache`); a subject with no
+row gets a new key, created under the state row's shared lock so that no key outlives an
+erasure that races it; and an `ErasureRecord` outranks the vault's own rows for every key it
+loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Collection
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keyvault import schema, statements
+from keyvault.cache import ErasureMark, KeyCache
+from keyvault.engine import Transactions
+from keyvault.envelope import KEY_SIZE, DataKey, fingerprint, key_version_of
+from keyvault.erasure import ErasureRecord, as_utc
+from keyvault.errors import (
+    KeyCreationConflict,
+    KeyErasedError,
+    KeyNotFoundError,
+    SubjectErasedError,
+    VaultConfigurationError,
+    WrongMasterKeyError,
+)
+from keyvault.master import KeyProvider
+from keyvault.names import check_subject
+
+__all__ = ["KEY_VERSION", "NewKey", "SubjectKeys", "erased_error", "wrap_context"]
+
+_log = logging.getLogger("keyvault")
+
+_S = schema.SUBJECTS
+_ST = schema.STATE
+
+KEY_VERSION = 1
+"""The version of the data keys this vault creates."""
+
+_KeyRow = Any  # a row of LOAD_KEYS; Row's generic signature differs between SQLAlchemy releases
+
+
+class NewKey(NamedTuple):
+    """A key made but not yet stored: the key, and its row as it will be stored."""
+
+    key: DataKey
+    row: dict[str, Any]
+
+
+class _RecordedErasure(NamedTuple):
+    """A subject the erasure record names, read as an erased row whatever the vault holds."""
+
+    subject_id: str
+    state: str = "erased"
+
+
+class SubjectKeys:
+    """The data keys of one vault's subjects, as its key rings use them.
+
+    `provider` is the master key that wraps them (None: the vault was opened without one; a
+    rotation replaces it).
+    """
+
+    def __init__(self, transactions: Transactions, cache: KeyCache, *,
+                 provider: KeyProvider | None, record: ErasureRecord | None) -> None:
+        self._db = transactions
+        self.cache = cache
+        self.provider = provider
+        self._record = record
+
+    def require_provider(self) -> KeyProvider:
+        """The master key; `VaultConfigurationError` if the vault was opened without one."""
+        if self.provider is None:
+            raise VaultConfigurationError("this vault was opened without a master key")
+        return self.provider
+
+    def for_open(self, subject_id: str, sealed: bytes) -> DataKey:
+        """The key that opens `sealed` for `subject_id` (see `KeyVault.open` for the errors)."""
+        key = self.cache.get(subject_id)
+        if key is not None:
+            return key
+        check_subject(subject_id)
+        if self.cache.is_erased(subject_id):
+            raise erased_error(subject_id)
+        key_version_of(sealed)  # a malformed value is tampering, whatever the subject's state
+        rows = self._load([subject_id])
+        row = rows.get(subject_id)
+        if row is None:
+            raise KeyNotFoundError(
+                "this vault holds no key and no erasure record for the subject: the data was "
+                "sealed with another vault (or one restored from too old a backup)"
+            )
+        return self._key_from_row(row)
+
+    def for_seal(self, subject_id: str) -> DataKey:
+        """The subject's key, created on first use; `SubjectErasedError` if erased."""
+        key = self.cache.get(subject_id)
+        if key is not None:
+            return key
+        check_subject(subject_id)
+        if self.cache.is_erased(subject_id):
+            raise erased_error(subject_id, opening=False)
+        row = self._load([subject_id]).get(subject_id)
+        if row is None:
+            return self._create(subject_id)
+        return self._key_from_row(row, opening=False)
+
+    def preload(self, subject_ids: Collection[str]) -> None:
+        """Load the keys of `subject_ids` that are not cached, in one query."""
+        wanted = [s for s in subject_ids
+                  if self.cache.get(s) is None and not self.cache.is_erased(s)]
+        if not wanted:
+            return
+        for row in self._load(wanted).values():
+            with contextlib.suppress(SubjectErasedError):
+                self._key_from_row(row)
+
+    def prepare(self, subject_ids: Collection[str],
+                created: dict[str, NewKey] | None = None) -> None:
+        """Load the keys of `subject_ids` and create the missing ones, in two queries.
+
+        With `created` (a deferred-creation ring's), missing keys are only made, into it.
+        """
+        wanted = [s for s in dict.fromkeys(subject_ids)
+                  if self.cache.get(s) is None and not self.cache.is_erased(s)
+                  and (created is None or s not in created)]
+        if not wanted:
+            return
+        for subject_id in wanted:
+            check_subject(subject_id)
+        found = self._load(wanted)
+        for row in found.values():
+            with contextlib.suppress(SubjectErasedError):
+                self._key_from_row(row, opening=False)
+        missing = [s for s in wanted if s not in found]
+        if missing and created is not None:
+            created.update(self.new_keys(missing))
+        elif missing:
+            self._create_many(missing)
+
+    def new_keys(self, subject_ids: list[str]) -> dict[str, NewKey]:
+        """Fresh keys for `subject_ids`, wrapped and ready to store; nothing written yet."""
+        provider = self.require_provider()
+        now = datetime.now(UTC)
+        made = {}
+        for subject_id in subject_ids:
+            secret = secrets.token_bytes(KEY_SIZE)
+            made[subject_id] = NewKey(
+                DataKey(subject_id, KEY_VERSION, secret),
+                {"subject_id": subject_id, "state": "active", "key_version": KEY_VERSION,
+                 "wrapped_key": provider.wrap(secret, context=wrap_context(subject_id,
+                                                                           KEY_VERSION)),
+                 "wrapped_by": provider.key_id, "key_fingerprint": fingerprint(secret),
+                 "created_at": now})
+        return made
+
+    def store_created(self, made: dict[str, NewKey], conn: Connection) -> None:
+        """Store a deferred-creation ring's keys in `conn`'s transaction;
+        `KeyCreationConflict` where another process stored one first."""
+        self._insert_new_keys(conn, made)
+        rows = conn.execute(sa.select(_S.c.subject_id, _S.c.wrapped_key).where(
+            _S.c.subject_id.in_(list(made)))).all()
+        stored = {row.subject_id: row.wrapped_key for row in rows}
+        lost = [s for s, new in made.items() if stored.get(s) != new.row["wrapped_key"]]
+        if lost:
+            raise KeyCreationConflict(lost)
+
+    def refresh(self) -> None:
+        """Drop cached keys of subjects erased (by any process) since the last check; drop
+        them all if the vault's erasures are not a continuation of those last seen (a vault
+        restored from a backup: see keyvault.cache)."""
+        named: Collection[str] | None = ()
+        with self._db.read() as conn:
+            latest = conn.execute(statements.LATEST_ERASURE).one()
+            mark = ErasureMark(latest.erasures, latest.subject_id,
+                               as_utc(latest.erased_at) if latest.erased_at else None)
+            seen = self.cache.seen
+            erased = [] if mark == seen else self._erased_since(conn, seen, mark)
+            if self._record is not None:
+                record_mark, named = self._record.erased_since(self.cache.seen_record,
+                                                               self.cache.size, conn)
+        if erased is None or named is None:
+            self.cache.clear()
+        elif erased or named:
+            self.cache.mark_erased([*erased, *named])
+        self.cache.seen = mark
+        if self._record is not None:
+            self.cache.seen_record = record_mark
+
+    def _erased_since(self, conn: Connection, seen: ErasureMark | None, now: ErasureMark
+                      ) -> list[str] | None:
+        """The subjects erased after `seen` if `now` continues its history; None if it cannot
+        (unknown, gone backwards, too many to evict one by one, or another erasure at `seen`'s
+        number: the history was replaced)."""
+        if seen is None or now.number < seen.number or now.number - seen.number > self.cache.size:
+            return None
+        rows = conn.execute(sa.select(_S.c.subject_id, _S.c.erasure_seq, _S.c.erased_at)
+                            .where(_S.c.erasure_seq >= seen.number)).all()
+        if seen.number:
+            same = [row for row in rows if row.erasure_seq == seen.number
+                    and row.subject_id == seen.subject_id
+                    and as_utc(row.erased_at) == seen.erased_at]
+            if not same:
+                return None
+        return [row.subject_id for row in rows if row.erasure_seq > seen.number]
+
+    def _key_from_row(self, row: _KeyRow, *, opening: bool = True) -> DataKey:
+        if row.state == "erased":
+            self.cache.mark_erased([row.subject_id])
+            raise erased_error(row.subject_id, opening=opening)
+        provider = self.require_provider()
+        if row.wrapped_by != provider.key_id:
+            raise WrongMasterKeyError(
+                f"the subject's key is wrapped by master key {row.wrapped_by}, not by "
+                f"{provider.key_id}: a rotation changed the master key; restart with the new one"
+            )
+        secret = provider.unwrap(row.wrapped_key,
+                                 context=wrap_context(row.subject_id, row.key_version))
+        key = DataKey(row.subject_id, row.key_version, secret)
+        self.cache.put(key)
+        return key
+
+    def _create(self, subject_id: str) -> DataKey:
+        self._create_many([subject_id])
+        key = self.cache.get(subject_id)
+        if key is not None:
+            return key
+        row = self._load([subject_id]).get(subject_id)
+        if row is None:  # pragma: no cover - the row was just written or found
+            raise KeyNotFoundError("a key was created and is gone: is the vault being restored?")
+        return self._key_from_row(row, opening=False)  # erased meanwhile: raises
+
+    def _create_many(self, subject_ids: list[str]) -> None:
+        """Create keys for subjects that have no row, in one transaction; cache them all."""
+        made = self.new_keys(subject_ids)
+        with self._db.write() as conn:
+            self._insert_new_keys(conn, made)
+            rows = conn.execute(statements.LOAD_KEYS.where(
+                _S.c.subject_id.in_(subject_ids))).all()
+        for row in rows:
+            new = made[row.subject_id]
+            if row.state == "active" and row.wrapped_key == new.row["wrapped_key"]:
+                self.cache.put(new.key)
+            else:  # another process created it first, or erased it meanwhile
+                with contextlib.suppress(SubjectErasedError):
+                    self._key_from_row(row, opening=False)
+
+    def _insert_new_keys(self, conn: Connection, made: dict[str, NewKey]) -> None:
+        """Insert the rows of `made` where no row exists, in `conn`'s transaction.
+
+        Takes the state row first (shared), as erase takes it exclusively: on PostgreSQL an
+        erase and a first use of one subject cannot interleave, so no key outlives an
+        erasure. Refuses a master key that no longer wraps the vault.
+        """
+        provider = self.require_provider()
+        state = conn.execute(sa.select(_ST).with_for_update(read=True)).one()
+        if provider.key_id not in (state.master_key_id, state.rotating_to):
+            raise WrongMasterKeyError(
+                f"the master key {provider.key_id} no longer wraps this vault "
+                f"(now {state.master_key_id}); restart with the current master key"
+            )
+        conn.execute(statements.insert_new(conn, _S)
+                     .on_conflict_do_nothing(index_elements=[_S.c.subject_id]),
+                     [new.row for new in made.values()])
+
+    def _load(self, subject_ids: Collection[str]) -> dict[str, _KeyRow]:
+        with self._db.read() as conn:
+            rows = conn.execute(statements.LOAD_KEYS.where(
+                _S.c.subject_id.in_(list(subject_ids)))).all()
+        found: dict[str, _KeyRow] = {row.subject_id: row for row in rows}
+        if self._record is not None:
+            unerased = [s for s in subject_ids
+                        if s not in found or found[s].state != "erased"]
+            named = self._record.erased_among(unerased) if unerased else ()
+            for subject_id in named:  # erased, whatever this vault holds
+                found[subject_id] = _RecordedErasure(subject_id)
+            active = {row.subject_id for row in rows if row.state == "active"}
+            held = sum(1 for s in named if s in active)
+            if held:
+                _log.warning(
+                    "refused %d key(s) of subjects the erasure record says were erased (a "
+                    "vault restored from a backup?): their data reads as erased; run "
+                    "`shredstore reconcile` to destroy the keys", held)
+        return found
+
+
+def wrap_context(subject_id: str, key_version: int) -> bytes:
+    """What a subject's wrapped key is bound to: its subject and key version."""
+    encoded = subject_id.encode()
+    return (b"keyvault.wrap.v1\x00" + len(encoded).to_bytes(4, "big") + encoded
+            + key_version.to_bytes(4, "big"))
+
+
+def erased_error(subject_id: str, *, opening: bool = True) -> SubjectErasedError:
+    """The error for an erased subject: `KeyErasedError` (read as redacted) when opening,
+    `SubjectErasedError` when sealing (nothing can be stored for it)."""
+    if opening:
+        return KeyErasedError("the subject's key was erased: its data reads as redacted",
+                              subject_id=subject_id)
+    return SubjectErasedError("the subject was erased: no personal data can be stored for it",
+                              subject_id=subject_id)
