@@ -4,6 +4,9 @@ real process: tests/cli/test_console_script.py)."""
 from __future__ import annotations
 
 import json
+import runpy
+import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -142,8 +145,16 @@ def test_verify_says_what_it_could_not_check(any_url: str, master_file: Path) ->
 
 def test_version_names_the_installed_release() -> None:
     """`shredstore --version` prints the installed distribution's version and exits 0."""
-    from importlib.metadata import version
-
     result = run("--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"shredstore {version('shredstore')}\n"
+
+
+def test_python_dash_m_is_the_same_command_line(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m shredstore.cli` runs the console script's entry point."""
+    monkeypatch.setattr(sys, "argv", ["shredstore", "--version"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("shredstore.cli", run_name="__main__")
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"shredstore {version('shredstore')}\n"
