@@ -522,11 +522,12 @@ class VaultContract:
             assert reopened.service_key("app.late.v1") == made[0]
 
     def test_scrub_says_what_it_did(self, vault: KeyVault) -> None:
-        """scrub runs on an erased vault, says what it did per table and log, and completes
-        when nothing holds the database open."""
+        """scrub runs on an erased vault and says what it did per table and log; where it is
+        not complete it says why (on PostgreSQL, a transaction anywhere on the server that
+        began before the erasure keeps the old row version: tests/keyvault/test_scrub.py)."""
         vault.seal("s-1", b"x")
         vault.erase("s-1")
         result = vault.scrub()
-        assert result.complete, result.why_not
         assert {t.table for t in result.tables} == {"keyvault_subjects", "keyvault_service_keys"}
         assert all(line for line in result.lines())
+        assert result.complete == (not result.why_not)

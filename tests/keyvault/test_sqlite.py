@@ -40,6 +40,7 @@ def test_an_erased_key_leaves_no_copy_in_the_file_or_wal(tmp_path: Path) -> None
         assert wrapped["subject-7"] not in on_disk
         assert wrapped["subject-7"][-16:] not in on_disk  # not even its tag
         assert wrapped["subject-8"] in on_disk  # the others are untouched
+        assert vault.scrub().complete  # nothing holds the file open: scrub completes
 
 
 def test_the_vault_runs_with_secure_delete(tmp_path: Path) -> None:
