@@ -29,13 +29,11 @@ from __future__ import annotations
 import hmac
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from shredstore.errors import TamperedError
 from shredstore.storage.chain import Finding, StoredRow, content_of
-
-if TYPE_CHECKING:  # snapshots.py imports the log, which imports this module
-    from shredstore.storage.snapshots import SnapshotRow
+from shredstore.storage.snapshots import SnapshotRow
 
 __all__ = ["ROWS_KEY", "RowAuthenticator", "RowCheck", "Verdict"]
 

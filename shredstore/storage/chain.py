@@ -35,6 +35,7 @@ __all__ = [
     "GENESIS",
     "Finding",
     "LogHead",
+    "RecentRows",
     "StoredRow",
     "VerifyReport",
     "chain_hash",
@@ -254,7 +255,7 @@ def verify_rows(rows: Iterable[StoredRow], *, expected_head: LogHead | None = No
     return walk.report()
 
 
-class _RecentRows:
+class RecentRows:
     """The hashes and positions of the last `size` rows, to explain a broken link.
 
     Two flat buffers of fixed size (3.2 MB of hashes and 0.8 MB of positions for 100,000
@@ -297,7 +298,7 @@ class _ChainWalk:
 
     def __init__(self, expected_head: LogHead | None) -> None:
         self.findings: dict[tuple[int | None, str], Finding] = {}
-        self.seen = _RecentRows(_WINDOW)
+        self.seen = RecentRows(_WINDOW)
         self.forward: dict[bytes, int] = {}  # a predecessor not seen yet -> who wants it
         self.skipped_over: set[int] = set()  # rows that a successor linked past
         self.reordered: set[int] = set()

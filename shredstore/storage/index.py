@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from shredstore.storage.chain import Finding, StoredRow
-from shredstore.storage.log import parse_subjects
+from shredstore.storage.formats import parse_subjects
 
 __all__ = ["IndexCheck"]
 

@@ -26,12 +26,11 @@ import contextlib
 import hmac
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
-import pydantic_core
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -48,23 +47,28 @@ from shredstore.storage import schema
 from shredstore.storage.authentication import RowAuthenticator
 from shredstore.storage.chain import GENESIS, LogHead, StoredRow, link_hash, row_content
 from shredstore.storage.engine import INTEGRITY_ERRORS, WRITE, is_postgres, translate_errors
+from shredstore.storage.formats import Formats, as_uuid, names, parse_subjects, subjects_text
+from shredstore.storage.scope import Scope
+from shredstore.storage.statements import IN_LIST, POSITION, VERSION, Statements
 
-__all__ = ["AppendResult", "EventLog", "NewRow", "Scope", "parse_subjects", "subjects_text",
-           "translate_errors"]  # translate_errors: re-exported from shredstore.storage.engine
+__all__ = [
+    "AppendResult",
+    "EventLog",
+    "NewRow",
+    "PersonalRow",
+    # Re-exported from their own modules until their importers switch to them:
+    "Scope",  # shredstore.storage.scope
+    "parse_subjects",  # shredstore.storage.formats
+    "subjects_text",  # shredstore.storage.formats
+    "translate_errors",  # shredstore.storage.engine
+]
 
 _LEDGER_LABEL = b"shredstore.ledger-event-id.v1\x00"
 
 PAGE_SIZE = 1000
 """Rows fetched per query while reading; bounds the memory of a read."""
 
-_IN_LIST = 500
-"""Values per IN list (SQLite's older builds allow 999 parameters per statement)."""
-
 _E = schema.EVENTS
-# Built once: the append path runs these on every call.
-_STREAM_VERSION = sa.select(sa.func.max(_E.c.version)).where(
-    _E.c.stream_id == sa.bindparam("stream_id"))
-_HEAD = sa.select(_E.c.position, _E.c.hash).order_by(_E.c.position.desc()).limit(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,27 +89,6 @@ class NewRow:
 
 
 _Row = TypeVar("_Row")
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Which events a report covers: all that match every filter given (None: any)."""
-
-    stream_id: str | None = None
-    event_type: str | None = None
-    subject_id: str | None = None
-    """Events that name the subject (through the subject index)."""
-    since: datetime | None = None
-    """Recorded at or after (aware)."""
-    until: datetime | None = None
-    """Recorded at or before (aware)."""
-
-    def holds(self, row: StoredRow) -> bool:
-        """Whether `row` is in scope (its subject, if filtered, is the caller's to check)."""
-        return ((self.stream_id is None or row.stream_id == self.stream_id)
-                and (self.event_type is None or row.event_type == self.event_type)
-                and (self.since is None or row.recorded_at >= self.since)
-                and (self.until is None or row.recorded_at <= self.until))
 
 
 class PersonalRow(NamedTuple):
@@ -141,16 +124,16 @@ class EventLog:
         self._engine = engine
         self._lock_key: tuple[int, int] | None = None
         postgres = is_postgres(engine)
-        self._sql = _Statements("%s" if postgres else "?")
-        self._raw_row: Callable[[Any], StoredRow] = _postgres_row if postgres else _sqlite_row
+        self._sql = Statements("%s" if postgres else "?")
+        formats = Formats(postgres=postgres)
+        self._raw_row = formats.row
         self._to_row = self._raw_row
         self._authenticator: RowAuthenticator | None = None
         self._ledger_key: bytes | None = None
         self.read_only = False
         # Parameters in the formats SQLAlchemy's Uuid and DateTime types use on each backend.
-        self._id_param: Callable[[UUID], Any] = (lambda u: u) if postgres else _hex
-        self._time_param: Callable[[datetime], Any] = (
-            (lambda t: t) if postgres else _sqlite_time)
+        self._id_param = formats.event_id
+        self._time_param = formats.time
 
     def authenticate(self, authenticator: RowAuthenticator) -> None:
         """From now on, sign every appended row and check every row read (see the module)."""
@@ -225,16 +208,14 @@ class EventLog:
         cursor = connection.connection.cursor()  # the driver's, in the caller's transaction
         try:
             batch = list(ids)
-            for start in range(0, len(batch), _IN_LIST):
-                part = batch[start:start + _IN_LIST]
-                marks = ", ".join([self._sql.mark] * len(part))
-                cursor.execute(
-                    f"SELECT event_id FROM shredstore_events WHERE event_id IN ({marks})",
-                    tuple(self._id_param(event_id) for event_id in part))
+            for start in range(0, len(batch), IN_LIST):
+                part = batch[start:start + IN_LIST]
+                cursor.execute(self._sql.event_ids_among(len(part)),
+                               tuple(self._id_param(event_id) for event_id in part))
                 found += cursor.fetchall()
         finally:
             cursor.close()
-        stored = (_uuid(value) for (value,) in found)
+        stored = (as_uuid(value) for (value,) in found)
         return sorted(ids[event_id] for event_id in stored if event_id in ids)
 
     def tail(self, stream_id: str, connection: Connection | None = None
@@ -245,28 +226,24 @@ class EventLog:
             with translate_errors(), self._engine.connect() as conn, conn.begin():
                 return self.tail(stream_id, conn)
         last = connection.exec_driver_sql(self._sql.tail, (stream_id,)).first()
-        return None if last is None else (int(last[0]), int(last[1]), _uuid(last[2]))
+        return None if last is None else (int(last[0]), int(last[1]), as_uuid(last[2]))
 
     def tail_since(self, stream_id: str, version: int, limit: int
                    ) -> list[tuple[int, int, UUID, frozenset[str]]]:
         """(version, position, event id, subjects) of the stream's events from `version` on
         (included), at most `limit` + 1 of them."""
-        mark = self._sql.mark
         with translate_errors(), self._engine.connect() as conn, conn.begin():
-            rows = conn.exec_driver_sql(
-                f"SELECT version, position, event_id, subjects FROM shredstore_events "
-                f"WHERE stream_id = {mark} AND version >= {mark} ORDER BY version "
-                f"LIMIT {mark}", (stream_id, version, limit + 2)).fetchall()
-        return [(int(v), int(p), _uuid(e), parse_subjects(s)) for v, p, e, s in rows]
+            rows = conn.exec_driver_sql(self._sql.tail_since,
+                                        (stream_id, version, limit + 2)).fetchall()
+        return [(int(v), int(p), as_uuid(e), parse_subjects(s)) for v, p, e, s in rows]
 
     def ledger_row(self, subject_id: str) -> StoredRow | None:
         """The subject's erasure ledger entry (by its keyed event id), checked as every read;
         None if the ledger holds none."""
-        sql = (f"SELECT {_READ_LIST} FROM shredstore_events "
-               f"WHERE event_id = {self._sql.mark}")
         with translate_errors(), self._engine.connect() as conn, conn.begin():
             raw = conn.exec_driver_sql(
-                sql, (self._id_param(self.ledger_event_id(subject_id)),)).first()
+                self._sql.by_event_id,
+                (self._id_param(self.ledger_event_id(subject_id)),)).first()
         return self._to_row(raw) if raw is not None else None
 
     def append(
@@ -419,11 +396,11 @@ class EventLog:
         """Pages of rows in position order, after position `after`."""
         sql = self._sql
         if types is None:
-            return self._pages(sql.after, (), after, limit, _POSITION, to_row=self._to_row)
-        names = tuple(sorted(set(types)))
-        if not names:
+            return self._pages(sql.after, (), after, limit, POSITION, to_row=self._to_row)
+        wanted = tuple(sorted(set(types)))
+        if not wanted:
             return iter(())
-        return self._pages(sql.typed_after(len(names)), names, after, limit, _POSITION,
+        return self._pages(sql.typed_after(len(wanted)), wanted, after, limit, POSITION,
                            to_row=self._to_row)
 
     def read_window(self, *, after: int, upto: int, types: Collection[str] | None = None,
@@ -431,23 +408,20 @@ class EventLog:
                     ) -> Iterator[list[StoredRow]]:
         """Pages of at most `size` rows with ``after < position <= upto``, in position order,
         optionally only of some types or of streams whose id starts with `stream_prefix`."""
-        mark = self._sql.mark
         fixed: list[Any] = [upto]
-        where = [f"position <= {mark}"]
+        wanted: list[str] | None = None
         if types is not None:
-            names = sorted(set(types))
-            if not names:
+            wanted = sorted(set(types))
+            if not wanted:
                 return iter(())
-            where.append(f"event_type IN ({', '.join([mark] * len(names))})")
-            fixed.extend(names)
+            fixed.extend(wanted)
         if stream_prefix:
             escaped = (stream_prefix.replace("\\", "\\\\").replace("%", "\\%")
                        .replace("_", "\\_"))
-            where.append(f"stream_id LIKE {mark} ESCAPE '\\'")
             fixed.append(escaped + "%")
-        sql = (f"SELECT {_READ_LIST} FROM shredstore_events WHERE {' AND '.join(where)} "
-               f"AND position > {mark} ORDER BY position LIMIT {mark}")
-        return self._pages(sql, tuple(fixed), after, None, _POSITION, to_row=self._to_row,
+        sql = self._sql.window(types=None if wanted is None else len(wanted),
+                               stream_prefix=bool(stream_prefix))
+        return self._pages(sql, tuple(fixed), after, None, POSITION, to_row=self._to_row,
                            page_size=size)
 
     def notify_channel(self) -> str | None:
@@ -462,7 +436,7 @@ class EventLog:
         Only rows whose own ``subjects`` column names the subject are returned (pages may be
         short or empty): an index entry pointing at another subject's event shows nothing.
         """
-        pages = self._pages(self._sql.subject_after, (subject_id,), after, None, _POSITION,
+        pages = self._pages(self._sql.subject_after, (subject_id,), after, None, POSITION,
                             to_row=self._to_row)
         return ([row for row in page if names(row, subject_id)] for page in pages)
 
@@ -496,25 +470,19 @@ class EventLog:
         """
         if scope.subject_id is not None:
             return self._count_subject_scope(scope)
-        mark = self._sql.mark
-        where, params = ["1 = 1"], []
+        conditions, params = [], []
         for column, value, test in (("stream_id", scope.stream_id, "="),
                                     ("event_type", scope.event_type, "="),
                                     ("recorded_at", scope.since, ">="),
                                     ("recorded_at", scope.until, "<=")):
             if value is not None:
-                where.append(f"e.{column} {test} {mark}")
+                conditions.append((column, test))
                 params.append(self._time_param(value) if isinstance(value, datetime)
                               else value)
-        condition = " AND ".join(where)
+        counts, subject_count = self._sql.scope_counts(conditions)
         with translate_errors(), self._engine.connect() as conn, conn.begin():
-            events, streams = conn.exec_driver_sql(
-                f"SELECT count(*), count(DISTINCT e.stream_id) FROM shredstore_events e "
-                f"WHERE {condition}", tuple(params)).one()
-            subjects = conn.exec_driver_sql(
-                f"SELECT count(DISTINCT s.subject_id) FROM shredstore_event_subjects s "
-                f"JOIN shredstore_events e ON e.position = s.position WHERE {condition}",
-                tuple(params)).scalar_one()
+            events, streams = conn.exec_driver_sql(counts, tuple(params)).one()
+            subjects = conn.exec_driver_sql(subject_count, tuple(params)).scalar_one()
         return int(events), int(streams), int(subjects)
 
     def _count_subject_scope(self, scope: Scope) -> tuple[int, int, int]:
@@ -539,25 +507,22 @@ class EventLog:
         """Pages of a stream's rows by version: from `from_version` on, or down from it."""
         if backwards:
             bound = (from_version + 1) if from_version is not None else 2**31
-            return self._pages(self._sql.stream_before, (stream_id,), bound, limit, _VERSION,
+            return self._pages(self._sql.stream_before, (stream_id,), bound, limit, VERSION,
                                to_row=self._to_row)
         bound = (from_version - 1) if from_version is not None else 0
-        return self._pages(self._sql.stream_after, (stream_id,), bound, limit, _VERSION,
+        return self._pages(self._sql.stream_after, (stream_id,), bound, limit, VERSION,
                            to_row=self._to_row)
 
     def rows(self) -> Iterator[StoredRow]:
         """Every row, in position order, with its chain hashes, unchecked (verify checks
         authenticators itself, to report every failing row instead of stopping at one)."""
-        for page in self._pages(self._sql.after_with_hashes, (), 0, None, _POSITION,
+        for page in self._pages(self._sql.after_with_hashes, (), 0, None, POSITION,
                                 to_row=self._raw_row):
             yield from page
 
     def index_entries(self) -> Iterator[tuple[int, str]]:
         """Every (position, subject id) of the subject index, in that order (for verify)."""
-        mark = self._sql.mark
-        sql = (f"SELECT position, subject_id FROM shredstore_event_subjects "
-               f"WHERE position > {mark} OR (position = {mark} AND subject_id > {mark}) "
-               f"ORDER BY position, subject_id LIMIT {mark}")
+        sql = self._sql.index_after
         after: tuple[int, str] = (-1, "")
         while True:
             with translate_errors(), self._engine.connect() as conn, conn.begin():
@@ -591,13 +556,13 @@ class EventLog:
     def head(self) -> LogHead:
         """The position and hash of the last event (position 0 for an empty log)."""
         with translate_errors(), self._engine.connect() as conn, conn.begin():
-            last = conn.execute(_HEAD).first()
-        return LogHead(last[0], last[1]) if last is not None else LogHead(0, GENESIS)
+            last = conn.exec_driver_sql(self._sql.head).first()
+        return LogHead(int(last[0]), bytes(last[1])) if last is not None else LogHead(0, GENESIS)
 
     def stream_version(self, stream_id: str) -> int:
         """The version of the stream's last event; 0 if it has none."""
         with translate_errors(), self._engine.connect() as conn, conn.begin():
-            version = conn.execute(_STREAM_VERSION, {"stream_id": stream_id}).scalar()
+            version = conn.exec_driver_sql(self._sql.stream_version, (stream_id,)).scalar()
         return int(version or 0)
 
     def restore_triggers(self) -> list[str]:
@@ -638,119 +603,6 @@ class EventLog:
                 yield conn
 
 
-_POSITION, _VERSION = 0, 2  # where the keyset columns are in a raw row
-_READ_LIST = ("position, stream_id, version, event_id, event_type, schema_version, "
-              "recorded_at, metadata, payload, personal, subjects, mac")
-_COLUMN_LIST = f"{_READ_LIST}, prev_hash, hash"
-"""Reads leave out the chain hashes (only verify needs them)."""
-
-
-class _Statements:
-    """The hot-path SQL, written out for the driver: SQLAlchemy's per-row processing is the
-    largest cost of a read otherwise. Values are stored in the formats SQLAlchemy's types use,
-    so the rest of the code and the tables stay plain SQLAlchemy. The statements are built
-    from constants and placeholder marks only, never from values."""
-
-    def __init__(self, mark: str) -> None:
-        self.mark = mark
-        select = f"SELECT {_READ_LIST} FROM shredstore_events"
-        self.after_with_hashes = (f"SELECT {_COLUMN_LIST} FROM shredstore_events "
-                                  f"WHERE position > {mark} ORDER BY position LIMIT {mark}")
-        self.after = (f"{select} WHERE position > {mark} ORDER BY position LIMIT {mark}")
-        self.stream_after = (f"{select} WHERE stream_id = {mark} AND version > {mark} "
-                             f"ORDER BY version LIMIT {mark}")
-        self.stream_before = (f"{select} WHERE stream_id = {mark} AND version < {mark} "
-                              f"ORDER BY version DESC LIMIT {mark}")
-        # A page of the subject index first, then its events by primary key: the planner
-        # cannot turn a page into a scan of the events table (a merge join from its start).
-        subject_rows = (f"FROM (SELECT position FROM shredstore_event_subjects "
-                        f"WHERE subject_id = {mark} AND position > {mark} "
-                        f"ORDER BY position LIMIT {mark}) s "
-                        f"JOIN shredstore_events e ON e.position = s.position ORDER BY s.position")
-        self.subject_after = f"SELECT e.{_READ_LIST.replace(', ', ', e.')} {subject_rows}"
-
-        self.tail = (f"SELECT version, position, event_id FROM shredstore_events "
-                     f"WHERE stream_id = {mark} ORDER BY version DESC LIMIT 1")
-        self.lock = f"SELECT pg_advisory_xact_lock({mark}, {mark})"
-        self.version_and_head = (
-            f"SELECT (SELECT max(version) FROM shredstore_events WHERE stream_id = {mark}), "
-            "position, hash FROM shredstore_events ORDER BY position DESC LIMIT 1")
-        marks = ", ".join([mark] * 14)
-        self.insert = f"INSERT INTO shredstore_events ({_COLUMN_LIST}) VALUES ({marks})"
-        self.insert_subject = ("INSERT INTO shredstore_event_subjects (subject_id, position) "
-                               f"VALUES ({mark}, {mark})")
-
-    def typed_after(self, count: int) -> str:
-        marks = ", ".join([self.mark] * count)
-        return (f"SELECT {_READ_LIST} FROM shredstore_events WHERE event_type IN ({marks}) "
-                f"AND position > {self.mark} ORDER BY position LIMIT {self.mark}")
-
-
-def _sqlite_row(raw: Any) -> StoredRow:
-    # SQLAlchemy's SQLite formats: a UUID as 32 hex digits, a time as naive UTC text.
-    verified = len(raw) > 12  # read for verify: with the chain hashes
-    return StoredRow(raw[0], raw[1], raw[2], UUID(hex=raw[3]), raw[4], raw[5],
-                     datetime.fromisoformat(raw[6]).replace(tzinfo=UTC), raw[7], raw[8],
-                     raw[9], raw[12] if verified else b"", raw[13] if verified else b"",
-                     raw[10], raw[11])
-
-
-def _postgres_row(raw: Any) -> StoredRow:
-    moment = raw[6]
-    moment = (moment.replace(tzinfo=UTC) if moment.utcoffset() == _ZERO
-              else moment.astimezone(UTC))
-    verified = len(raw) > 12  # read for verify: with the chain hashes
-    mac = raw[11]
-    return StoredRow(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], moment, raw[7], raw[8],
-                     raw[9], bytes(raw[12]) if verified else b"",
-                     bytes(raw[13]) if verified else b"", raw[10],
-                     mac if mac is None or type(mac) is bytes else bytes(mac))
-
-
-_ZERO = timedelta(0)
-
-
-
-
-def subjects_text(subjects: frozenset[str] | set[str]) -> str | None:
-    """The stored ``subjects`` column: a compact JSON list of the sorted ids, None for none."""
-    if not subjects:
-        return None
-    return pydantic_core.to_json(sorted(subjects)).decode()
-
-
-def parse_subjects(text: str | None) -> frozenset[str]:
-    """The subject ids a stored ``subjects`` column names (none if it is malformed: a row
-    that cannot say whom it names names nobody; verify reports it)."""
-    if text is None:
-        return frozenset()
-    try:
-        parsed = pydantic_core.from_json(text)
-    except ValueError:
-        return frozenset()
-    if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
-        return frozenset()
-    return frozenset(parsed)
-
-
-def names(row: StoredRow, subject_id: str) -> bool:
-    """Whether `row`'s own subjects column names `subject_id`."""
-    return row.subjects is not None and subject_id in parse_subjects(row.subjects)
-
-
-def _uuid(value: Any) -> UUID:
-    """An event id as stored (SQLite: 32 hex digits; PostgreSQL: a UUID) as a UUID."""
-    return value if isinstance(value, UUID) else UUID(str(value))
-
-
-def _hex(event_id: UUID) -> str:
-    return event_id.hex
-
-
-def _sqlite_time(moment: datetime) -> str:
-    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-
-
 class _RetryCheck(Exception):
     """Internal: the append must check whether it repeats an append that already committed."""
 
@@ -785,7 +637,3 @@ def _find_previous_append(
         return None
     return AppendResult(stream_id, places[-1][1], tuple(place[2] for place in places))
 
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive UTC; PostgreSQL an aware time in the session's zone.
-    return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -1,4 +1,12 @@
-"""The tables of the event log, and the triggers by which the database keeps it append-only."""
+"""Every table shredstore keeps in a database, in one `MetaData`, and the triggers by which the
+database keeps the event log append-only.
+
+The event log's tables (`LOG_TABLES`: events, the subject index, snapshots, settings) are
+created by `install`; the read side's (`CHECKPOINTS` of projections, `PROCESSED` markers of
+idempotent consumers) by `install_checkpoints` and `install_processed`, in whichever database
+holds the read models. Table names are written here only: the hot-path SQL
+(`shredstore.storage.statements`) and the triggers are built from these objects.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +18,25 @@ from sqlalchemy.engine import Connection
 from shredstore.errors import ConfigurationError
 
 __all__ = [
+    "CHECKPOINTS",
     "EVENTS",
     "LEDGER_KEY",
+    "LOG_TABLES",
+    "PROCESSED",
     "SETTINGS",
     "SNAPSHOTS",
     "SUBJECTS",
     "install",
+    "install_checkpoints",
+    "install_processed",
+    "metadata",
     "missing_triggers",
     "restore_triggers",
     "table_lock_key",
 ]
 
 metadata = sa.MetaData()
+"""The one `MetaData` of shredstore's tables (keyvault keeps its own: it is a package apart)."""
 
 EVENTS = sa.Table(
     "shredstore_events",
@@ -77,16 +92,41 @@ SETTINGS = sa.Table(
 )
 """Values the store makes once, when its tables are created, and keeps (see `LEDGER_KEY`)."""
 
+CHECKPOINTS = sa.Table(
+    "shredstore_projections",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("tables", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""One row per projection: how far it has applied the log, and the tables it writes."""
+
+PROCESSED = sa.Table(
+    "shredstore_processed",
+    metadata,
+    sa.Column("consumer", sa.Text(), primary_key=True),
+    sa.Column("event_id", sa.Uuid(), primary_key=True),
+    sa.Column("position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""The markers of processed events, one per (consumer, event id). It holds no personal data.
+Exposed so that a migration tool can create it where the application's role may not."""
+
+LOG_TABLES = (EVENTS, SUBJECTS, SNAPSHOTS, SETTINGS)
+"""The tables of the event log itself, created by `install`."""
+
 LEDGER_KEY = "ledger-event-id-key.v1"
 """A random key for the erasure ledger's event ids (`shredstore.erasure.ledger_event_id`): a
 keyed hash of the subject id, so that a copy of such an id outside this database names no one."""
 
-_REFUSAL = "shredstore_events is append-only: stored events cannot be {verb}"
+_E = EVENTS.name  # the DDL below is built from it: names, never values
+_REFUSAL = _E + " is append-only: stored events cannot be {verb}"
 
 _SQLITE_TRIGGERS = {
-    f"shredstore_events_refuse_{op}": (
-        f"CREATE TRIGGER IF NOT EXISTS shredstore_events_refuse_{op} "
-        f"BEFORE {op.upper()} ON shredstore_events "
+    f"{_E}_refuse_{op}": (
+        f"CREATE TRIGGER IF NOT EXISTS {_E}_refuse_{op} "
+        f"BEFORE {op.upper()} ON {_E} "
         f"BEGIN SELECT RAISE(ABORT, '{_REFUSAL.format(verb=verb)}'); END"
     )
     for op, verb in (("update", "updated"), ("delete", "deleted"))
@@ -103,14 +143,14 @@ $$
 """
 
 _POSTGRES_TRIGGERS = {
-    "shredstore_events_refuse_change": (
-        "CREATE OR REPLACE TRIGGER shredstore_events_refuse_change "
-        "BEFORE UPDATE OR DELETE ON shredstore_events "
+    f"{_E}_refuse_change": (
+        f"CREATE OR REPLACE TRIGGER {_E}_refuse_change "
+        f"BEFORE UPDATE OR DELETE ON {_E} "
         "FOR EACH STATEMENT EXECUTE FUNCTION shredstore_refuse_change()"
     ),
-    "shredstore_events_refuse_truncate": (
-        "CREATE OR REPLACE TRIGGER shredstore_events_refuse_truncate "
-        "BEFORE TRUNCATE ON shredstore_events "
+    f"{_E}_refuse_truncate": (
+        f"CREATE OR REPLACE TRIGGER {_E}_refuse_truncate "
+        f"BEFORE TRUNCATE ON {_E} "
         "FOR EACH STATEMENT EXECUTE FUNCTION shredstore_refuse_change()"
     ),
 }
@@ -122,13 +162,16 @@ BEGIN
     PERFORM pg_notify('shredstore_' || TG_RELID::text, '');
     RETURN NULL;
 END $$""",
-    "CREATE OR REPLACE TRIGGER shredstore_events_notify AFTER INSERT ON shredstore_events "
+    f"CREATE OR REPLACE TRIGGER {_E}_notify AFTER INSERT ON {_E} "
     "FOR EACH STATEMENT EXECUTE FUNCTION shredstore_notify_append()",
 )
 """Wakes live subscribers when an append commits (a hint only: they read by position)."""
 
 _INSTALL_LOCK = (0x5348, 0)
 """Advisory lock (namespace, id) that serialises concurrent installs on PostgreSQL."""
+
+_PROCESSED_INSTALL_LOCK = (0x5348, 1)
+"""The same for the markers table of idempotent consumers (`install_processed`)."""
 
 _APPEND_LOCK_NAMESPACE = 0x5348  # "SH": keeps our two-int keys apart from other users' locks
 
@@ -141,20 +184,37 @@ def install(connection: Connection) -> None:
     """
     _serialise_installs(connection)
     if not sa.inspect(connection).has_table(EVENTS.name):
-        metadata.create_all(connection)
+        metadata.create_all(connection, tables=LOG_TABLES)
         _create_triggers(connection)
     else:
         _refuse_older_format(connection)
-        metadata.create_all(connection)
+        metadata.create_all(connection, tables=LOG_TABLES)
     if connection.execute(sa.select(SETTINGS.c.name).where(
             SETTINGS.c.name == LEDGER_KEY)).first() is None:
         connection.execute(SETTINGS.insert().values(name=LEDGER_KEY,
                                                     value=secrets.token_bytes(32)))
     if connection.dialect.name == "postgresql" and not connection.execute(sa.text(
-            "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('shredstore_events') "
-            "AND tgname = 'shredstore_events_notify'")).first():
+            "SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass(:table) "
+            "AND tgname = :trigger"), {"table": _E, "trigger": f"{_E}_notify"}).first():
         for ddl in _POSTGRES_NOTIFY:
             connection.exec_driver_sql(ddl)
+
+
+def install_checkpoints(connection: Connection) -> None:
+    """Create the projections' checkpoint table if missing; call in a transaction."""
+    metadata.create_all(connection, tables=[CHECKPOINTS], checkfirst=True)
+
+
+def install_processed(connection: Connection) -> None:
+    """Create the idempotent consumers' markers table if missing; call in a transaction.
+
+    Concurrent installs are serialised on PostgreSQL, where CREATE TABLE IF NOT EXISTS can
+    still collide in the catalogue.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                           {"a": _PROCESSED_INSTALL_LOCK[0], "b": _PROCESSED_INSTALL_LOCK[1]})
+    metadata.create_all(connection, tables=[PROCESSED], checkfirst=True)
 
 
 def _refuse_older_format(connection: Connection) -> None:
@@ -199,7 +259,7 @@ def _create_triggers(connection: Connection) -> None:
         for name, ddl in _POSTGRES_TRIGGERS.items():
             connection.exec_driver_sql(ddl)
             # CREATE OR REPLACE keeps a trigger disabled if someone disabled it.
-            connection.exec_driver_sql(f"ALTER TABLE shredstore_events ENABLE TRIGGER {name}")
+            connection.exec_driver_sql(f"ALTER TABLE {_E} ENABLE TRIGGER {name}")
     else:
         for ddl in _SQLITE_TRIGGERS.values():
             connection.exec_driver_sql(ddl)
@@ -211,14 +271,13 @@ def missing_triggers(connection: Connection) -> list[str]:
         expected = _POSTGRES_TRIGGERS
         rows = connection.execute(sa.text(
             "SELECT tgname FROM pg_trigger "
-            "WHERE tgrelid = to_regclass('shredstore_events') AND tgenabled <> 'D'"
-        ))
+            "WHERE tgrelid = to_regclass(:table) AND tgenabled <> 'D'"
+        ), {"table": _E})
     else:
         expected = _SQLITE_TRIGGERS
         rows = connection.execute(sa.text(
-            "SELECT name FROM sqlite_master WHERE type = 'trigger' "
-            "AND tbl_name = 'shredstore_events'"
-        ))
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :table"
+        ), {"table": _E})
     present = {name for (name,) in rows}
     return sorted(set(expected) - present)
 
@@ -229,6 +288,7 @@ def table_lock_key(connection: Connection) -> tuple[int, int]:
     It is derived from the table's oid, so event logs in different schemas of one database
     do not wait for each other.
     """
-    oid = connection.execute(sa.text("SELECT to_regclass('shredstore_events')::oid")).scalar_one()
+    oid = connection.execute(sa.text("SELECT to_regclass(:table)::oid"),
+                             {"table": _E}).scalar_one()
     as_int4 = int(oid) - 2**32 if int(oid) >= 2**31 else int(oid)
     return _APPEND_LOCK_NAMESPACE, as_int4

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from keyvault import KeyVault, MasterKey
+from keyvault import KeyVault, MasterKey, ScrubResult
 from keyvault.engine import checkpoint_wal
 from keyvault.scrub import VAULT_TABLES, scrub_tables
 from tests.keyvault.contract import raw
@@ -101,9 +101,9 @@ def test_a_reader_that_lets_go_within_the_wait_lets_the_checkpoint_complete(
     with filled_vault(f"sqlite:///{database}") as vault:
         readers.append(reader := Reader(str(database)))
         vault.seal("subject-late", b"x")  # WAL frames the reader's snapshot predates
-        assert not checkpoint_wal(vault._engine, wait=0)  # held off
+        assert not checkpoint_wal(vault.engine, wait=0)  # held off
         reader.release(after=0.3)
-        assert checkpoint_wal(vault._engine, wait=10)
+        assert checkpoint_wal(vault.engine, wait=10)
         reader.wait_released()
         assert database.with_name("vault.db-wal").stat().st_size == 0
 
@@ -122,13 +122,13 @@ def test_an_erasure_under_a_long_reader_says_it_did_not_scrub_and_scrub_finishes
         assert not result.scrubbed
         seen = key in files_of(database)
         assert seen, "the erased key's bytes are still on disk"
-        blocked = scrub_tables(vault._engine, list(VAULT_TABLES), wait=0.1)
+        blocked = scrub_tables(vault.engine, list(VAULT_TABLES), wait=0.1)
         assert not blocked.complete
         assert not blocked.log_complete
         assert "kept the WAL busy" in " ".join(blocked.why_not)
         reader.release()
         reader.wait_released()
-        done = scrub_tables(vault._engine, list(VAULT_TABLES), wait=5)
+        done = scrub_tables(vault.engine, list(VAULT_TABLES), wait=5)
         assert done.complete, done.lines()
         gone = key not in files_of(database)
         assert gone, "the erased key's bytes are still on disk after scrub"
@@ -145,7 +145,7 @@ def test_rotation_leftovers_leave_the_files_when_scrubbed(tmp_path: Path) -> Non
         assert not set(old.values()) & set(wrapped_keys(url).values())  # all re-wrapped
         on_disk = files_of(database)
         assert sum(key in on_disk for key in old.values()) == len(old) == 31
-        result = scrub_tables(vault._engine, list(VAULT_TABLES))
+        result = scrub_tables(vault.engine, list(VAULT_TABLES))
         assert result.complete, result.lines()
         on_disk = files_of(database)
         assert not [name for name, key in old.items() if key in on_disk]
@@ -173,6 +173,19 @@ def test_without_secure_delete_a_table_is_not_reported_scrubbed(tmp_path: Path) 
 
 
 # PostgreSQL
+
+
+def scrubbed(engine: sa.Engine, tables: list[str]) -> ScrubResult:
+    """`scrub_tables`, run again (for up to 10 s) while it kept old row versions only because
+    a transaction the test did not start holds a snapshot in the database (autovacuum's ANALYZE
+    of the busy test database, say): running it again is what that result asks for."""
+    deadline = time.monotonic() + 10
+    while True:
+        result = scrub_tables(engine, tables)
+        kept = any("old row version(s) kept" in (table.why_not or "") for table in result.tables)
+        if not kept or time.monotonic() > deadline:
+            return result
+        time.sleep(0.1)
 
 
 def relation_bytes(url: str, *tables: str) -> bytes:
@@ -215,7 +228,7 @@ def test_postgres_scrub_rewrites_erased_keys_and_rotation_leftovers_out_of_the_f
         vault.rotate_master_key(MasterKey.generate())  # prunes pages, and leaves old keys
         files = relation_bytes(postgres_url, *VAULT_TABLES)
         assert sum(key in files for key in before.values()) >= 2
-        result = scrub_tables(vault._engine, list(VAULT_TABLES))
+        result = scrubbed(vault.engine, list(VAULT_TABLES))
         assert result.complete, result.lines()
         assert result.log == "CHECKPOINT done: WAL segments before it can be recycled"
         assert [str(t) for t in result.tables] == [
@@ -235,14 +248,14 @@ def test_postgres_scrub_reports_old_row_versions_an_open_snapshot_keeps(
         key = wrapped_keys(postgres_url)["subject-7"]
         readers.append(reader := Reader(postgres_url, "snapshot"))
         vault.erase("subject-7")
-        kept = scrub_tables(vault._engine, list(VAULT_TABLES))
+        kept = scrub_tables(vault.engine, list(VAULT_TABLES))
         assert not kept.complete
         assert "1 old row version(s) kept" in str(kept.tables[0])
         seen = key in relation_bytes(postgres_url, *VAULT_TABLES)
         assert seen, "the kept row version is still in the file"
         reader.release()
         reader.wait_released()
-        done = scrub_tables(vault._engine, list(VAULT_TABLES))
+        done = scrubbed(vault.engine, list(VAULT_TABLES))
         assert done.complete, done.lines()
         gone = key not in relation_bytes(postgres_url, *VAULT_TABLES)
         assert gone, "the erased key's bytes are still in the files after scrub"
@@ -255,13 +268,13 @@ def test_postgres_scrub_waits_a_bounded_time_for_a_transaction_holding_the_table
     with filled_vault(postgres_url) as vault:
         vault.erase("subject-7")
         readers.append(reader := Reader(postgres_url, "table"))
-        held = scrub_tables(vault._engine, list(VAULT_TABLES), wait=0.2)
+        held = scrub_tables(vault.engine, list(VAULT_TABLES), wait=0.2)
         assert not held.complete
         assert "another transaction held the table for more than 0.2 s" in str(held.tables[0])
         assert held.tables[1].complete  # the reader never touched the service keys
         reader.release()
         reader.wait_released()
-        assert scrub_tables(vault._engine, list(VAULT_TABLES)).complete
+        assert scrubbed(vault.engine, list(VAULT_TABLES)).complete
 
 
 @pytest.fixture
@@ -291,7 +304,7 @@ def test_postgres_scrub_says_what_the_role_may_not_do(postgres_url: str,
     with KeyVault(limited_role, master_key=MasterKey.generate()) as vault:
         vault.seal("subject-1", b"x")
         vault.erase("subject-1")
-        result = scrub_tables(vault._engine, ["keyvault_subjects", "admins_table"])
+        result = scrubbed(vault.engine, ["keyvault_subjects", "admins_table"])
     owned, admins = result.tables
     assert owned.complete
     assert not admins.complete

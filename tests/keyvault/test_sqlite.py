@@ -46,5 +46,5 @@ def test_an_erased_key_leaves_no_copy_in_the_file_or_wal(tmp_path: Path) -> None
 def test_the_vault_runs_with_secure_delete(tmp_path: Path) -> None:
     """Vault connections overwrite deleted content (PRAGMA secure_delete=1)."""
     with KeyVault(f"sqlite:///{tmp_path / 'v.db'}", master_key=None) as vault, \
-            vault._engine.connect() as conn:
+            vault.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shredstore.storage.chain import _RecentRows
+from shredstore.storage.chain import RecentRows
 
 # Halves of a few byte values: two adjacent slots "a b | c d" hold "b c" across their
 # boundary, so misaligned matches happen often, and so do repeated hashes.
@@ -18,7 +18,7 @@ digests = st.builds(bytes.__add__, halves, halves) | st.binary(max_size=40)
        wanted=digests)
 def test_a_lookup_finds_the_newest_row_with_that_hash_among_the_last_rows(
         size: int, added: list[tuple[bytes, int]], wanted: bytes) -> None:
-    window = _RecentRows(size)
+    window = RecentRows(size)
     for digest, position in added:
         window.add(digest, position)
     kept = [(d, p) for d, p in added if len(d) == 32][-size:]
@@ -27,7 +27,7 @@ def test_a_lookup_finds_the_newest_row_with_that_hash_among_the_last_rows(
 
 
 def test_the_window_slides_over_many_rows_in_fixed_memory() -> None:
-    window = _RecentRows(1000)
+    window = RecentRows(1000)
     buffers = (len(window.hashes), len(window.positions))
     for position in range(1, 10_001):
         window.add(position.to_bytes(32, "big"), position)

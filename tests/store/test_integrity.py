@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from shredstore import EventStore
 from shredstore.cli import cli
+from shredstore.storage import schema
 from tests.store.contract import notes
 
 
@@ -24,7 +25,7 @@ def damage_an_index_page(url: str) -> None:
     with sqlite3.connect(path) as conn:
         (root,) = conn.execute(
             "SELECT rootpage FROM sqlite_master WHERE type = 'index' "
-            "AND tbl_name = 'shredstore_events' ORDER BY name LIMIT 1").fetchone()
+            "AND tbl_name = ? ORDER BY name LIMIT 1", (schema.EVENTS.name,)).fetchone()
         (page_size,) = conn.execute("PRAGMA page_size").fetchone()
     conn.close()
     data = bytearray(path.read_bytes())

@@ -1,0 +1,105 @@
+"""Values as the hot path's driver SQL stores and reads them, on each backend.
+
+The tables are declared with SQLAlchemy's types; the hot path bypasses SQLAlchemy's
+processing, so it writes and reads those types' stored formats itself: on SQLite a UUID is
+32 hex digits and a time naive UTC text, on PostgreSQL both are native. Also here: the
+``subjects`` column (a compact JSON list of the sorted subject ids the event names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pydantic_core
+
+from shredstore.storage.chain import StoredRow
+
+__all__ = [
+    "Formats",
+    "as_uuid",
+    "names",
+    "parse_subjects",
+    "subjects_text",
+]
+
+_ZERO = timedelta(0)
+
+
+class Formats:
+    """One backend's conversions: a raw row to a `StoredRow`, a UUID and a time to a
+    parameter."""
+
+    __slots__ = ("event_id", "row", "time")
+
+    def __init__(self, *, postgres: bool) -> None:
+        self.row: Callable[[Any], StoredRow] = _postgres_row if postgres else _sqlite_row
+        """A raw row (the read columns, and the chain hashes when read for verify)."""
+        self.event_id: Callable[[UUID], Any] = _same if postgres else _hex
+        self.time: Callable[[datetime], Any] = _same if postgres else _sqlite_time
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _sqlite_row(raw: Any) -> StoredRow:
+    # SQLAlchemy's SQLite formats: a UUID as 32 hex digits, a time as naive UTC text.
+    verified = len(raw) > 12  # read for verify: with the chain hashes
+    return StoredRow(raw[0], raw[1], raw[2], UUID(hex=raw[3]), raw[4], raw[5],
+                     datetime.fromisoformat(raw[6]).replace(tzinfo=UTC), raw[7], raw[8],
+                     raw[9], raw[12] if verified else b"", raw[13] if verified else b"",
+                     raw[10], raw[11])
+
+
+def _postgres_row(raw: Any) -> StoredRow:
+    moment = raw[6]
+    moment = (moment.replace(tzinfo=UTC) if moment.utcoffset() == _ZERO
+              else moment.astimezone(UTC))
+    verified = len(raw) > 12  # read for verify: with the chain hashes
+    mac = raw[11]
+    return StoredRow(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], moment, raw[7], raw[8],
+                     raw[9], bytes(raw[12]) if verified else b"",
+                     bytes(raw[13]) if verified else b"", raw[10],
+                     mac if mac is None or type(mac) is bytes else bytes(mac))
+
+
+def as_uuid(value: Any) -> UUID:
+    """An event id as stored (SQLite: 32 hex digits; PostgreSQL: a UUID) as a UUID."""
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+def _hex(event_id: UUID) -> str:
+    return event_id.hex
+
+
+def _sqlite_time(moment: datetime) -> str:
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def subjects_text(subjects: frozenset[str] | set[str]) -> str | None:
+    """The stored ``subjects`` column: a compact JSON list of the sorted ids, None for none."""
+    if not subjects:
+        return None
+    return pydantic_core.to_json(sorted(subjects)).decode()
+
+
+def parse_subjects(text: str | None) -> frozenset[str]:
+    """The subject ids a stored ``subjects`` column names (none if it is malformed: a row
+    that cannot say whom it names names nobody; verify reports it)."""
+    if text is None:
+        return frozenset()
+    try:
+        parsed = pydantic_core.from_json(text)
+    except ValueError:
+        return frozenset()
+    if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
+        return frozenset()
+    return frozenset(parsed)
+
+
+def names(row: StoredRow, subject_id: str) -> bool:
+    """Whether `row`'s own subjects column names `subject_id`."""
+    return row.subjects is not None and subject_id in parse_subjects(row.subjects)

@@ -1,0 +1,132 @@
+"""The SQL of the log's hot paths (appends, reads, the lookups they make), written out for the
+driver.
+
+SQLAlchemy's per-statement execution and per-row processing would be the largest cost of an
+append or a read otherwise. Every statement is built once per backend (or per IN-list length),
+from the table and column objects of `shredstore.storage.schema` and placeholder marks only,
+never from values; values are passed in the formats SQLAlchemy's types store
+(`shredstore.storage.formats`), so the tables and the rest of the code stay plain SQLAlchemy.
+Set-up and rare paths (install, settings, a retried append) use SQLAlchemy Core on the same
+table objects.
+"""
+
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from shredstore.storage import schema
+
+__all__ = ["COLUMNS", "IN_LIST", "POSITION", "READ_COLUMNS", "VERSION", "Statements"]
+
+_E = schema.EVENTS
+_I = schema.SUBJECTS
+_EVENTS = _E.name
+_INDEX = _I.name
+
+READ_COLUMNS: tuple[sa.Column[Any], ...] = (
+    _E.c.position, _E.c.stream_id, _E.c.version, _E.c.event_id, _E.c.event_type,
+    _E.c.schema_version, _E.c.recorded_at, _E.c.metadata, _E.c.payload, _E.c.personal,
+    _E.c.subjects, _E.c.mac)
+"""The columns a read returns, in this order (`shredstore.storage.formats` decodes them)."""
+
+COLUMNS = (*READ_COLUMNS, _E.c.prev_hash, _E.c.hash)
+"""Every column, as an append writes them and verify reads them: reads leave out the chain
+hashes (only verify needs them)."""
+
+POSITION, VERSION = 0, 2
+"""Where the keyset columns are in a raw row."""
+
+IN_LIST = 500
+"""Values per IN list (SQLite's older builds allow 999 parameters per statement)."""
+
+_READ_LIST = ", ".join(column.name for column in READ_COLUMNS)
+_COLUMN_LIST = ", ".join(column.name for column in COLUMNS)
+
+
+class Statements:
+    """The hot-path statements for one backend's placeholder `mark` (``?`` or ``%s``)."""
+
+    def __init__(self, mark: str) -> None:
+        self.mark = mark
+        select = f"SELECT {_READ_LIST} FROM {_EVENTS}"
+        self.after_with_hashes = (f"SELECT {_COLUMN_LIST} FROM {_EVENTS} "
+                                  f"WHERE position > {mark} ORDER BY position LIMIT {mark}")
+        self.after = f"{select} WHERE position > {mark} ORDER BY position LIMIT {mark}"
+        self.stream_after = (f"{select} WHERE stream_id = {mark} AND version > {mark} "
+                             f"ORDER BY version LIMIT {mark}")
+        self.stream_before = (f"{select} WHERE stream_id = {mark} AND version < {mark} "
+                              f"ORDER BY version DESC LIMIT {mark}")
+        # A page of the subject index first, then its events by primary key: the planner
+        # cannot turn a page into a scan of the events table (a merge join from its start).
+        subject_rows = (f"FROM (SELECT position FROM {_INDEX} "
+                        f"WHERE subject_id = {mark} AND position > {mark} "
+                        f"ORDER BY position LIMIT {mark}) s "
+                        f"JOIN {_EVENTS} e ON e.position = s.position ORDER BY s.position")
+        self.subject_after = f"SELECT e.{_READ_LIST.replace(', ', ', e.')} {subject_rows}"
+        self.by_event_id = f"{select} WHERE event_id = {mark}"
+
+        self.head = f"SELECT position, hash FROM {_EVENTS} ORDER BY position DESC LIMIT 1"
+        self.stream_version = f"SELECT max(version) FROM {_EVENTS} WHERE stream_id = {mark}"
+        self.tail = (f"SELECT version, position, event_id FROM {_EVENTS} "
+                     f"WHERE stream_id = {mark} ORDER BY version DESC LIMIT 1")
+        self.tail_since = (f"SELECT version, position, event_id, subjects FROM {_EVENTS} "
+                           f"WHERE stream_id = {mark} AND version >= {mark} ORDER BY version "
+                           f"LIMIT {mark}")
+        self.index_after = (f"SELECT position, subject_id FROM {_INDEX} "
+                            f"WHERE position > {mark} OR (position = {mark} "
+                            f"AND subject_id > {mark}) "
+                            f"ORDER BY position, subject_id LIMIT {mark}")
+
+        self.lock = f"SELECT pg_advisory_xact_lock({mark}, {mark})"
+        self.version_and_head = (
+            f"SELECT (SELECT max(version) FROM {_EVENTS} WHERE stream_id = {mark}), "
+            f"position, hash FROM {_EVENTS} ORDER BY position DESC LIMIT 1")
+        marks = ", ".join([mark] * len(COLUMNS))
+        self.insert = f"INSERT INTO {_EVENTS} ({_COLUMN_LIST}) VALUES ({marks})"
+        self.insert_subject = (f"INSERT INTO {_INDEX} (subject_id, position) "
+                               f"VALUES ({mark}, {mark})")
+
+    def _marks(self, count: int) -> str:
+        return ", ".join([self.mark] * count)
+
+    def typed_after(self, count: int) -> str:
+        """A page of events of `count` types (parameters: the types, position, page size)."""
+        return (f"SELECT {_READ_LIST} FROM {_EVENTS} WHERE event_type IN ({self._marks(count)}) "
+                f"AND position > {self.mark} ORDER BY position LIMIT {self.mark}")
+
+    def event_ids_among(self, count: int) -> str:
+        """Which of `count` event ids are stored (parameters: the ids)."""
+        return f"SELECT event_id FROM {_EVENTS} WHERE event_id IN ({self._marks(count)})"
+
+    def window(self, *, types: int | None, stream_prefix: bool) -> str:
+        """A page of a read window (parameters: upto, the types, the escaped LIKE pattern if
+        `stream_prefix`, then position and page size)."""
+        mark = self.mark
+        where = [f"position <= {mark}"]
+        if types is not None:
+            where.append(f"event_type IN ({self._marks(types)})")
+        if stream_prefix:
+            where.append(f"stream_id LIKE {mark} ESCAPE '\\'")
+        return (f"SELECT {_READ_LIST} FROM {_EVENTS} WHERE {' AND '.join(where)} "
+                f"AND position > {mark} ORDER BY position LIMIT {mark}")
+
+    def scope_counts(self, conditions: Sequence[tuple[str, str]]) -> tuple[str, str]:
+        """Two counts over the events that meet every (column, operator) condition, each
+        compared with a parameter: (events, distinct streams), and distinct subjects (through
+        the index)."""
+        columns = {column.name for column in READ_COLUMNS}
+        where = ["1 = 1"]
+        for column, operator in conditions:
+            if column not in columns or operator not in ("=", "<=", ">="):
+                raise ValueError(f"no condition on {column} {operator}")
+            where.append(f"e.{column} {operator} {self.mark}")
+        condition = " AND ".join(where)
+        return (f"SELECT count(*), count(DISTINCT e.stream_id) FROM {_EVENTS} e "
+                f"WHERE {condition}",
+                f"SELECT count(DISTINCT s.subject_id) FROM {_INDEX} s "
+                f"JOIN {_EVENTS} e ON e.position = s.position WHERE {condition}")
