@@ -47,9 +47,6 @@ __all__ = [
     "plan_of",
 ]
 
-Path = tuple[str | int, ...]
-
-
 class Redacted:
     """The type of `REDACTED`: the value of a personal field whose subject was erased."""
 
@@ -221,35 +218,8 @@ class PersonalPlan:
         return self.has_personal_data or self.has_subjects or bool(self.opaque)
 
 
-def redacted_paths(data: Any, path: Path = ()) -> Iterator[str]:
-    """The dotted paths at which `data` (dicts, lists, models) holds `REDACTED`."""
-    if data is REDACTED:
-        yield _dotted(path)
-    elif isinstance(data, BaseModel):
-        for key, value in data.__dict__.items():
-            yield from redacted_paths(value, (*path, key))
-    elif isinstance(data, dict):
-        for key, value in data.items():
-            yield from redacted_paths(value, (*path, key))
-    elif isinstance(data, list | tuple):
-        for index, value in enumerate(data):
-            yield from redacted_paths(value, (*path, index))
-
-
-def put(data: dict[str, Any], path: Sequence[str | int], value: Any) -> None:
-    """Set `value` at `path` in nested dicts and lists."""
-    target: Any = data
-    for part in path[:-1]:
-        target = target[part]
-    target[path[-1]] = value
-
-
 def dotted(path: Sequence[str | int]) -> str:
-    """A path as ``lines.0.name``."""
-    return _dotted(path)
-
-
-def _dotted(path: Sequence[str | int]) -> str:
+    """A field path as people name it: ``lines.0.name``."""
     return ".".join(str(part) for part in path)
 
 

@@ -1,30 +1,39 @@
-"""Aggregate state to a stored snapshot and back, with personal data sealed as in events.
+"""Aggregate state to a stored snapshot and back: the mapping pipeline's steps, put together
+for snapshots, with personal data sealed as in events.
 
-A snapshot's personal fields are sealed with their subjects' keys, so a snapshot read after an
-erasure shows the same redactions as a replay. Fields that already hold `REDACTED`, and fields
-of subjects erased before the snapshot was taken, are stored as redacted, without a value.
+A snapshot's personal fields are sealed with their subjects' keys (bound to the snapshot's
+stream and version), so a snapshot read after an erasure shows the same redactions as a
+replay. Fields that already hold `REDACTED`, and fields of subjects erased before the
+snapshot was taken, are stored as redacted groups, without a value.
+
+Unlike events, a snapshot keeps what `pydantic_core.to_json` writes by default (NaN and
+infinities as such): it is a cache that this library alone writes and reads.
 """
 
 from __future__ import annotations
 
-import base64
-from typing import Any
-
 import pydantic_core
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 import keyvault
 from keyvault import KeyRing
 from shredstore.errors import EventDecodingError
 from shredstore.events import EventRegistry
-from shredstore.mapping.mapper import open_groups, parse_groups
+from shredstore.mapping.column import (
+    Path,
+    decode_column,
+    encode_column,
+    encode_paths,
+    encode_redacted_group,
+    encode_sealed_group,
+)
+from shredstore.mapping.sealing import open_groups, seal, snapshot_context
 from shredstore.mapping.split import split
+from shredstore.mapping.validation import validate
 from shredstore.personal import REDACTED, plan_of
 from shredstore.storage.snapshots import SnapshotRow
 
 __all__ = ["snapshot_of", "state_from"]
-
-_AAD_PREFIX = b"shredstore.snapshot.v1\x00"
 
 
 def snapshot_of(
@@ -33,29 +42,29 @@ def snapshot_of(
 ) -> SnapshotRow:
     """The stored snapshot of `aggregate` after event `version` of `stream_id`."""
     data, groups, _ = split(aggregate, plan_of(type(aggregate)))
-    stored: list[dict[str, Any]] = []
+    context = snapshot_context(stream_id, version)
+    stored: list[bytes] = []
     for subject in sorted(groups):
         values = groups[subject]
-        redacted = [list(path) for path, value in values.items() if value is REDACTED]
+        redacted: list[Path] = [path for path, value in values.items() if value is REDACTED]
         sealable = {path: value for path, value in values.items() if value is not REDACTED}
         if sealable and ring is not None:
-            paths = [list(path) for path in sealable]
+            paths = encode_paths(tuple(sealable))
             try:
-                sealed = ring.seal(subject, pydantic_core.to_json(list(sealable.values())),
-                                   aad=_aad(stream_id, version) + pydantic_core.to_json(paths))
+                sealed = seal(ring, subject, paths,
+                              pydantic_core.to_json(list(sealable.values())), context)
             except keyvault.SubjectErasedError:
-                redacted.extend(paths)  # erased since its events were read: keep nothing
+                redacted.extend(sealable)  # erased since its events were read: keep nothing
             else:
-                stored.append({"subject": subject, "paths": paths,
-                               "sealed": base64.b64encode(sealed).decode("ascii")})
+                stored.append(encode_sealed_group(subject, paths, sealed))
         elif sealable:
-            redacted.extend(list(path) for path in sealable)
+            redacted.extend(sealable)
         if redacted:
-            stored.append({"subject": subject, "paths": redacted, "redacted": True})
+            stored.append(encode_redacted_group(subject, encode_paths(tuple(redacted))))
     return SnapshotRow(
         stream_id=stream_id, version=version, type_name=type_name,
         schema_version=schema_version, state=pydantic_core.to_json(data).decode(),
-        personal=pydantic_core.to_json(stored).decode() if stored else None,
+        personal=encode_column(stored),
     )
 
 
@@ -73,17 +82,9 @@ def state_from(
     except ValueError:
         raise EventDecodingError(f"{where} is not valid JSON") from None
     if row.personal is not None:
-        open_groups(ring, parse_groups(row.personal, where), data,
-                    _aad(row.stream_id, row.version), where=where, allow_redacted=True)
+        open_groups(ring, decode_column(row.personal, where), data,
+                    snapshot_context(row.stream_id, row.version), where=where,
+                    allow_redacted=True)
     data = registry.upcasters.upcast(row.type_name, row.schema_version, target_version, data,
                                      where=where)
-    try:
-        return cls.model_validate(data)
-    except ValidationError:
-        raise EventDecodingError(f"{where} does not fit {cls.__qualname__}") from None
-
-
-def _aad(stream_id: str, version: int) -> bytes:
-    encoded = stream_id.encode()
-    return (_AAD_PREFIX + len(encoded).to_bytes(4, "big") + encoded
-            + version.to_bytes(8, "big"))
+    return validate(cls, data, where)

@@ -8,18 +8,22 @@ where placeholders are expected and whose subject each value belongs to. A place
 anywhere else (a model held under ``Any``, say) cannot be given a subject: the dump is refused,
 and the error names the path. So is a personal field whose value arrives without a placeholder
 (a serializer replaced PersonalData's).
+
+The load side puts values back where the split took them (`join`), or `REDACTED` where their
+subject's key was erased (`redact`).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
-from pydantic_core import PydanticSerializationError
 
 from shredstore.errors import InvalidEventError
+from shredstore.mapping.column import Path, StoredGroup
+from shredstore.mapping.encoding import checked_dump
 from shredstore.personal import (
     REDACTED,
     ItemsNode,
@@ -33,9 +37,7 @@ from shredstore.personal import (
     dotted,
 )
 
-__all__ = ["Split", "split"]
-
-Path = tuple[str | int, ...]
+__all__ = ["Split", "join", "put", "redact", "redacted_fields", "redacted_paths", "split"]
 
 _PLACEHOLDER = "\x00shredstore.personal:"
 """Starts the text written in a personal value's place during a split dump (never stored:
@@ -62,8 +64,8 @@ def split(model: BaseModel, plan: PersonalPlan) -> Split:
     as JSON at all.
     """
     collector = _Collector()
-    data = dump(lambda: model.model_dump(mode="json", by_alias=True, context=collector),
-                type(model))
+    data = checked_dump(
+        lambda: model.model_dump(mode="json", by_alias=True, context=collector), type(model))
     walk = _Walk(collector)
     walk.model(plan.root, data, (), (), model if plan.has_unions else None)
     if collector.places:
@@ -73,26 +75,6 @@ def split(model: BaseModel, plan: PersonalPlan) -> Split:
             "held where shredstore cannot tell its subject (a field typed Any, object or "
             "SerializeAsAny, or a custom serializer): give the field the model's own type")
     return Split(data, walk.groups, walk.subjects)
-
-
-def dump(write: Callable[[], Any], cls: type) -> Any:
-    """Run a pydantic dump; its failures become `InvalidEventError` without the values."""
-    try:
-        return write()
-    except (PydanticSerializationError, ValueError, RecursionError, UnicodeError) as error:
-        raise InvalidEventError(
-            f"{cls.__qualname__} cannot be written as JSON ({_reason(error)}); nothing "
-            "was written") from None
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error)
-    if isinstance(error, UnicodeError) or "surrogate" in text:
-        return "text that is not valid Unicode: a lone surrogate"
-    if (isinstance(error, RecursionError) or "depth" in text or "recursion" in text.lower()
-            or "Circular reference" in text):
-        return "a value nested too deeply, or holding itself"
-    return type(error).__name__
 
 
 class _Collector:
@@ -232,3 +214,58 @@ def _find_placeholder(data: Any, wanted: set[str]) -> str | None:
         elif isinstance(value, list):
             stack.extend((inner, (*path, index)) for index, inner in enumerate(value))
     return None
+
+
+# The load side.
+
+
+def join(data: dict[str, Any], paths: Iterable[Sequence[Any]], values: Iterable[Any]) -> None:
+    """Put each of `values` back into `data` at its path (as many paths as values)."""
+    for path, value in zip(paths, values, strict=True):
+        if len(path) == 1:
+            data[path[0]] = value
+        else:
+            put(data, path, value)
+
+
+def redact(data: dict[str, Any], paths: Iterable[Sequence[str | int]]) -> None:
+    """Put `REDACTED` into `data` at each of `paths`."""
+    for path in paths:
+        put(data, path, REDACTED)
+
+
+def put(data: dict[str, Any], path: Sequence[str | int], value: Any) -> None:
+    """Set `value` at `path` in nested dicts and lists."""
+    target: Any = data
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = value
+
+
+def redacted_fields(groups: Iterable[StoredGroup], data: dict[str, Any]) -> frozenset[str]:
+    """The dotted paths at which `groups` put REDACTED into `data` (without walking all of
+    `data`; see `redacted_paths` where upcasters may have moved fields)."""
+    found = set()
+    for group in groups:
+        for path in group["paths"]:
+            target: Any = data
+            for part in path:
+                target = target[part]
+            if target is REDACTED:
+                found.add(path[0] if len(path) == 1 else dotted(path))
+    return frozenset(found)
+
+
+def redacted_paths(data: Any, path: Path = ()) -> Iterator[str]:
+    """The dotted paths at which `data` (dicts, lists, models) holds `REDACTED`."""
+    if data is REDACTED:
+        yield dotted(path)
+    elif isinstance(data, BaseModel):
+        for key, value in data.__dict__.items():
+            yield from redacted_paths(value, (*path, key))
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from redacted_paths(value, (*path, key))
+    elif isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            yield from redacted_paths(value, (*path, index))
