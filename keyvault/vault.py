@@ -40,8 +40,7 @@ from keyvault.rotation import RotationResult
 from keyvault.scrub import VAULT_TABLES, ScrubResult, scrub_tables
 from keyvault.service_keys import ServiceKeys
 
-__all__ = ["ErasureRecord", "ErasureResult", "KeyRing", "KeyVault", "RotationResult",
-           "SubjectStatus"]
+__all__ = ["KeyRing", "KeyVault"]
 
 _S = schema.SUBJECTS
 _ST = schema.STATE

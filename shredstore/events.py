@@ -17,8 +17,8 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from shredstore.errors import ConfigurationError, UnknownEventType
-from shredstore.mapping.upcasting import Upcaster, Upcasters
 from shredstore.personal import is_complete, plan_of
+from shredstore.upcasting import Upcaster, Upcasters
 
 __all__ = [
     "Event",

@@ -29,23 +29,21 @@ from shredstore.errors import (
     StorageError,
     SubjectErasedError,
     TamperedError,
+    vault_configuration_errors,
 )
 from shredstore.events import Event, EventRegistry, RecordedEvent, default_registry
 from shredstore.expected import ANY, ExpectedVersion
-from shredstore.mapping.mapper import (
-    EventMapper,
-    encode_metadata,
-    open_one,
-    page_subjects,
-    parse_groups,
-)
+from shredstore.mapping.column import try_decode_column
+from shredstore.mapping.encoding import encode_metadata
+from shredstore.mapping.mapper import EventMapper, open_one, page_subjects
 from shredstore.mapping.snapshots import snapshot_of, state_from
 from shredstore.personal import dotted, plan_of
 from shredstore.storage.authentication import ROWS_KEY, RowAuthenticator, RowCheck
 from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport, verify_rows
 from shredstore.storage.engine import create_engine, create_read_only_engine
 from shredstore.storage.index import IndexCheck
-from shredstore.storage.log import AppendResult, EventLog, NewRow, PersonalRow, Scope
+from shredstore.storage.log import AppendResult, EventLog, NewRow, PersonalRow
+from shredstore.storage.scope import Scope
 from shredstore.storage.snapshots import SnapshotTable
 from shredstore.subject import (
     CiphertextCheck,
@@ -183,12 +181,13 @@ class EventStore:
         encoded_metadata = encode_metadata(metadata)
         needs_keys = any(map(self._mapper.needs_keys, batch))
         try:
-            for _ in range(_KEY_RACE_ATTEMPTS - 1):
-                with contextlib.suppress(keyvault.KeyCreationConflict):
-                    return self._append(stream_id, batch, encoded_metadata, expected_version,
-                                        needs_keys)
-            return self._append(stream_id, batch, encoded_metadata, expected_version,
-                                needs_keys)
+            with vault_configuration_errors():
+                for _ in range(_KEY_RACE_ATTEMPTS - 1):
+                    with contextlib.suppress(keyvault.KeyCreationConflict):
+                        return self._append(stream_id, batch, encoded_metadata,
+                                            expected_version, needs_keys)
+                return self._append(stream_id, batch, encoded_metadata, expected_version,
+                                    needs_keys)
         except keyvault.SubjectErasedError as error:
             # A retry of an append that committed before the erasure still succeeded.
             previous = self._log.previous_append(
@@ -197,8 +196,6 @@ class EventStore:
             if previous is not None:
                 return previous
             raise _erased(error) from None
-        except keyvault.VaultConfigurationError as error:
-            raise ConfigurationError(str(error)) from None
 
     def read_stream(
         self,
@@ -284,10 +281,8 @@ class EventStore:
         recorded it) even where the vault holds its key again or has no tombstone (a vault
         restored from a backup); `verify` reports the difference, `reconcile` repairs it.
         """
-        try:
+        with vault_configuration_errors():
             status = self.vault.status(subject_id)
-        except keyvault.VaultConfigurationError as error:
-            raise ConfigurationError(str(error)) from None
         if status.state == "erased":
             return status
         found = self._ledger_entry(subject_id)
@@ -550,11 +545,9 @@ class EventStore:
 
     def _erase_key(self, subject_id: str, *, reason: str | None, request_id: str | None,
                    connection: Connection | None = None) -> ErasureResult:
-        try:
+        with vault_configuration_errors():
             return self.vault.erase(subject_id, reason=reason, request_id=request_id,
                                     connection=connection)
-        except keyvault.VaultConfigurationError as error:
-            raise ConfigurationError(str(error)) from None
 
     def save_snapshot(
         self, state: BaseModel, *, stream_id: str, version: int, type_name: str,
@@ -625,7 +618,7 @@ class EventStore:
         restored from too old a backup), and `KeyNotFoundError` says so; a new key would
         make every row read as tampered.
         """
-        try:
+        with vault_configuration_errors():
             try:
                 return self.vault.service_key(ROWS_KEY, create=False)
             except keyvault.KeyNotFoundError:
@@ -639,8 +632,6 @@ class EventStore:
                         "the log was written with another vault (or one restored from too old "
                         "a backup)") from None
                 return self.vault.service_key(ROWS_KEY)
-        except keyvault.VaultConfigurationError as error:
-            raise ConfigurationError(str(error)) from None
 
     def _declares_personal(self, event_type: str) -> bool:
         """Whether the class registered for `event_type` declares personal data (its rows
@@ -697,17 +688,17 @@ class EventStore:
             for row in page:
                 if row.personal is None:
                     continue
-                mine = [group for group in _parsed_or_empty(row.personal)
-                        if group.get("subject") == subject_id]
+                # A malformed column reads as none here: verify reports the row.
+                mine = [group for group in try_decode_column(row.personal) or ()
+                        if group["subject"] == subject_id]
                 if not mine:
                     continue
                 events += 1
                 streams[row.stream_id] = None
                 types[row.event_type] = None
                 for group in mine:
-                    for path in group.get("paths", ()):
-                        if isinstance(path, list):  # else malformed: verify reports the row
-                            fields[(row.event_type, *map(str, path))] = None
+                    for path in group["paths"]:
+                        fields[(row.event_type, *map(str, path))] = None
                     if "sealed" not in group:
                         continue
                     sealed += 1
@@ -717,8 +708,8 @@ class EventStore:
                         last.append((row, group))
         snapshots = sum(
             1 for personal in self._snapshots.personal_columns(streams)
-            if any(group.get("subject") == subject_id
-                   for group in _parsed_or_empty(personal)))
+            if any(group["subject"] == subject_id
+                   for group in try_decode_column(personal) or ()))
         field_names = sorted({f"{kind}:{dotted(path)}" for kind, *path in fields})
         footprint = Footprint(subject_id, events, tuple(streams), tuple(sorted(types)),
                               tuple(field_names), snapshots, mentions)
@@ -844,14 +835,6 @@ def _check_stream_id(stream_id: object) -> None:
             "decoded with errors='surrogateescape'?); pass the id as valid text")
 
 
-def _parsed_or_empty(personal: str) -> list[dict[str, Any]]:
-    try:
-        groups = parse_groups(personal, "")
-    except TamperedError:
-        return []
-    return [group for group in groups if isinstance(group, dict)]
-
-
 def _check_count(name: str, value: object, *, minimum: int) -> None:
     if value is None:
         return
@@ -926,11 +909,9 @@ def _open_vault(
     url: str | URL | Engine, *, master_key: KeyProvider | None, cache_size: int,
     erasure_record: _Ledger, read_only: bool,
 ) -> KeyVault:
-    try:
+    with vault_configuration_errors():
         return KeyVault(url, master_key=master_key, cache_size=cache_size,
                         erasure_record=erasure_record, read_only=read_only)
-    except keyvault.VaultConfigurationError as error:
-        raise ConfigurationError(str(error)) from None
 
 
 def _erased(error: keyvault.SubjectErasedError) -> SubjectErasedError:

@@ -13,18 +13,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from shredstore.audit.reader import Scope, audit_events, record_access
-from shredstore.errors import ConfigurationError, ShredstoreError
+from shredstore.errors import ConfigurationError, UnknownSubjectError
 
 if TYPE_CHECKING:
     from shredstore.store import EventStore
 
-__all__ = ["UnknownSubjectError", "write_export"]
+__all__ = ["write_export"]
 
 EXPORT_FORMAT = "shredstore.subject-export/1"
-
-
-class UnknownSubjectError(ShredstoreError, LookupError):
-    """The store holds nothing of the subject: no key, no erasure record, no events."""
 
 
 def write_export(store: EventStore, subject_id: str, out: TextIO, *, actor: str | None = None,

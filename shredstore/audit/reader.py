@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from shredstore.errors import ConfigurationError, ReadOnlyStoreError, TamperedError
-from shredstore.mapping.mapper import aad_prefix, open_groups, parse_groups
+from shredstore.mapping.column import StoredGroup, try_decode_column
+from shredstore.mapping.sealing import event_context, open_groups
 from shredstore.personal import REDACTED, dotted
 from shredstore.storage.chain import StoredRow
-from shredstore.storage.log import Scope
+from shredstore.storage.scope import Scope
 from shredstore.system import ACCESS_STREAM, PersonalDataRevealed
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def audit_events(store: EventStore, scope: Scope, *, reveal: bool = False,
     states = _ErasureStates(store)
     tally = tally if tally is not None else Tally()
     for page in store.scan(scope):
-        parsed = [_groups(row) for row in page]
+        parsed = [try_decode_column(row.personal) for row in page]
         states.learn({group["subject"] for groups in parsed if groups for group in groups})
         opened: list[dict[str, Any] | None] = [None] * len(page)
         if reveal and any(parsed):
@@ -102,7 +103,7 @@ def audit_events(store: EventStore, scope: Scope, *, reveal: bool = False,
                         continue
                     data = _parse_payload(row)  # nested personal values go into it
                     try:
-                        open_groups(ring, mine, data, aad_prefix(row.event_id),
+                        open_groups(ring, mine, data, event_context(row.event_id),
                                     where=f"event at position {row.position}")
                     except TamperedError:
                         parsed[n] = None
@@ -127,21 +128,7 @@ def record_access(store: EventStore, kind: Literal["report", "export"], scope: d
             "copy, or leave the values masked") from None
 
 
-def _groups(row: StoredRow) -> list[dict[str, Any]] | None:
-    """The row's personal groups; None if they are malformed (tampered)."""
-    if row.personal is None:
-        return []
-    try:
-        groups = parse_groups(row.personal, "")
-    except TamperedError:
-        return None
-    ok = all(isinstance(g, dict) and isinstance(g.get("subject"), str)
-             and isinstance(g.get("paths"), list)
-             and all(isinstance(p, list) and p for p in g["paths"]) for g in groups)
-    return groups if ok else None
-
-
-def _audit_event(row: StoredRow, groups: list[dict[str, Any]] | None,
+def _audit_event(row: StoredRow, groups: list[StoredGroup] | None,
                  values: dict[str, Any] | None, states: _ErasureStates, *,
                  only_subject: str | None, as_of: datetime | None, tally: Tally) -> AuditEvent:
     tally.events += 1

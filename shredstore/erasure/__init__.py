@@ -22,7 +22,6 @@ from shredstore.erasure.receipts import (
     RECEIPT_FORMAT,
     ErasureReceipt,
     ReceiptCheck,
-    ReceiptParseError,
     generate_signing_key,
     load_public_key,
     load_signing_key,
@@ -47,6 +46,7 @@ from shredstore.erasure.workflow import (
     receipt_from_ledger,
     shred,
 )
+from shredstore.errors import ReceiptParseError  # re-exported: receipts raise it
 from shredstore.store import use_erasure_workflow
 from shredstore.subject import CiphertextCheck, Footprint, LedgerGaps, Shredded
 from shredstore.system import LEDGER_STREAM, SubjectErased

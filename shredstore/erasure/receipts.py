@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from shredstore.erasure.residue import ResidueReport
-from shredstore.errors import ConfigurationError, ShredstoreError
+from shredstore.errors import ConfigurationError, ReceiptParseError
 from shredstore.storage.chain import LogHead
 from shredstore.subject import CiphertextCheck, Footprint
 
@@ -36,7 +36,6 @@ __all__ = [
     "RECEIPT_FORMAT",
     "ErasureReceipt",
     "ReceiptCheck",
-    "ReceiptParseError",
     "generate_signing_key",
     "load_public_key",
     "load_signing_key",
@@ -249,10 +248,6 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigurationError(f"{path} is not an Ed25519 key")
     return key
-
-
-class ReceiptParseError(ShredstoreError, ValueError):
-    """Why a text is not a receipt `verify_receipt` can check (says what, never the content)."""
 
 
 def parse_receipt(text: str | bytes) -> dict[str, Any]:

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import DBAPIError
 
-from keyvault.engine import CHECKPOINT_WAIT_SECONDS, driver_message, is_connect_failure
+from keyvault.engine import CHECKPOINT_WAIT_SECONDS
 from keyvault.errors import VaultStorageError, VaultUnavailable
 from keyvault.scrub import VAULT_TABLES, ScrubResult, scrub_tables
 from shredstore.errors import StorageError, StoreUnavailable
 from shredstore.projections.runner import read_models as registered_read_models
-from shredstore.storage.engine import create_engine
+from shredstore.storage.engine import create_engine, translate_errors
 
 if TYPE_CHECKING:
     from shredstore.store import EventStore
@@ -75,17 +74,12 @@ def scrub(store: EventStore, *, read_models: str | URL | Engine | None = None,
     vault_engine = store.vault.engine
     engine = store.engine if read_models is None else create_engine(read_models)
     try:
-        return _scrub(vault_engine, engine, wait)
+        with translate_errors("the read-model database"):  # reading the registered projections
+            return _scrub(vault_engine, engine, wait)
     except VaultUnavailable as error:
         raise StoreUnavailable(str(error)) from error
     except VaultStorageError as error:
         raise StorageError(str(error)) from error
-    except DBAPIError as error:  # reading the registered projections
-        if is_connect_failure(error):
-            raise StoreUnavailable(f"cannot reach the read-model database: "
-                                   f"{driver_message(error)}") from error
-        raise StorageError(f"the read-model database refused: {driver_message(error)}"
-                           ) from error
     finally:
         if engine is not store.engine and not isinstance(read_models, Engine):
             engine.dispose()

@@ -10,7 +10,7 @@ Each step is a pair, one way for appends (dump) and one for reads (load), tested
     seal per subject          sealing.seal                       sealing.unseal (open, or None:
                                                                  erased, so redact)
     encode personal column    column.encode_*                    column.decode_column
-    upcast                    (records are written current)      upcasting.Upcasters.upcast
+    upcast                    (records are written current)      shredstore.upcasting
     validate model            validation.check_reads_back        validation.validate
 
 `mapper` puts the steps together for events (`EventMapper`), `snapshots` for aggregate

@@ -7,8 +7,8 @@ Append (dump), per event:
   column (`column`).
 Read (load), per row:
   decode the payload and the personal column -> open or redact (`sealing.open_groups`) ->
-  upcast (`upcasting`) -> validate the model (`validation.validate`), or an `UnknownEvent`
-  where no class is registered (`registry.class_for`).
+  upcast (`shredstore.upcasting`) -> validate the model (`validation.validate`), or an
+  `UnknownEvent` where no class is registered (`registry.class_for`).
 
 The personal column is self-describing, so any stored event can be opened or redacted without
 the class that wrote it (see `shredstore.mapping.column`).
@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
-
-import pydantic_core
 
 from keyvault import KeyRing
 from shredstore.errors import ConfigurationError, InvalidEventError, TamperedError
@@ -39,7 +37,6 @@ from shredstore.mapping.encoding import (
     EMPTY_METADATA,
     decode_metadata,
     decode_payload,
-    encode_metadata,
     encode_model,
     encode_payload,
     encode_values,
@@ -52,8 +49,7 @@ from shredstore.personal import REDACTED, plan_of
 from shredstore.storage.chain import StoredRow
 from shredstore.storage.log import NewRow
 
-__all__ = ["EventMapper", "aad_prefix", "encode_metadata", "open_groups", "open_one",
-           "page_subjects", "parse_groups"]
+__all__ = ["EventMapper", "open_one", "page_subjects"]
 
 
 _NO_FIELDS: frozenset[str] = frozenset()
@@ -223,24 +219,3 @@ class _Where(int):
 
     def __format__(self, spec: str) -> str:
         return str(self)
-
-
-# Deprecated names: the store and the audit reader import them today, until they use the
-# step modules (then delete them).
-
-
-def parse_groups(personal: str, where: object) -> list[dict[str, Any]]:
-    """Deprecated: use `shredstore.mapping.column.decode_column` (or `try_decode_column`),
-    which also checks each group. Kept as it was until its callers move: a JSON list, its
-    groups unchecked."""
-    try:
-        groups = pydantic_core.from_json(personal)
-    except ValueError:
-        raise TamperedError(f"{where}: its personal data is malformed; run verify()") from None
-    if not isinstance(groups, list):
-        raise TamperedError(f"{where}: its personal data is malformed; run verify()")
-    return groups
-
-
-aad_prefix = event_context
-"""Deprecated alias of `shredstore.mapping.sealing.event_context`."""

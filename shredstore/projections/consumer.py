@@ -22,32 +22,15 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from shredstore.errors import ConfigurationError, StorageError
 from shredstore.events import RecordedEvent
-from shredstore.storage.engine import WRITE, create_engine, is_postgres
-from shredstore.storage.log import translate_errors
+from shredstore.storage.engine import WRITE, create_engine, is_postgres, translate_errors
+from shredstore.storage.schema import PROCESSED, install_processed
 
 __all__ = ["Handler", "IdempotentConsumer", "PROCESSED"]
 
-metadata = sa.MetaData()
-
-PROCESSED = sa.Table(
-    "shredstore_processed",
-    metadata,
-    sa.Column("consumer", sa.Text(), primary_key=True),
-    sa.Column("event_id", sa.Uuid(), primary_key=True),
-    sa.Column("position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-)
-"""The markers of processed events, one per (consumer, event id). It holds no personal data.
-Exposed so that a migration tool can create it where the application's role may not."""
 
 Handler = Callable[[Connection, RecordedEvent], object]
 """A consumer's handler: its writes go through the connection, inside the marker's transaction.
 It must not commit or roll back that connection itself; whatever it returns is ignored."""
-
-_INSTALL_LOCK = (0x5348, 1)
-"""Advisory lock (namespace, id) that serialises concurrent creation of the table on
-PostgreSQL, where concurrent CREATE TABLE IF NOT EXISTS can still collide in the catalogue.
-The event log's own install lock is (0x5348, 0)."""
 
 
 class IdempotentConsumer:
@@ -183,10 +166,7 @@ class IdempotentConsumer:
         with translate_errors(), engine.connect() as conn:
             conn.execution_options(**WRITE)
             with conn.begin():
-                if is_postgres(conn):
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
-                                 {"a": _INSTALL_LOCK[0], "b": _INSTALL_LOCK[1]})
-                metadata.create_all(conn, checkfirst=True)
+                install_processed(conn)
 
 
 def _installed(engine: Engine) -> bool:

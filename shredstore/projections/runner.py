@@ -28,24 +28,16 @@ from shredstore.events import RecordedEvent
 from shredstore.projections.projection import Projection
 from shredstore.projections.subscription import Batch, Subscription
 from shredstore.storage.engine import WRITE, create_engine
+from shredstore.storage.schema import CHECKPOINTS, install_checkpoints
 from shredstore.system import SubjectErased
 
 if TYPE_CHECKING:
     from shredstore.store import EventStore
 
-__all__ = ["CHECKPOINTS", "ProjectionRunner", "read_models"]
+__all__ = ["CHECKPOINTS", "ProjectionRunner", "read_models"]  # CHECKPOINTS: storage.schema's
 
 _log = logging.getLogger("shredstore.projections")
 
-_metadata = sa.MetaData()
-CHECKPOINTS = sa.Table(
-    "shredstore_projections", _metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("position", sa.BigInteger, nullable=False),
-    sa.Column("tables", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-"""One row per projection: how far it has applied the log, and the tables it writes."""
 
 
 class ProjectionRunner:
@@ -221,7 +213,7 @@ class ProjectionRunner:
         """Create the checkpoint table and the projections' tables; register each one."""
         now = datetime.now(UTC)
         with self._write() as conn:
-            _metadata.create_all(conn, checkfirst=True)
+            install_checkpoints(conn)
             for projection in self._projections.values():
                 for table in projection.tables:
                     table.create(conn, checkfirst=True)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from shredstore import ConfigurationError, EventDecodingError
-from shredstore.mapping.upcasting import Upcasters
+from shredstore.upcasting import Upcasters
 
 
 def rename(data: dict[str, Any]) -> dict[str, Any]:
