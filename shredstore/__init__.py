@@ -36,7 +36,7 @@ from shredstore.events import (
 )
 from shredstore.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
 from shredstore.personal import REDACTED, PersonalData, Redacted, SubjectId
-from shredstore.storage.chain import Finding, LogHead, VerifyReport
+from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport
 from shredstore.storage.log import AppendResult
 from shredstore.store import DEFAULT_URL, EventStore
 
@@ -70,6 +70,7 @@ __all__ = [
     "ShredstoreError",
     "StorageError",
     "StoreUnavailable",
+    "StoredRow",
     "SubjectErasedError",
     "SubjectId",
     "TamperedError",
