@@ -1,10 +1,11 @@
 """One run of `shredstore erase`: each request handled in full, its result as a JSON object and
 as a line, and the counts for the summary line.
 
-`erase_one` holds the few rules the command adds to `erasure.erase`: a subject the store knows
-nothing of is refused unless asked for, a dry run shows the footprint instead, and a receipt
-that cannot be written fails only its evidence, never the erasure (which is done and in the
-ledger). Nothing here prints: the command writes each `Outcome` as it comes.
+`erase_one` turns what the library decides into an `Outcome`: `erasure.plan` (a dry run) or
+`erasure.erase`, each refusing a subject the store knows nothing of unless asked for
+(`UnknownSubjectError`), then `erasure.write_receipt`; a receipt that cannot be written fails
+only its evidence, never the erasure (which is done and in the ledger). Nothing here prints:
+the command writes each `Outcome` as it comes.
 """
 
 from __future__ import annotations
@@ -87,30 +88,28 @@ class Batch:
 
 
 def erase_one(store: EventStore, request: ErasureRequest, options: ErasureOptions) -> Outcome:
-    """Handle one request in full: refuse, describe (dry run), or erase and write the
-    receipt."""
+    """Handle one request in full: refused, described (dry run), or erased with its receipt
+    written."""
     subject, where = request.subject, request.where()
     residue = options.residue
     try:
-        state = store.subject_status(subject).state
-        refuse_unknown = state == "unknown" and not options.allow_unknown
-        footprint = (store.subject_footprint(subject)
-                     if options.dry_run or refuse_unknown else None)
-        if refuse_unknown and footprint is not None and footprint.mentions == 0:
-            return Outcome("failed", {"subject": subject, "request_id": request.request_id,
-                                      "result": "failed", "problem": "unknown subject"},
-                           f"{where}{subject}: unknown subject: nothing held "
-                           "(--allow-unknown records the erasure anyway)")
-        if options.dry_run and footprint is not None:
-            return Outcome("would erase" if state != "erased" else "already erased",
-                           {"subject": subject, "result": "dry run", "state": state,
-                            **footprint.to_dict()},
-                           _describe_footprint(where, state, footprint))
+        if options.dry_run:
+            found = erasure.plan(store, subject, allow_unknown=options.allow_unknown)
+            return Outcome("already erased" if found.already_erased else "would erase",
+                           {"subject": subject, "result": "dry run", "state": found.state,
+                            **found.footprint.to_dict()},
+                           _describe_footprint(where, found.state, found.footprint))
         receipt = erasure.erase(
             store, subject, reason=request.reason, request_id=request.request_id,
             signing_key=options.signing_key, verify_residue=residue is not None,
             read_models=residue.read_models if residue is not None else None,
-            residue_timeout=residue.timeout if residue is not None else 0.0)
+            residue_timeout=residue.timeout if residue is not None else 0.0,
+            allow_unknown=options.allow_unknown)
+    except erasure.UnknownSubjectError:
+        return Outcome("failed", {"subject": subject, "request_id": request.request_id,
+                                  "result": "failed", "problem": "unknown subject"},
+                       f"{where}{subject}: unknown subject: nothing held "
+                       "(--allow-unknown records the erasure anyway)")
     except (ConfigurationError, keyvault.VaultConfigurationError) as error:
         return Outcome("failed", {"subject": subject, "result": "failed", "problem": str(error)},
                        f"{where}{subject}: {error}")

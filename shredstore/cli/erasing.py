@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from keyvault.engine import CHECKPOINT_WAIT_SECONDS
 from shredstore import erasure
 from shredstore.cli.batch import Batch, ErasureOptions, Residue, erase_one
 from shredstore.cli.command import EXIT_PROBLEM, Command, fail
@@ -31,10 +30,9 @@ def status(settings: Settings, subject: str) -> None:
     """What the vault and the log hold of SUBJECT; exit 1 if the store knows nothing of it, or
     if the vault disagrees with the erasure ledger (a vault restored from a backup)."""
     with settings.store(read_only=True) as store:
-        state = store.subject_status(subject)  # the erasure ledger outranks the vault
-        held = store.vault.status(subject)
-        recorded = erasure.ledger_entry(store, subject) is not None
-        footprint = store.subject_footprint(subject)
+        found = erasure.plan(store, subject)
+        disagreement = erasure.consistency(store, subject)
+    state, footprint = found.status, found.footprint
     click.echo(f"{subject}: {state.state}")
     if state.state == "erased" and state.erased_at is not None:
         click.echo(f"  erased at {state.erased_at.isoformat()}"
@@ -43,16 +41,10 @@ def status(settings: Settings, subject: str) -> None:
         click.echo(f"  key fingerprint {state.key_fingerprint}")
     click.echo(f"  {footprint.events} event(s) in {len(footprint.streams)} stream(s) hold its "
                "personal data")
-    if state.state == "unknown" and footprint.mentions == 0:
+    if not found.known:
         fail(EXIT_PROBLEM, "unknown subject: no key, no erasure record, no events")
-    if state.state == "erased" and held.state != "erased":
-        fail(EXIT_PROBLEM, "the erasure ledger records the subject as erased, but the vault "
-             + ("holds its key again (restored from a backup?)" if held.state == "active"
-                else "has no tombstone for it (restored from a backup? a deleted row?)")
-             + ": run `shredstore reconcile`")
-    if held.state == "erased" and not recorded:
-        fail(EXIT_PROBLEM, "the vault erased the subject, but the erasure ledger does not "
-             "record it (an interrupted erasure?): run `shredstore reconcile`")
+    if disagreement is not None:
+        fail(EXIT_PROBLEM, f"{disagreement.message}: run `shredstore reconcile`")
 
 
 @click.command(cls=Command)
@@ -128,7 +120,7 @@ def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
 @click.option("--read-model-url", envvar="SHREDSTORE_READ_MODEL_URL",
               help="The read models' database, if not --url (its registered projections' "
                    "tables are scrubbed too).")
-@click.option("--wait", type=click.FloatRange(min=0), default=CHECKPOINT_WAIT_SECONDS,
+@click.option("--wait", type=click.FloatRange(min=0), default=erasure.SCRUB_WAIT_SECONDS,
               show_default=True, help="Seconds to wait for a reader or a lock, each time.")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
 @click.pass_obj

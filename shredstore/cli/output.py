@@ -4,9 +4,7 @@ progress on stderr (a bar on a terminal, else a line at each tenth for logs)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +15,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, track
 
 from shredstore.errors import ConfigurationError
+from shredstore.files import private_file
 
 __all__ = ["emit", "output_file", "progress", "progress_bar"]
 
@@ -64,25 +63,15 @@ def progress_bar(label: str, *, minimum: int = 0) -> Iterator[Callable[[int, int
 def output_file(path: Path | None) -> Iterator[TextIO]:
     """The file to write, or standard output.
 
-    A file is written under a new temporary name beside it, readable by its owner only (mode
-    0600 whatever the umask: reports and exports may hold personal data), and renamed over
-    `path` only once complete.
+    A file is written through `shredstore.files.private_file`: mode 0600 whatever the umask
+    (reports and exports may hold personal data), and in place under `path` only once
+    complete.
     """
     if path is None:
         yield sys.stdout
         return
-    partial: Path | None = None
     try:
-        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                            suffix=".partial")
-        partial = Path(name)
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as target:
+        with private_file(path) as target:
             yield target
-        partial.replace(path)
-        partial = None
     except OSError as error:
         raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
-    finally:
-        if partial is not None:
-            partial.unlink(missing_ok=True)

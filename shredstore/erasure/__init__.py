@@ -8,16 +8,20 @@ erasure, the fingerprint of the destroyed key, and a check that the subject's ci
 longer opens; signed with Ed25519 if a signing key is given, so that `verify_receipt` can later
 show it was not edited.
 
-The modules: `workflow` (erase, shred, receipts from an erasure or from the ledger),
-`receipts` (the receipt, its signature and its file), `reconcile` (the ledger against the
-vault), `residue` (what read models still hold after an erasure), `scrubbing` (old bytes in
-the database files), `requests` (batch files of erasure requests).
+The modules: `workflow` (erase, shred, receipts from an erasure or from the ledger), `plan`
+(a dry run, and the refusal of subjects the store knows nothing of), `receipts` (the receipt,
+its signature and its file), `reconcile` (the ledger against the vault), `consistency` (the
+same for one subject), `residue` (what read models still hold after an erasure), `scrubbing`
+(old bytes in the database files), `requests` (batch files of erasure requests).
 
 Importing this package hands `erase` to `EventStore.erase_subject` (the facade sits below the
 workflows and offers the shortcut through `shredstore.store.use_erasure_workflow`); importing
 `shredstore` does so.
 """
 
+from keyvault.engine import CHECKPOINT_WAIT_SECONDS
+from shredstore.erasure.consistency import LedgerDisagreement, consistency
+from shredstore.erasure.plan import ErasurePlan, plan
 from shredstore.erasure.receipts import (
     RECEIPT_FORMAT,
     ErasureReceipt,
@@ -46,24 +50,32 @@ from shredstore.erasure.workflow import (
     receipt_from_ledger,
     shred,
 )
-from shredstore.errors import ReceiptParseError  # re-exported: receipts raise it
+from shredstore.errors import (  # re-exported: receipts raise the one, erase and plan the other
+    ReceiptParseError,
+    UnknownSubjectError,
+)
 from shredstore.store import use_erasure_workflow
 from shredstore.subject import CiphertextCheck, Footprint, LedgerGaps, Shredded
 from shredstore.system import LEDGER_STREAM, SubjectErased
 
 __all__ = [
     "CHECK_SAMPLE",
-    "LEDGER_STREAM",
-    "RECEIPT_FORMAT",
     "CiphertextCheck",
+    "ErasurePlan",
     "ErasureReceipt",
     "Footprint",
+    "LEDGER_STREAM",
+    "LedgerDisagreement",
     "LedgerGaps",
+    "RECEIPT_FORMAT",
     "ReceiptCheck",
     "ReceiptParseError",
     "ReconcileReport",
+    "SCRUB_WAIT_SECONDS",
     "Shredded",
     "SubjectErased",
+    "UnknownSubjectError",
+    "consistency",
     "erase",
     "generate_signing_key",
     "ledger",
@@ -73,6 +85,7 @@ __all__ = [
     "load_public_key",
     "load_signing_key",
     "parse_receipt",
+    "plan",
     "prepare_receipt_folder",
     "receipt_for",
     "receipt_from_ledger",
@@ -82,5 +95,9 @@ __all__ = [
     "verify_receipt",
     "write_receipt",
 ]
+
+SCRUB_WAIT_SECONDS: float = CHECKPOINT_WAIT_SECONDS
+"""How long `scrubbing.scrub` waits, by default, for a reader or a lock each time (seconds):
+the default of ``shredstore scrub --wait``."""
 
 use_erasure_workflow(erase)

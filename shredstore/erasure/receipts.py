@@ -4,7 +4,8 @@ A receipt says what the log held of the subject, the log head at erasure, the fi
 the destroyed key, and a check that the subject's ciphertext no longer opens. `signed` signs
 the canonical JSON of every field; `verify_receipt` checks it, and refuses what a signature
 could hide (duplicate keys, older formats). `write_receipt` writes it under a name that is no
-function of the subject id, 0600, never half written and never over another.
+function of the subject id, 0600, never half written and never over another
+(`shredstore.files.write_private`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import base64
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shredstore.erasure.residue import ResidueReport
 from shredstore.errors import ConfigurationError, ReceiptParseError
+from shredstore.files import write_private
 from shredstore.storage.chain import LogHead
 from shredstore.subject import CiphertextCheck, Footprint
 
@@ -147,30 +147,18 @@ def write_receipt(folder: Path, receipt: ErasureReceipt) -> Path:
     stamp = receipt.issued_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     label = _file_label(receipt.request_id)
     text = receipt.to_json().encode("utf-8")
-    # Written whole under a temporary name first, then linked to its final name, which
-    # fails rather than replace an existing receipt: a receipt is never seen half written.
-    try:
-        fd, name = tempfile.mkstemp(dir=folder, prefix=".receipt-", suffix=".partial")
-    except OSError as error:
-        raise ConfigurationError(f"cannot write a receipt in {folder}: {error.strerror}") from None
-    partial = Path(name)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        for _ in range(8):
-            path = folder / f"erasure-{stamp}-{label}{secrets.token_hex(4)}.json"
-            try:
-                os.link(partial, path)
-            except FileExistsError:
-                continue
-            return path
-    except OSError as error:
-        raise ConfigurationError(f"cannot write a receipt in {folder}: {error.strerror}") from None
-    finally:
-        partial.unlink(missing_ok=True)
+    # Written whole under a temporary name, then linked to its final name, which fails
+    # rather than replace an existing receipt (`shredstore.files.write_private`).
+    for _ in range(8):
+        path = folder / f"erasure-{stamp}-{label}{secrets.token_hex(4)}.json"
+        try:
+            write_private(path, text, replace=False)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot write a receipt in {folder}: {error.strerror}") from None
+        return path
     raise ConfigurationError(f"cannot find a free receipt file name in {folder}")
 
 
@@ -206,9 +194,7 @@ def generate_signing_key(path: Path) -> str:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     try:
-        with path.open("xb") as out:
-            path.chmod(0o600)
-            out.write(pem)
+        write_private(path, pem, replace=False)
     except FileExistsError:
         raise ConfigurationError(f"{path} exists: not overwriting a key") from None
     except OSError as error:

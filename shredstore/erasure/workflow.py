@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import URL, Engine
 
 from keyvault import ErasureResult
+from shredstore.erasure.plan import refuse_unknown
 from shredstore.erasure.receipts import ErasureReceipt
 from shredstore.erasure.residue import (
     Fingerprints,
@@ -45,6 +46,7 @@ def erase(
     verify_residue: bool = False,
     read_models: str | URL | Engine | None = None,
     residue_timeout: float = 30.0,
+    allow_unknown: bool = True,
 ) -> ErasureReceipt:
     """Erase the subject (idempotent), record it in the ledger once, and return the receipt:
     `shred`, then `receipt_for`.
@@ -54,9 +56,17 @@ def erase(
     Engine; default the store's database) are waited for (up to `residue_timeout` seconds)
     and scanned: the receipt's ``residue`` says what they still hold (see
     `shredstore.erasure.residue`).
+
+    With ``allow_unknown=False``, a subject the store knows nothing of (no key, no erasure
+    record, no event naming it: a typo, most likely) is refused with `UnknownSubjectError`
+    before anything changes; by default it is erased all the same, which records a tombstone
+    so that data arriving later for it is refused (see `plan`).
     """
+    status = store.subject_status(subject_id) if verify_residue or not allow_unknown else None
+    if status is not None and not allow_unknown:
+        refuse_unknown(store, status)
     fingerprints = None
-    if verify_residue and store.subject_status(subject_id).state == "active":
+    if verify_residue and status is not None and status.state == "active":
         fingerprints = fingerprint_subject(store, subject_id)
     shredded = shred(store, subject_id, reason=reason, request_id=request_id)
     report = None
