@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 import keyvault
 from keyvault import ErasureResult, KeyProvider, KeyRing, KeyVault, SubjectStatus
+from keyvault.names import check_subject
 from shredstore import expected as _expected
 from shredstore.errors import (
     ConfigurationError,
@@ -921,12 +922,10 @@ def _erased(error: keyvault.SubjectErasedError) -> SubjectErasedError:
 
 
 def _check_subject(subject_id: object) -> None:
-    if not isinstance(subject_id, str) or not subject_id:
-        raise ConfigurationError("a subject id is a non-empty string")
-    if not _is_utf8(subject_id):
-        raise ConfigurationError(
-            "a subject id must be valid Unicode text: this one holds a lone surrogate (text "
-            "decoded with errors='surrogateescape'?); pass the id as valid text")
+    """The vault's rule for subject ids (`keyvault.names.check_subject`), as shredstore's
+    `ConfigurationError`: an id the vault could never hold is refused before any query."""
+    with vault_configuration_errors():
+        check_subject(subject_id)
 
 
 def _is_utf8(text: str) -> bool:
