@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
@@ -161,6 +161,7 @@ class EventStore:
         *,
         expected_version: int | ExpectedVersion = ANY,
         metadata: Mapping[str, JsonValue] | None = None,
+        in_transaction: Callable[[Connection, AppendResult], None] | None = None,
     ) -> AppendResult:
         """Append `events` to the end of `stream_id`, atomically.
 
@@ -169,6 +170,14 @@ class EventStore:
         written. `metadata` (correlation_id, causation_id and any JSON keys) is stored with
         each event; it must not contain personal data. Appending the same event instances
         again after a commit (a retry) stores nothing and returns the first result.
+
+        `in_transaction(connection, result)` writes the caller's own rows (a tracking row, an
+        outbox, a saga's bookkeeping) in the append's transaction, once the events are in:
+        its writes commit with them or not at all, and whatever it raises aborts the append
+        and is raised as is. It must not commit, roll back or close the connection, and it
+        should only write rows: it may run more than once when the append retries internally
+        (each earlier run rolled back), and not at all for a retry that finds the append
+        already committed. The rows must live in the store's database (`engine`).
         """
         _check_stream_id(stream_id)
         if stream_id.startswith("$"):
@@ -186,9 +195,10 @@ class EventStore:
                 for _ in range(_KEY_RACE_ATTEMPTS - 1):
                     with contextlib.suppress(keyvault.KeyCreationConflict):
                         return self._append(stream_id, batch, encoded_metadata,
-                                            expected_version, needs_keys)
+                                            expected_version, needs_keys,
+                                            after_insert=in_transaction)
                 return self._append(stream_id, batch, encoded_metadata, expected_version,
-                                    needs_keys)
+                                    needs_keys, after_insert=in_transaction)
         except keyvault.SubjectErasedError as error:
             # A retry of an append that committed before the erasure still succeeded.
             previous = self._log.previous_append(
@@ -735,7 +745,9 @@ class EventStore:
         return CiphertextCheck(scan.sealed, checked, opened, failed, held)
 
     def _append(self, stream_id: str, batch: list[Event], metadata: str,
-                expected_version: int | ExpectedVersion, needs_keys: bool) -> AppendResult:
+                expected_version: int | ExpectedVersion, needs_keys: bool, *,
+                after_insert: Callable[[Connection, AppendResult], None] | None = None,
+                ) -> AppendResult:
         """One attempt at an append; KeyCreationConflict if a new key lost a race."""
         if self._log.read_only:
             raise ReadOnlyStoreError(
@@ -762,14 +774,16 @@ class EventStore:
             if not shared:
                 with self.vault.hold_active(sealed_for):
                     return self._log.append(stream_id, rows, expected_version=expected_version,
-                                            before_insert=not_in_ledger if sealed_for else None)
+                                            before_insert=not_in_ledger if sealed_for else None,
+                                            after_insert=after_insert)
 
             def guard(connection: Connection) -> None:
                 not_in_ledger(connection)
                 self.vault.check_active(sealed_for, connection=connection, ring=ring)
 
             result = self._log.append(stream_id, rows, expected_version=expected_version,
-                                      before_insert=guard if sealed_for else None)
+                                      before_insert=guard if sealed_for else None,
+                                      after_insert=after_insert)
             if ring is not None:
                 ring.settle()
             return result

@@ -253,11 +253,13 @@ class EventLog:
         *,
         expected_version: int | ExpectedVersion,
         before_insert: Callable[[Connection], None] | None = None,
+        after_insert: Callable[[Connection, AppendResult], None] | None = None,
     ) -> AppendResult:
         """Store `rows` at the end of `stream_id`, all or nothing.
 
         `before_insert` runs inside the append's transaction, just before the rows are
-        written; whatever it raises aborts the append. `rows` may be a function of that
+        written, and `after_insert` just after, with the result; whatever either raises
+        aborts the append. `rows` may be a function of that
         transaction instead, called first thing once the append holds the log (so whatever
         else it writes commits with the rows, or not at all; the erasure of a key and its
         ledger entry, for one): an event id it returns that is already stored is then an
@@ -271,7 +273,8 @@ class EventLog:
             self._authenticator.ready()
         try:
             with translate_errors(), self._write() as conn:
-                return self._append(conn, stream_id, rows, expected_version, before_insert)
+                return self._append(conn, stream_id, rows, expected_version,
+                                    before_insert=before_insert, after_insert=after_insert)
         except _RetryCheck as check:
             if callable(rows):
                 raise DuplicateEventError(
@@ -294,17 +297,22 @@ class EventLog:
         stream_id: str,
         rows: Sequence[NewRow] | Callable[[Connection], Sequence[NewRow]],
         expected_version: int | ExpectedVersion,
+        *,
         before_insert: Callable[[Connection], None] | None,
+        after_insert: Callable[[Connection, AppendResult], None] | None,
     ) -> AppendResult:
         # The driver's own cursor, in the transaction SQLAlchemy began: per statement,
         # SQLAlchemy's execution path costs more than the statement on this hot path.
         cursor = conn.connection.cursor()
         try:
-            return self._append_on(cursor, conn, stream_id, rows,
-                                   expected_version=expected_version,
-                                   before_insert=before_insert)
+            result = self._append_on(cursor, conn, stream_id, rows,
+                                     expected_version=expected_version,
+                                     before_insert=before_insert)
         finally:
             cursor.close()
+        if after_insert is not None and result.positions:
+            after_insert(conn, result)
+        return result
 
     def _append_on(
         self,
