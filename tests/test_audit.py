@@ -1,4 +1,5 @@
-"""Audit reports and subject exports through the real entry point, on both backends."""
+"""Audit reports and subject exports through the command line (in this process:
+tests/cli/runner.py), on both backends."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from keyvault import MasterKey
 from shredstore import EventRegistry, EventStore
 from shredstore.audit.reader import ACCESS_STREAM, PersonalDataRevealed, Scope, audit_events
 from shredstore.audit.report import FORMATS
+from tests.cli.runner import Ran, shredstore
 from tests.shredding.events import (
     Address,
     CustomerRegistered,
@@ -34,13 +35,10 @@ ERASED = ("Ivo-Axolotl-7781", "ivo.axolotl7781@example.org", "DE22IVOA77815566")
 """Personal values of the subject kept (c-1) and of the one erased (c-2)."""
 
 
-def run(*args: str, url: str, master: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHREDSTORE_URL": url}
-    if master is not None:
-        env["SHREDSTORE_MASTER_KEY_FILE"] = str(master)
-    result = subprocess.run(
-        [sys.executable, "-c", "from shredstore.cli import main; main()", *args],
-        capture_output=True, text=True, timeout=120, env=env, check=False)
+def run(*args: str, url: str, master: Path | None = None) -> Ran:
+    """`shredstore ARGS...` in this process (tests/cli/runner.py): an escaped exception fails
+    the test with its traceback, as a real process would have shown one."""
+    result = shredstore(*args, url=url, master=master)
     assert "Traceback" not in result.stderr
     for value in ERASED:
         assert value not in result.stdout + result.stderr, "an erased value is shown"

@@ -22,14 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from keyvault import MasterKey
 from shredstore import EventStore, erasure
-from shredstore.cli import cli
 from shredstore.cli.interrupts import signals_deferred
 from tests.cli.forked import Forked
-from tests.cli.runner import process_environment
+from tests.cli.runner import process_environment, shredstore
 
 SUBJECTS = 2000
 """Lines of the request file: far more than any one run gets through before its signal."""
@@ -83,12 +81,11 @@ class Batch:
             return set(erasure.ledger(store))
 
     def command(self, *args: str) -> tuple[int, str]:
-        """A command of the CLI, in this process: its exit code and output."""
-        result = CliRunner().invoke(cli, ["--url", self.url, "--vault-url", self.vault_url,
-                                          *args])
-        assert result.exception is None or isinstance(result.exception, SystemExit), \
-            result.output
-        return result.exit_code, result.output
+        """A command of the CLI, in this process (tests/cli/runner.py: none of the test run's
+        SHREDSTORE_* settings): its exit code and output."""
+        result = shredstore("--url", self.url, "--vault-url", self.vault_url, *args,
+                            cwd=self.folder)
+        return result.returncode, result.stdout + result.stderr
 
 
 @pytest.fixture

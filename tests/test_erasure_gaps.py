@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,8 @@ import sqlalchemy as sa
 from keyvault import MasterKey
 from shredstore import EventStore
 from shredstore.erasure import ledger, ledger_gaps, reconcile
+from tests.cli.forked import Forked
+from tests.cli.runner import process_environment
 from tests.shredding.events import CustomerRegistered
 
 NAME, EMAIL = "Gap-Test-Pangolin-4471", "gap.pangolin4471@example.org"
@@ -144,19 +144,17 @@ def test_shared_vault_a_batch_killed_at_random_moments_leaves_no_gap(
         store.append("customers", [customer(subject) for subject in subjects])
     batch = tmp_path / "batch.csv"
     batch.write_text("subject\n" + "".join(f"{s}\n" for s in subjects), encoding="utf-8")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHREDSTORE_URL": any_url}
+    env = process_environment(SHREDSTORE_URL=any_url)
     rng = random.Random(os.urandom(8))  # noqa: S311 - picks when to kill, not a secret
     for _ in range(5):
-        child = subprocess.Popen(
-            [sys.executable, "-c", "from shredstore.cli import main; main()", "erase",
-             "--from-file", str(batch), "--receipts", str(tmp_path / "receipts")],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert child.stdout is not None
+        # A real process (forked from this one: no second of imports), so that SIGKILL
+        # stops it wherever it is, and no handler runs.
+        child = Forked(["erase", "--from-file", str(batch),
+                        "--receipts", str(tmp_path / "receipts")], cwd=tmp_path, env=env)
         child.stdout.readline()  # the first subject is done: the batch is under way
         time.sleep(rng.uniform(0.0, 0.3))
         child.send_signal(signal.SIGKILL)
-        child.wait(timeout=60)
-        child.stdout.close()
+        child.communicate(timeout=60)
         with EventStore(any_url) as store:
             assert tombstones(store) == set(ledger(store))
             assert not ledger_gaps(store)

@@ -4,10 +4,7 @@ did not reach); on both backends, through the library and the command line."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +16,7 @@ from keyvault import MasterKey
 from shredstore import EventStore, erasure
 from shredstore.erasure import ErasureReceipt, residue
 from shredstore.projections import ProjectionRunner
+from tests.cli.runner import Ran, shredstore
 from tests.keyvault.test_scrub import Reader
 from tests.projections.directory import (
     CarelessMailingList,
@@ -127,12 +125,10 @@ def erasure_with_timeout(store: EventStore, timeout: float) -> ErasureReceipt:
     return erasure.erase(store, "c2", verify_residue=True, residue_timeout=timeout)
 
 
-def run_cli(*args: str, url: str, master: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHREDSTORE_URL": url,
-           "SHREDSTORE_MASTER_KEY_FILE": str(master)}
-    result = subprocess.run(
-        [sys.executable, "-c", "from shredstore.cli import main; main()", *args],
-        capture_output=True, text=True, timeout=120, env=env, check=False)
+def run_cli(*args: str, url: str, master: Path | None, cwd: Path) -> Ran:
+    """The command line in this process (tests/cli/runner.py), with a store of its own: the
+    projections run by the test are another store's, as a service's would be."""
+    result = shredstore(*args, url=url, master=master, cwd=cwd)
     assert "Traceback" not in result.stderr
     assert all(value not in result.stdout + result.stderr for value in SECRETS)
     return result
@@ -147,7 +143,7 @@ def test_the_erase_command_verifies_residue(store: EventStore, any_url: str,
     start_caught_up(store, runner)
     try:
         result = run_cli("erase", "c2", "--verify-residue", "--receipts", str(tmp_path / "r"),
-                         url=any_url, master=master_file)
+                         url=any_url, master=master_file, cwd=tmp_path)
     finally:
         runner.stop()
         runner.join(10)
@@ -168,11 +164,8 @@ def test_the_erase_command_verifies_residue(store: EventStore, any_url: str,
 
 def test_verify_residue_needs_the_master_key(store: EventStore, any_url: str,
                                              tmp_path: Path) -> None:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHREDSTORE_URL": any_url}
-    result = subprocess.run(
-        [sys.executable, "-c", "from shredstore.cli import main; main()", "erase", "c2",
-         "--verify-residue", "--receipts", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, env=env, check=False)
+    result = run_cli("erase", "c2", "--verify-residue", "--receipts", str(tmp_path),
+                     url=any_url, master=None, cwd=tmp_path)
     assert result.returncode == 2
     assert "master key" in result.stderr
     assert store.subject_status("c2").state == "active"  # nothing was erased

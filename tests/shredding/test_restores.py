@@ -4,15 +4,13 @@ The vault lives in its own database (`--vault-url`), so that restoring it leaves
 and its erasure ledger as they were: the ledger must win. A restore is done the way a
 database restore looks to the processes connected to it: every row of the vault's tables is
 replaced, in one transaction, by the rows of a backup taken earlier. Long-running readers are
-real processes (tests/shredding/_process_workers.py); the commands run the real entry point.
+real processes (tests/shredding/_process_workers.py); the commands run the command line in
+the test's process (tests/cli/runner.py), each with a store of its own, as a new process has.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import sqlalchemy as sa
 from keyvault import MasterKey
 from shredstore import EventStore
 from shredstore.erasure import ledger, reconcile
+from tests.cli.runner import Ran, shredstore
 from tests.processes import CommandChild
 from tests.shredding._process_workers import SHOWN_REDACTED
 from tests.shredding.events import CustomerRegistered
@@ -67,16 +66,14 @@ def restore(vault_url: str, saved: Backup) -> None:
         engine.dispose()
 
 
-def cli(*args: str, urls: tuple[str, str], master: Path, cwd: Path
-        ) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHREDSTORE_URL": urls[0],
-           "SHREDSTORE_VAULT_URL": urls[1], "SHREDSTORE_MASTER_KEY_FILE": str(master)}
-    return subprocess.run(
-        [sys.executable, "-c", "from shredstore.cli import main; main()", *args],
-        capture_output=True, text=True, timeout=120, env=env, cwd=cwd, check=False)
+def cli(*args: str, urls: tuple[str, str], master: Path, cwd: Path) -> Ran:
+    """A command, run in this process (tests/cli/runner.py): each opens a store of its own and
+    keeps nothing cached from one command to the next, as a new process would."""
+    return shredstore(*args, url=urls[0], master=master, cwd=cwd,
+                      env={"SHREDSTORE_VAULT_URL": urls[1]})
 
 
-def shows(result: subprocess.CompletedProcess[str], subject: str) -> bool:
+def shows(result: Ran, subject: str) -> bool:
     """Whether the command's output holds any personal value of `subject`."""
     return any(value in result.stdout + result.stderr for value in NAMES[subject])
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from keyvault import MasterKey
 from shredstore import EventStore, ReadOnlyStoreError
 from shredstore.audit.reader import Scope
 from shredstore.audit.report import write_report
+from tests.cli.runner import process_environment
 from tests.shredding.events import CustomerRegistered
 
 NAME, EMAIL = "Audit-Copy-Axolotl-6021", "axolotl6021@example.org"
@@ -43,6 +43,7 @@ from keyvault import MasterKey
 from shredstore import EventStore, ReadOnlyStoreError
 from shredstore.audit.reader import Scope
 from shredstore.audit.report import write_report
+from tests.cli.runner import process_environment
 from tests.shredding.events import CustomerRegistered
 
 url, key = sys.argv[1], sys.stdin.readline().strip()
@@ -86,7 +87,7 @@ def run_on_read_only_mount(folder: Path, url: str, master: MasterKey
     result = subprocess.run([unshare, "-rm", "sh", "-c", script, CHILD, url],
                             input=master.to_base64() + "\n", capture_output=True, text=True,
                             cwd=ROOT, timeout=120, check=False,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env=process_environment(PYTHONPATH=str(ROOT)))
     assert result.returncode != 97, "the bind mount was not read-only"
     assert result.returncode == 0, result.stderr[-2000:]
     assert NAME not in result.stdout + result.stderr
@@ -136,14 +137,16 @@ def test_read_only_on_both_backends_writes_nothing(any_url: str) -> None:
 
 
 CLI_CHILD = """
-import json, subprocess, sys
+import json, sys
+from tests.cli.runner import shredstore
 results = []
 for args in json.loads(sys.argv[1]):
-    done = subprocess.run([sys.executable, "-c", "from shredstore.cli import main; main()",
-                           *args], capture_output=True, text=True, check=False)
+    done = shredstore(*args)
     results.append([done.returncode, done.stdout, done.stderr])
 print(json.dumps(results))
 """
+"""The commands, one after the other in the process that sees the read-only mount (each opens
+and closes a store of its own, as a process of its own would; tests/cli/runner.py)."""
 
 
 @pytest.mark.processes
@@ -171,7 +174,8 @@ def test_the_command_line_audits_a_copy_on_a_read_only_mount(tmp_path: Path) -> 
               '"$1"')
     result = subprocess.run([unshare, "-rm", "sh", "-c", script, CLI_CHILD,
                              json.dumps(commands)], capture_output=True, text=True, cwd=ROOT,
-                            timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            timeout=300, check=False,
+                            env=process_environment(PYTHONPATH=str(ROOT)))
     assert result.returncode == 0, result.stderr[-2000:]
     outcomes = json.loads(result.stdout)
     for _, out, err in outcomes:
