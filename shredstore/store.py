@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 from uuid import UUID
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -33,6 +33,7 @@ from shredstore.errors import (
     vault_configuration_errors,
 )
 from shredstore.events import Event, EventRegistry, RecordedEvent, default_registry
+from shredstore.evidence import ErasureReceipt
 from shredstore.expected import ANY, ExpectedVersion
 from shredstore.mapping.column import try_decode_column
 from shredstore.mapping.encoding import encode_metadata
@@ -54,9 +55,6 @@ from shredstore.subject import (
     SubjectScan,
 )
 from shredstore.system import LEDGER_STREAM, SYSTEM_EVENTS, SubjectErased
-
-if TYPE_CHECKING:
-    from shredstore.erasure import ErasureReceipt
 
 __all__ = ["DEFAULT_URL", "ErasureWorkflow", "EventStore", "use_erasure_workflow"]
 

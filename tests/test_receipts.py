@@ -29,6 +29,7 @@ from shredstore.erasure import (
     verify_receipt,
     write_receipt,
 )
+from shredstore.evidence import canonical_json
 from tests.shredding.events import CustomerRegistered
 
 SUBJECT = "c-7781"
@@ -198,7 +199,7 @@ def test_the_signature_covers_its_key_id_and_algorithm(store: EventStore) -> Non
     key = Ed25519PrivateKey.generate()
     receipt = store.erase_subject(SUBJECT).signed(key)
     data = receipt.to_dict()
-    body_only = key.sign(receipts._canonical(receipt.body()))
+    body_only = key.sign(canonical_json(receipt.body()))
     data["signature"]["value"] = base64.b64encode(body_only).decode()
     assert not verify_receipt(json.dumps(data)).ok
 
@@ -235,7 +236,7 @@ def test_a_receipt_of_the_older_format_is_refused_with_a_clear_message(
     old = {**body, "signature": {
         "algorithm": "Ed25519", "public_key": base64.b64encode(public).decode(),
         "key_id": hashlib.sha256(public).hexdigest()[:16],
-        "value": base64.b64encode(key.sign(receipts._canonical(body))).decode()}}
+        "value": base64.b64encode(key.sign(canonical_json(body))).decode()}}
     result = check(json.dumps(old), key_file)
     assert not result.ok
     assert "older format" in result.message

@@ -19,7 +19,6 @@ workflows and offers the shortcut through `shredstore.store.use_erasure_workflow
 `shredstore` does so.
 """
 
-from keyvault.engine import CHECKPOINT_WAIT_SECONDS
 from shredstore.erasure.consistency import LedgerDisagreement, consistency
 from shredstore.erasure.plan import ErasurePlan, plan
 from shredstore.erasure.receipts import (
@@ -43,6 +42,7 @@ from shredstore.erasure.reconcile import (
     reconcile,
     resurrected,
 )
+from shredstore.erasure.scrubbing import SCRUB_WAIT_SECONDS, ScrubReport, scrub
 from shredstore.erasure.workflow import (
     CHECK_SAMPLE,
     erase,
@@ -54,8 +54,9 @@ from shredstore.errors import (  # re-exported: receipts raise the one, erase an
     ReceiptParseError,
     UnknownSubjectError,
 )
-from shredstore.store import use_erasure_workflow
-from shredstore.subject import CiphertextCheck, Footprint, LedgerGaps, Shredded
+from shredstore.evidence import PhysicalCheck, PhysicalFinding, ResidueFinding, ResidueReport
+from shredstore.store import use_erasure_workflow as _use_erasure_workflow
+from shredstore.subject import CiphertextCheck, Footprint, LedgerGaps, Shredded, SubjectScan
 from shredstore.system import LEDGER_STREAM, SubjectErased
 
 __all__ = [
@@ -67,13 +68,19 @@ __all__ = [
     "LEDGER_STREAM",
     "LedgerDisagreement",
     "LedgerGaps",
+    "PhysicalCheck",
+    "PhysicalFinding",
     "RECEIPT_FORMAT",
     "ReceiptCheck",
     "ReceiptParseError",
     "ReconcileReport",
+    "ResidueFinding",
+    "ResidueReport",
     "SCRUB_WAIT_SECONDS",
+    "ScrubReport",
     "Shredded",
     "SubjectErased",
+    "SubjectScan",
     "UnknownSubjectError",
     "consistency",
     "erase",
@@ -91,13 +98,10 @@ __all__ = [
     "receipt_from_ledger",
     "reconcile",
     "resurrected",
+    "scrub",
     "shred",
     "verify_receipt",
     "write_receipt",
 ]
 
-SCRUB_WAIT_SECONDS: float = CHECKPOINT_WAIT_SECONDS
-"""How long `scrubbing.scrub` waits, by default, for a reader or a lock each time (seconds):
-the default of ``shredstore scrub --wait``."""
-
-use_erasure_workflow(erase)
+_use_erasure_workflow(erase)

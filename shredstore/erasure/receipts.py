@@ -11,14 +11,12 @@ function of the subject id, 0600, never half written and never over another
 from __future__ import annotations
 
 import base64
-import dataclasses
-import hashlib
 import json
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,11 +24,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shredstore.erasure.residue import ResidueReport
 from shredstore.errors import ConfigurationError, ReceiptParseError
+from shredstore.evidence import (
+    RECEIPT_FORMAT,
+    ErasureReceipt,
+    canonical_json,
+    public_key_id,
+    raw_public_key,
+)
 from shredstore.files import write_private
-from shredstore.storage.chain import LogHead
-from shredstore.subject import CiphertextCheck, Footprint
 
 __all__ = [
     "RECEIPT_FORMAT",
@@ -45,86 +47,8 @@ __all__ = [
     "write_receipt",
 ]
 
-RECEIPT_FORMAT = "shredstore.erasure-receipt/2"
-"""Version 2: the signature also covers its own block (algorithm, public key, key id)."""
 
 _OLD_FORMATS = frozenset({"shredstore.erasure-receipt/1"})
-
-
-@dataclass(frozen=True, slots=True)
-class ErasureReceipt:
-    """The evidence of one erasure; `to_json` is what the CLI writes and `verify_receipt` checks.
-
-    Also answers as `keyvault.ErasureResult` did: `already_erased`, `held_key`, `erased_at`.
-    """
-
-    subject_id: str
-    erased_at: datetime
-    already_erased: bool
-    held_key: bool
-    key_fingerprint: str | None
-    request_id: str | None
-    reason: str | None
-    footprint: Footprint
-    log_head: LogHead
-    ledger_position: int | None
-    check: CiphertextCheck
-    issued_at: datetime
-    residue: ResidueReport | None = field(default=None)
-    """The read models' scan, when the erasure was asked to verify residue."""
-    scrubbed: bool | None = field(default=None)
-    """Whether the destroyed key's bytes were made to leave the vault's live database files
-    (see `keyvault.KeyVault.scrub`); None where this receipt cannot know (an earlier erasure,
-    or a receipt written later from the ledger): run `shredstore scrub` to be sure."""
-    reissued: bool = field(default=False)
-    """Written later from the ledger (`receipt_from_ledger`), not by the erasure itself."""
-    signature: dict[str, str] | None = field(default=None)
-
-    @property
-    def ok(self) -> bool:
-        """Whether the check found nothing of the subject's data that still opens (and, when
-        residue was verified, nothing of it in any read model)."""
-        return self.check.ok and (self.residue is None or self.residue.clean)
-
-    def body(self) -> dict[str, Any]:
-        """The receipt without its signature: what a signature covers."""
-        return {
-            "format": RECEIPT_FORMAT,
-            "subject": self.subject_id,
-            "request_id": self.request_id,
-            "reason": self.reason,
-            "erased_at": self.erased_at.isoformat(),
-            "already_erased": self.already_erased,
-            "held": {"events": self.footprint.events, "streams": len(self.footprint.streams),
-                     "snapshots": self.footprint.snapshots},
-            "log_head": {"position": self.log_head.position,
-                         "hash": self.log_head.hash.hex()},
-            "ledger_position": self.ledger_position,
-            "key": {"held": self.held_key, "fingerprint": self.key_fingerprint,
-                    "scrubbed": self.scrubbed},
-            "check": self.check.to_dict(),
-            **({"residue": self.residue.to_dict()} if self.residue is not None else {}),
-            "issued_at": self.issued_at.isoformat(),
-            **({"reissued_from_ledger": True} if self.reissued else {}),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        data = self.body()
-        if self.signature is not None:
-            data["signature"] = dict(self.signature)
-        return data
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
-
-    def signed(self, key: Ed25519PrivateKey) -> ErasureReceipt:
-        """This receipt signed with `key`: Ed25519 over the canonical JSON of every field,
-        the signature block's algorithm, public key and key id included."""
-        public = _raw_public(key.public_key())
-        block = {"algorithm": "Ed25519", "public_key": base64.b64encode(public).decode(),
-                 "key_id": _key_id(public)}
-        value = key.sign(_canonical({**self.body(), "signature": block}))
-        return _replace_signature(self, {**block, "value": base64.b64encode(value).decode()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +123,7 @@ def generate_signing_key(path: Path) -> str:
         raise ConfigurationError(f"{path} exists: not overwriting a key") from None
     except OSError as error:
         raise ConfigurationError(f"cannot write {path}: {error.strerror}") from None
-    return _key_id(_raw_public(key.public_key()))
+    return public_key_id(raw_public_key(key.public_key()))
 
 
 def load_signing_key(path: Path) -> Ed25519PrivateKey:
@@ -305,16 +229,16 @@ def verify_receipt(  # noqa: PLR0911 - one return per way a receipt can fail
         key = public_key or Ed25519PublicKey.from_public_bytes(named)
     except ValueError:
         return ReceiptCheck(False, "the signature block is malformed")
-    key_id = _key_id(_raw_public(key))
-    if signature["key_id"] != _key_id(named):
+    key_id = public_key_id(raw_public_key(key))
+    if signature["key_id"] != public_key_id(named):
         return ReceiptCheck(False, "the key id does not match the public key: the receipt was "
                             "altered", key_id)
-    if public_key is not None and _raw_public(public_key) != named:
-        return ReceiptCheck(False, f"signed by key {_key_id(named)}, not by {key_id}", key_id)
+    if public_key is not None and raw_public_key(public_key) != named:
+        return ReceiptCheck(False, f"signed by key {public_key_id(named)}, not by {key_id}", key_id)
     covered = {**receipt, "signature": {name: signature[name] for name in _SIGNATURE_FIELDS
                                         if name != "value"}}
     try:
-        key.verify(value, _canonical(covered))
+        key.verify(value, canonical_json(covered))
     except (InvalidSignature, UnicodeEncodeError, ValueError, TypeError):
         return ReceiptCheck(False, "the signature does not match: the receipt was altered",
                             key_id)
@@ -322,19 +246,3 @@ def verify_receipt(  # noqa: PLR0911 - one return per way a receipt can fail
 
 
 _SIGNATURE_FIELDS = frozenset({"algorithm", "public_key", "key_id", "value"})
-
-
-def _canonical(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _raw_public(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def _key_id(public: bytes) -> str:
-    return hashlib.sha256(public).hexdigest()[:16]
-
-
-def _replace_signature(receipt: ErasureReceipt, signature: dict[str, str]) -> ErasureReceipt:
-    return dataclasses.replace(receipt, signature=signature)

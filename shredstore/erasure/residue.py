@@ -41,8 +41,14 @@ from sqlalchemy.engine import Engine
 from keyvault.engine import CHECKPOINT_WAIT_SECONDS, checkpoint_wal, is_postgres
 from shredstore.audit.reader import audit_events
 from shredstore.errors import ConfigurationError
+from shredstore.evidence import (
+    PhysicalCheck,
+    PhysicalFinding,
+    ResidueFinding,
+    ResidueReport,
+)
 from shredstore.projections.runner import read_models
-from shredstore.storage.log import Scope
+from shredstore.storage.scope import Scope
 
 if TYPE_CHECKING:
     from shredstore.store import EventStore
@@ -91,115 +97,6 @@ class Fingerprints:
                 if len(run) >= MIN_LENGTH and _digest(self._key, run) in self.digests:
                     return True
         return False
-
-
-@dataclass(frozen=True, slots=True)
-class ResidueFinding:
-    projection: str
-    table: str
-    column: str
-    rows: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"projection": self.projection, "table": self.table, "column": self.column,
-                "rows": self.rows}
-
-
-@dataclass(frozen=True, slots=True)
-class PhysicalFinding:
-    """A database file that holds some of the values: how many places."""
-
-    file: str
-    places: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "places": self.places}
-
-
-@dataclass(frozen=True, slots=True)
-class PhysicalCheck:
-    """Whether the database files' bytes were scanned for the values, and what was found.
-
-    ``str()`` reads "verified clean: ...", "found in N place(s): ..." or "not verified: why".
-    """
-
-    verified: bool
-    """Whether the files were scanned."""
-    findings: tuple[PhysicalFinding, ...] = ()
-    detail: str = ""
-    """What was scanned, and how; or why nothing was."""
-
-    @property
-    def found(self) -> bool:
-        return bool(self.findings)
-
-    def __str__(self) -> str:
-        if self.findings:
-            where = ", ".join(f"{f.file} ({f.places})" for f in self.findings)
-            places = sum(f.places for f in self.findings)
-            return f"found in {places} place(s): {where}; {self.detail}"
-        return f"{'verified clean' if self.verified else 'not verified'}: {self.detail}"
-
-
-_NOT_SCANNED = PhysicalCheck(False, detail="no byte scan of the database files was made")
-
-
-@dataclass(frozen=True, slots=True)
-class ResidueReport:
-    """What the scan of the read models found: logically (their tables' live rows) and
-    physically (the database files' bytes, where that can be checked).
-
-    `clean` only if the logical check could look everywhere and found nothing, and the
-    physical check found nothing; `physical` says whether one could be made.
-    """
-
-    checked: tuple[str, ...]
-    """``projection: table`` for every table scanned."""
-    values: int
-    """How many distinct values of the subject were looked for."""
-    lagging: tuple[str, ...] = ()
-    """Projections that had not applied the erasure when the wait ended: not scanned."""
-    findings: tuple[ResidueFinding, ...] = ()
-    """Live rows that hold a value (the logical check)."""
-    note: str | None = None
-    physical: PhysicalCheck = _NOT_SCANNED
-    """The byte scan of the read-model database's files."""
-
-    @property
-    def clean(self) -> bool:
-        return not self.findings and not self.lagging and not self.physical.found
-
-    @property
-    def result(self) -> str:
-        """"clean", "RESIDUE" (found logically or physically) or "incomplete" (lagging)."""
-        if self.clean:
-            return "clean"
-        return "RESIDUE" if self.findings or self.physical.found else "incomplete"
-
-    def logical(self) -> str:
-        """What the logical check verified, in a sentence."""
-        if self.findings:
-            where = ", ".join(f"{f.table}.{f.column} ({f.rows} row(s))" for f in self.findings)
-            return f"RESIDUE in {where}"
-        if self.lagging:
-            return f"incomplete: not caught up: {', '.join(self.lagging)}"
-        if not self.checked:
-            return f"nothing scanned: {self.note}" if self.note else "nothing scanned"
-        return f"clean: live rows of {len(self.checked)} read-model table(s) scanned"
-
-    def summary(self) -> str:
-        """One line for a terminal: the result, the logical and the physical check."""
-        return f"residue {self.result}; logically {self.logical()}; physically {self.physical}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"result": self.result,
-                "read_models": list(self.checked), "values_looked_for": self.values,
-                "lagging": list(self.lagging),
-                "findings": [finding.to_dict() for finding in self.findings],
-                "logical": self.logical(), "physical": str(self.physical),
-                **({"physical_findings": [f.to_dict() for f in self.physical.findings]}
-                   if self.physical.found else {}),
-                **({"note": self.note} if self.note else {})}
 
 
 def fingerprint_subject(store: EventStore, subject_id: str) -> Fingerprints:

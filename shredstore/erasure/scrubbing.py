@@ -26,7 +26,11 @@ from shredstore.storage.engine import create_engine, translate_errors
 if TYPE_CHECKING:
     from shredstore.store import EventStore
 
-__all__ = ["ScrubReport", "scrub"]
+__all__ = ["SCRUB_WAIT_SECONDS", "ScrubReport", "scrub"]
+
+SCRUB_WAIT_SECONDS: float = CHECKPOINT_WAIT_SECONDS
+"""How long `scrub` waits, by default, for a reader or a lock each time (seconds): the
+default of ``shredstore scrub --wait``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +68,7 @@ class ScrubReport:
 
 
 def scrub(store: EventStore, *, read_models: str | URL | Engine | None = None,
-          wait: float = CHECKPOINT_WAIT_SECONDS) -> ScrubReport:
+          wait: float = SCRUB_WAIT_SECONDS) -> ScrubReport:
     """Scrub the vault's tables and the registered projections' tables in `read_models` (a URL
     or Engine; default the store's database). `wait` bounds each wait for a reader or a lock,
     in seconds. Never raises because something could not be completed: the report says what
