@@ -1,4 +1,3 @@
-# ruff: noqa: S101 - a test suite: pytest rewrites its asserts
 """`KeyProviderContract`: the behaviour a vault relies on from its key provider."""
 
 from __future__ import annotations

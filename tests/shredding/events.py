@@ -1,105 +1,44 @@
 """Event classes of the crypto-shredding tests: one subject, two subjects, nested models, lists.
 
-Every type name starts with ``test.shredding.`` so these never collide with other tests' events.
+They are those of the shipped crypto-shredding contract (`shredstore.testing`), which keeps
+them out of `default_registry`; the tests outside the contract open stores with the default
+registry, so this module registers them there. Every type name starts with
+``test.shredding.`` so these never collide with other tests' events.
 """
 
 from __future__ import annotations
 
-import enum
-from datetime import date, datetime
-from decimal import Decimal
-from typing import Annotated
+from shredstore import default_registry
+from shredstore.testing._shredding_events import (
+    ERASED_EMAIL,
+    REGISTRY,
+    Address,
+    CustomerRegistered,
+    GiftSent,
+    Line,
+    Noted,
+    OrderPlaced,
+    PaymentSent,
+    ProfileUpdated,
+    ReferralMade,
+    Tier,
+)
 
-from pydantic import BaseModel
+__all__ = [
+    "ERASED_EMAIL",
+    "REGISTRY",
+    "Address",
+    "CustomerRegistered",
+    "GiftSent",
+    "Line",
+    "Noted",
+    "OrderPlaced",
+    "PaymentSent",
+    "ProfileUpdated",
+    "ReferralMade",
+    "Tier",
+]
 
-from shredstore import Event, PersonalData, SubjectId
-
-ERASED_EMAIL = "erased@invalid"
-"""The declared replacement of `CustomerRegistered.email`."""
-
-
-class CustomerRegistered(Event, type_name="test.shredding.CustomerRegistered"):
-    customer_id: SubjectId
-    name: Annotated[str, PersonalData()]
-    email: Annotated[str, PersonalData(replacement=ERASED_EMAIL)]
-    credit_limit: int
-
-
-class PaymentSent(Event, type_name="test.shredding.PaymentSent"):
-    """Two subjects in one event: each personal field names its own."""
-
-    payer_id: SubjectId
-    payee_id: SubjectId
-    payer_iban: Annotated[str, PersonalData(subject="payer_id")]
-    payee_name: Annotated[str, PersonalData(subject="payee_id")]
-    amount_cents: int
-
-
-class Address(BaseModel):
-    """A nested model without a subject: its personal field takes the enclosing subject."""
-
-    street: Annotated[str, PersonalData()]
-    city: str
-
-
-class Line(BaseModel):
-    """A nested model with a subject of its own."""
-
-    recipient_id: SubjectId
-    recipient_name: Annotated[str, PersonalData()]
-    sku: str
-
-
-class Tier(enum.Enum):
-    GOLD = "gold"
-    SILVER = "silver"
-
-
-class ProfileUpdated(Event, type_name="test.shredding.ProfileUpdated"):
-    """Every supported kind of personal field, all of one subject."""
-
-    customer_id: SubjectId
-    nickname: Annotated[str, PersonalData()]
-    age: Annotated[int, PersonalData()]
-    balance: Annotated[Decimal, PersonalData()]
-    born: Annotated[date, PersonalData()]
-    last_seen: Annotated[datetime, PersonalData()]
-    tier: Annotated[Tier, PersonalData()]
-    phone: Annotated[str | None, PersonalData()] = None
-    fax: Annotated[str | None, PersonalData(replacement=None)] = None
-    home: Address
-    """A nested model: only its `street` is personal."""
-    billing: Annotated[Address, PersonalData()]
-    """A whole nested model that is personal."""
-    plan: str
-
-
-class OrderPlaced(Event, type_name="test.shredding.OrderPlaced"):
-    """A list of nested models, each line with a subject of its own."""
-
-    customer_id: SubjectId
-    shipping: Address
-    lines: list[Line]
-    note: Annotated[str | None, PersonalData()] = None
-    total_cents: int
-
-
-class GiftSent(Event, type_name="test.shredding.GiftSent"):
-    """One nested model (not a list) with a subject of its own."""
-
-    sender_id: SubjectId
-    sender_name: Annotated[str, PersonalData()]
-    recipient: Line
-
-
-class ReferralMade(Event, type_name="test.shredding.ReferralMade"):
-    """Names a subject without holding personal data."""
-
-    referrer_id: SubjectId
-    code: str
-
-
-class Noted(Event, type_name="test.shredding.Noted"):
-    """No subject and no personal data."""
-
-    text: str
+for _cls in (CustomerRegistered, PaymentSent, ProfileUpdated, OrderPlaced, GiftSent,
+             ReferralMade, Noted):
+    default_registry.register(_cls)

@@ -1,4 +1,4 @@
-"""The crypto-shredding contract on PostgreSQL, and what only PostgreSQL has to promise."""
+"""The shipped crypto-shredding contract on PostgreSQL, and what only PostgreSQL has to promise."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 
 from keyvault import MasterKey
 from shredstore import EventStore
+from shredstore.testing import ShreddingContract
 from tests.shredding.contract import (
     PERSONAL,
-    ShreddingContract,
     customer,
     distinctive_events,
     found_in,

@@ -1,4 +1,4 @@
-"""The crypto-shredding contract on SQLite, and what only SQLite has to promise."""
+"""The shipped crypto-shredding contract on SQLite, and what only SQLite has to promise."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from sqlalchemy.engine import make_url
 
 from keyvault import MasterKey
 from shredstore import EventStore
+from shredstore.testing import ShreddingContract
 from tests.shredding.contract import (
     PERSONAL,
     PLAIN,
-    ShreddingContract,
     distinctive_events,
     found_in,
     table_dumps,

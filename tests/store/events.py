@@ -1,25 +1,15 @@
-"""Event classes shared by the storage tests."""
+"""Event classes shared by the storage tests: those of the shipped event-store contract.
+
+`shredstore.testing` keeps them out of `default_registry`; the tests outside the contract
+open stores with the default registry, so this module registers them there.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
+from shredstore import default_registry
+from shredstore.testing._store_events import REGISTRY, Noted, Ordered, Registered
 
-from shredstore import Event
+__all__ = ["REGISTRY", "Noted", "Ordered", "Registered"]
 
-
-class Registered(Event, type_name="test.Registered"):
-    customer_id: str
-    plan: str
-    credit_limit: int
-
-
-class Ordered(Event, type_name="test.Ordered"):
-    customer_id: str
-    amount: Decimal
-    at: datetime
-
-
-class Noted(Event, type_name="test.Noted"):
-    text: str
-    number: int = 0
+for _cls in (Registered, Ordered, Noted):
+    default_registry.register(_cls)

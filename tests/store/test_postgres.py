@@ -1,4 +1,4 @@
-"""The event-store contract on PostgreSQL, and what only PostgreSQL has to promise."""
+"""The shipped event-store contract on PostgreSQL, and what only PostgreSQL has to promise."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from shredstore import ConfigurationError, EventStore, StoreUnavailable
+from shredstore.testing import EventStoreContract
 from tests.store import tampering
 from tests.store.authenticity import AuthenticityContract
-from tests.store.contract import EventStoreContract, notes
+from tests.store.contract import notes
 
 
 class TestPostgresEventStore(EventStoreContract):

@@ -1,4 +1,4 @@
-"""The event-store contract on SQLite, and what only SQLite has to promise."""
+"""The shipped event-store contract on SQLite, and what only SQLite has to promise."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from shredstore import EventStore, StoreUnavailable
+from shredstore.testing import EventStoreContract
 from tests.store.authenticity import AuthenticityContract
-from tests.store.contract import EventStoreContract, notes
+from tests.store.contract import notes
 
 
 class TestSQLiteEventStore(EventStoreContract):
