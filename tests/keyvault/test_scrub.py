@@ -1,8 +1,9 @@
 """Scrubbing the vault's tables: the checkpoint's bounded wait for readers in other processes,
 rotation leftovers, and what each backend's scrub reports, checked against the bytes on disk.
 
-A reader is a real process (`READER`, at the bottom: sqlite3 or psycopg alone, a tenth of the
-imports of the test run's) that holds a transaction open until the test tells it to let go.
+A reader is a real process (`READER`, at the bottom: it imports sqlite3 or psycopg only, not
+shredstore, so it starts in a twentieth of a new test interpreter's CPU time on SQLite and a
+fifth on PostgreSQL) that holds a transaction open until the test tells it to let go.
 """
 
 from __future__ import annotations
