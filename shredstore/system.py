@@ -1,7 +1,7 @@
 """The events shredstore itself writes, to its system streams (names starting with ``$``).
 
 They hold no personal data, and every store registers them in its registry, so they read as
-themselves in any application (`erasure` and `audit.reader` use them; they are defined here,
+themselves in any application (`erasure` and `records` use them; they are defined here,
 below the store, so that the store can register them).
 """
 

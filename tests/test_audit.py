@@ -17,8 +17,8 @@ import pytest
 
 from keyvault import MasterKey
 from shredstore import EventRegistry, EventStore
-from shredstore.audit.reader import ACCESS_STREAM, PersonalDataRevealed, Scope, audit_events
 from shredstore.audit.report import FORMATS
+from shredstore.records import ACCESS_STREAM, PersonalDataRevealed, Scope, audit_events
 from tests.cli.runner import Ran, shredstore
 from tests.shredding.events import (
     Address,

@@ -204,5 +204,5 @@ def test_the_checks_are_not_vacuous() -> None:
     assert public_names(module) == ["forgotten", "shown"]
     from shredstore.subject import Footprint
     assert list(our_classes(list[Footprint] | None)) == [Footprint]
-    assert list(imports_of("from shredstore.audit.reader import Scope\nimport keyvault")) == [
-        ("shredstore.audit.reader", "Scope"), ("keyvault", None)]
+    assert list(imports_of("from shredstore.records import Scope\nimport keyvault")) == [
+        ("shredstore.records", "Scope"), ("keyvault", None)]

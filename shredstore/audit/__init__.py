@@ -6,27 +6,20 @@
 - `audit_events` yields the events of a scope as `AuditEvent`s, for your own reports;
 - `record_access` records a reveal in ``$access`` (the report and the export do it for you).
 
-See docs/audit.md. The names load on first use: the erasure workflow reads the log through
-`shredstore.audit.reader`, and importing the package must not pull the report writer (a layer
-above the workflow) in with it.
+The reading itself is `shredstore.records`, below the erasure workflow, which uses it too. See
+docs/audit.md.
 """
 
-from __future__ import annotations
-
-import importlib
-import typing
-
-if typing.TYPE_CHECKING:
-    from shredstore.audit.export import write_export
-    from shredstore.audit.reader import (
-        AuditEvent,
-        PersonalField,
-        Scope,
-        Tally,
-        audit_events,
-        record_access,
-    )
-    from shredstore.audit.report import FORMATS, ReportResult, write_report
+from shredstore.audit.export import write_export
+from shredstore.audit.report import FORMATS, ReportResult, write_report
+from shredstore.records import (
+    AuditEvent,
+    PersonalField,
+    Scope,
+    Tally,
+    audit_events,
+    record_access,
+)
 
 __all__ = [
     "FORMATS",
@@ -40,23 +33,3 @@ __all__ = [
     "write_export",
     "write_report",
 ]
-
-_HOMES = {
-    "FORMATS": "report", "ReportResult": "report", "write_report": "report",
-    "write_export": "export",
-    "AuditEvent": "reader", "PersonalField": "reader", "Scope": "reader", "Tally": "reader",
-    "audit_events": "reader", "record_access": "reader",
-}
-
-
-def __getattr__(name: str) -> typing.Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})

@@ -12,8 +12,8 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from shredstore.audit.reader import Scope, audit_events, record_access
 from shredstore.errors import ConfigurationError, UnknownSubjectError
+from shredstore.records import Scope, audit_events, record_access
 
 if TYPE_CHECKING:
     from shredstore.store import EventStore

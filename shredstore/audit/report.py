@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from shredstore.audit.reader import (
+from shredstore.erasure import LEDGER_STREAM, SubjectErased
+from shredstore.errors import ConfigurationError
+from shredstore.records import (
     AuditEvent,
     PersonalField,
     Scope,
@@ -27,8 +29,6 @@ from shredstore.audit.reader import (
     audit_events,
     record_access,
 )
-from shredstore.erasure import LEDGER_STREAM, SubjectErased
-from shredstore.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from shredstore.store import EventStore

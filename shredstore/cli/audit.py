@@ -11,12 +11,12 @@ from pathlib import Path
 import click
 
 from shredstore.audit.export import write_export
-from shredstore.audit.reader import Scope
 from shredstore.audit.report import FORMATS, write_report
 from shredstore.cli.command import EXIT_PROBLEM, Command
 from shredstore.cli.output import output_file, progress_bar
 from shredstore.cli.settings import Settings
 from shredstore.errors import ConfigurationError
+from shredstore.records import Scope
 from shredstore.storage.chain import LogHead
 
 __all__ = ["export", "report", "verify"]

@@ -39,7 +39,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from keyvault.engine import CHECKPOINT_WAIT_SECONDS, checkpoint_wal, is_postgres
-from shredstore.audit.reader import audit_events
 from shredstore.errors import ConfigurationError
 from shredstore.evidence import (
     PhysicalCheck,
@@ -48,6 +47,7 @@ from shredstore.evidence import (
     ResidueReport,
 )
 from shredstore.projections.runner import read_models
+from shredstore.records import audit_events
 from shredstore.storage.scope import Scope
 
 if TYPE_CHECKING:

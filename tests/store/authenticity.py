@@ -29,7 +29,7 @@ from shredstore import (
     TamperedError,
 )
 from shredstore.audit.export import write_export
-from shredstore.audit.reader import Scope
+from shredstore.records import Scope
 from tests.store import tampering
 
 NAME = "Zyxwvu Quillfeather"

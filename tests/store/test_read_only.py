@@ -20,8 +20,8 @@ import pytest
 
 from keyvault import MasterKey
 from shredstore import EventStore, ReadOnlyStoreError
-from shredstore.audit.reader import Scope
 from shredstore.audit.report import write_report
+from shredstore.records import Scope
 from tests.cli.runner import process_environment
 from tests.shredding.events import CustomerRegistered
 
@@ -41,7 +41,7 @@ CHILD = """
 import io, json, sys
 from keyvault import MasterKey
 from shredstore import EventStore, ReadOnlyStoreError
-from shredstore.audit.reader import Scope
+from shredstore.records import Scope
 from shredstore.audit.report import write_report
 from tests.cli.runner import process_environment
 from tests.shredding.events import CustomerRegistered

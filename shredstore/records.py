@@ -1,4 +1,5 @@
-"""What the log holds, read for auditors: events with the state of every personal field.
+"""The log read without the application's classes: events with the state of every personal
+field, for audit reports and exports (`shredstore.audit`) and the erasure's residue check.
 
 Works on stored records alone (invariant 10): no application class is needed or imported. A
 personal field is *held* (its subject's key exists: shown masked, or opened when revealing) or
