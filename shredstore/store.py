@@ -692,6 +692,7 @@ class EventStore:
         first: list[tuple[PersonalRow, dict[str, Any]]] = []
         last: collections.deque[tuple[PersonalRow, dict[str, Any]]] = collections.deque(
             maxlen=sample - sample // 2)
+        layout: tuple[str, list[Any]] | None = None  # rows in a row mostly share one
         for page in self._log.subject_personal(subject_id):
             mentions += len(page)
             for row in page:
@@ -706,8 +707,10 @@ class EventStore:
                 streams[row.stream_id] = None
                 types[row.event_type] = None
                 for group in mine:
-                    for path in group["paths"]:
-                        fields[(row.event_type, *map(str, path))] = None
+                    if (row.event_type, group["paths"]) != layout:
+                        layout = (row.event_type, group["paths"])
+                        for path in group["paths"]:
+                            fields[(row.event_type, *map(str, path))] = None
                     if "sealed" not in group:
                         continue
                     sealed += 1
