@@ -53,13 +53,17 @@ repetition, their order rotating, so drift on a noisy machine hits all of them a
 timed run is verified afterwards (counts, and decrypted values of the last event, or of every
 997th event read). Each case runs on fresh SQLite files or PostgreSQL schemas, removed
 afterwards. Each figure is the median of ``--repeat`` runs with min and max; the ratios are of
-medians from this same run.
+medians from this same run. Each timed case also states this process's CPU time as a share of
+its timed wall time (all contenders together): on a shared machine, wall figures that move
+while that share stays put are noise from elsewhere (the database server's own time is not in
+it).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import gc
 import time
@@ -126,14 +130,35 @@ class Context:
 # --- timing ------------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class Spent:
+    """Wall and CPU seconds of this process in the timed parts of a case (`clock`)."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def note(self) -> str:
+        """This process's CPU time as a share of the timed wall time: where wall figures move
+        while it stays put, the machine (or the database server) is what changed."""
+        share = self.cpu / self.wall if self.wall else 0.0
+        return f"client CPU {share:.0%} of timed wall"
+
+
+_SPENT = Spent()
+
+
 def clock(work: Callable[[], T]) -> tuple[float, T]:
-    """Seconds `work` took, and its result; prebuilt objects are frozen out of the GC."""
+    """Seconds `work` took, and its result; prebuilt objects are frozen out of the GC. The
+    wall and CPU time are also added to the case's `Spent`."""
     gc.collect()
     gc.freeze()
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = work()
-        return time.perf_counter() - start, result
+        elapsed = time.perf_counter() - start
+        _SPENT.wall += elapsed
+        _SPENT.cpu += time.process_time() - cpu
+        return elapsed, result
     finally:
         gc.unfreeze()
 
@@ -382,8 +407,13 @@ def run_backend(ctx: Context, cases: Sequence[str]) -> list[Row]:
     for case in cases:
         progress(f"{ctx.backend.name} {case}:")
         started = time.perf_counter()
-        rows.extend(runners[case]())
-        progress(f"  ({time.perf_counter() - started:.0f} s)")
+        _SPENT.wall = _SPENT.cpu = 0.0
+        found = runners[case]()
+        if _SPENT.wall:  # the memory case times child processes: nothing clocked here
+            found = [dataclasses.replace(row, note="; ".join(filter(None, (
+                row.note, _SPENT.note())))) for row in found]
+        rows.extend(found)
+        progress(f"  ({time.perf_counter() - started:.0f} s; {_SPENT.note()})")
     return rows
 
 
