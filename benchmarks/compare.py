@@ -4,7 +4,8 @@ Run from the repository root (needs the ``bench`` extra, and ``eventsourcing[pos
 PostgreSQL)::
 
     python -m benchmarks                         # every case, SQLite and PostgreSQL (~25 min)
-    python -m benchmarks --quick                 # ~20x smaller sizes: a smoke run (< 1 min)
+    python -m benchmarks --quick                 # ~20x smaller sizes: a smoke run (~3 min)
+    python -m benchmarks --medium                # ~4x smaller sizes than the full run
     python -m benchmarks --backend sqlite --cases append-x100,read-all --repeat 5
     python -m benchmarks --cases append-x1,append-x100,read-all,aggregates,erase   # no 1M fill
 
@@ -117,6 +118,10 @@ FULL = Sizes()
 QUICK = Sizes(customers=50, singles=500, batched=5_000, read=5_000, aggregates=50,
               erase_big=5_000, memory_big=50_000, memory_repeat=1)
 """~20x smaller; customers too, so that as many appends create a subject's key (10%)."""
+MEDIUM = Sizes(customers=250, singles=2_500, batched=25_000, read=25_000, aggregates=250,
+               erase_big=25_000, memory_big=250_000, memory_repeat=1)
+"""~4x smaller than full, in the same proportions as `QUICK` (meant to run in about ten
+minutes; not yet timed on this machine)."""
 BATCH = 100
 
 
@@ -426,10 +431,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Compare shredstore with eventsourcing 9.5 + AESCipher and raw SQLAlchemy.")
     add_common_arguments(parser, quick_help="~20x smaller sizes: a smoke run",
                          json_help="where to write the results (default benchmarks/results/...)")
+    parser.add_argument("--medium", action="store_true",
+                        help="~4x smaller sizes than the full run")
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"comma-separated subset of: {', '.join(CASES)}")
     args = parser.parse_args(argv)
     check_repeat(parser, args)
+    if args.quick and args.medium:
+        parser.error("--quick and --medium are two sizes: choose one")
     args.cases = [case.strip() for case in args.cases.split(",") if case.strip()]
     unknown = sorted(set(args.cases) - set(CASES))
     if unknown or not args.cases:
@@ -445,7 +454,7 @@ def select_backends(choice: str, postgres_url: str) -> list[Backend]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = QUICK if args.quick else MEDIUM if args.medium else FULL
     backends = select_backends(args.backend, args.postgres_url)
     revision = report.git_revision()  # at the start: the code may change while this runs
     started = time.perf_counter()
@@ -463,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     meta = report.metadata(backends, quick=args.quick, repeat=args.repeat, sizes=sizes,
                            seconds=seconds, cases=args.cases, git=revision)
+    meta["size"] = "quick" if args.quick else "medium" if args.medium else "full"
     if report.git_revision() != revision:
         meta["notes"].append(
             f"The code changed during the run (git {revision} at the start, "

@@ -220,7 +220,7 @@ def metadata(backends: Sequence[Backend], *, quick: bool, repeat: int, sizes: An
 def format_notes(meta: Mapping[str, Any]) -> str:
     env = meta["environment"]
     lines = [
-        f"{meta['repeat']} run(s) per case{' (--quick sizes)' if meta['quick'] else ''}; "
+        f"{meta['repeat']} run(s) per case ({meta.get('size', 'full')} sizes); "
         f"total {meta['seconds']:.0f} s; git {env['git']}; Python {env['python']}, "
         f"eventsourcing {env['eventsourcing']}, SQLAlchemy {env['sqlalchemy']}, "
         f"{env['cpus']} CPUs.",
