@@ -54,10 +54,9 @@ repetition, their order rotating, so drift on a noisy machine hits all of them a
 timed run is verified afterwards (counts, and decrypted values of the last event, or of every
 997th event read). Each case runs on fresh SQLite files or PostgreSQL schemas, removed
 afterwards. Each figure is the median of ``--repeat`` runs with min and max; the ratios are of
-medians from this same run. Each timed case also states this process's CPU time as a share of
-its timed wall time (all contenders together): on a shared machine, wall figures that move
-while that share stays put are noise from elsewhere (the database server's own time is not in
-it).
+medians from this same run. Each timed case also states, per contender, this process's CPU
+time as a share of the timed wall time: on a shared machine, wall figures that move while that
+share stays put are noise from elsewhere (the database server's own time is not in it).
 """
 
 from __future__ import annotations
@@ -69,7 +68,7 @@ import functools
 import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -137,32 +136,42 @@ class Context:
 
 @dataclass(slots=True)
 class Spent:
-    """Wall and CPU seconds of this process in the timed parts of a case (`clock`)."""
+    """Wall and CPU seconds of this process in the timed parts of a case, per contender
+    (`clock`)."""
 
-    wall: float = 0.0
-    cpu: float = 0.0
+    wall: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def add(self, who: str, wall: float, cpu: float) -> None:
+        self.wall[who] = self.wall.get(who, 0.0) + wall
+        self.cpu[who] = self.cpu.get(who, 0.0) + cpu
+
+    def clear(self) -> None:
+        self.wall.clear()
+        self.cpu.clear()
 
     def note(self) -> str:
-        """This process's CPU time as a share of the timed wall time: where wall figures move
-        while it stays put, the machine (or the database server) is what changed."""
-        share = self.cpu / self.wall if self.wall else 0.0
-        return f"client CPU {share:.0%} of timed wall"
+        """Each contender's CPU time in this process as a share of its timed wall time: where
+        wall figures move while the share stays put, the machine (or the database server) is
+        what changed."""
+        shares = ", ".join(f"{who} {self.cpu[who] / wall:.0%}"
+                           for who, wall in self.wall.items() if wall)
+        return f"client CPU / wall: {shares}" if shares else ""
 
 
 _SPENT = Spent()
 
 
-def clock(work: Callable[[], T]) -> tuple[float, T]:
+def clock(work: Callable[[], T], who: str) -> tuple[float, T]:
     """Seconds `work` took, and its result; prebuilt objects are frozen out of the GC. The
-    wall and CPU time are also added to the case's `Spent`."""
+    wall and CPU time are also added to the case's `Spent`, for contender `who`."""
     gc.collect()
     gc.freeze()
     try:
         start, cpu = time.perf_counter(), time.process_time()
         result = work()
         elapsed = time.perf_counter() - start
-        _SPENT.wall += elapsed
-        _SPENT.cpu += time.process_time() - cpu
+        _SPENT.add(who, elapsed, time.process_time() - cpu)
         return elapsed, result
     finally:
         gc.unfreeze()
@@ -220,7 +229,7 @@ def append_case(ctx: Context, case: str, layout: Layout,
         for name in turns(names, rep):
             with fresh_session(ctx.backend, name) as (session, _, _):
                 prepared = session.prepare(layout.batches())
-                elapsed, _ = clock(functools.partial(append_all, session, prepared))
+                elapsed, _ = clock(functools.partial(append_all, session, prepared), name)
                 del prepared
                 last = layout.event_at(layout.events - 1)
                 _ensure(session.count() == layout.events, f"{session.label}: wrong count")
@@ -243,7 +252,8 @@ def _timed_reads(ctx: Context, sessions: dict[str, Session], layout: Layout, *,
     for rep in range(ctx.repeat):
         for name in turns(list(sessions), rep):
             session = sessions[name]
-            elapsed, (count, sample) = clock(functools.partial(sampled_read, session, None))
+            elapsed, (count, sample) = clock(functools.partial(sampled_read, session, None),
+                                             name)
             verify_read(session, sample, count, layout, erased=erased)
             runs[name].append(count / elapsed)
             progress(f"  read-all{' erased' if erased else ''} {name}: "
@@ -296,7 +306,7 @@ def aggregate_case(ctx: Context) -> list[Row]:
         for rep in range(ctx.repeat):
             for name in turns(list(runs), rep):
                 session = sessions[name]
-                elapsed, loaded = clock(functools.partial(load_all, session, count))
+                elapsed, loaded = clock(functools.partial(load_all, session, count), name)
                 for customer, aggregate in enumerate(loaded):
                     last = layout.event_at(customer * per + per - 1)
                     _ensure(session.matches_aggregate(aggregate, last),
@@ -327,8 +337,8 @@ def erase_case(ctx: Context) -> list[Row]:
         session.scrub()
         for rep, pair in enumerate(subjects):
             for events, customer in (pair if rep % 2 == 0 else pair[::-1]):
-                shredding, shredded = clock(functools.partial(session.erase, customer))
-                evidence, receipt = clock(functools.partial(session.receipt, shredded))
+                shredding, shredded = clock(functools.partial(session.erase, customer), SHRED)
+                evidence, receipt = clock(functools.partial(session.receipt, shredded), SHRED)
                 last = Layout(events, per_append=BATCH if events == big else small,
                               customers=1, first_customer=customer).event_at(events - 1)
                 _ensure(session.is_erased(customer) and session.matches(
@@ -412,7 +422,7 @@ def run_backend(ctx: Context, cases: Sequence[str]) -> list[Row]:
     for case in cases:
         progress(f"{ctx.backend.name} {case}:")
         started = time.perf_counter()
-        _SPENT.wall = _SPENT.cpu = 0.0
+        _SPENT.clear()
         found = runners[case]()
         if _SPENT.wall:  # the memory case times child processes: nothing clocked here
             found = [dataclasses.replace(row, note="; ".join(filter(None, (
