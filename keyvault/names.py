@@ -11,7 +11,8 @@ import re
 
 from keyvault.errors import VaultConfigurationError
 
-__all__ = ["MAX_NOTE", "MAX_SUBJECT_ID", "check_note", "check_service_name", "check_subject"]
+__all__ = ["MAX_NOTE", "MAX_SUBJECT_ID", "check_note", "check_service_name", "check_subject",
+           "is_utf8"]
 
 MAX_SUBJECT_ID = 200
 """The longest subject id (and service key name), in characters."""
@@ -30,7 +31,7 @@ def check_subject(subject_id: object) -> None:
             f"a subject id is a non-empty string of at most {MAX_SUBJECT_ID} characters "
             "without control characters"
         )
-    if not _is_utf8(subject_id):
+    if not is_utf8(subject_id):
         raise VaultConfigurationError(
             "a subject id must be valid Unicode text: this one holds a lone surrogate "
             "(text decoded with errors='surrogateescape'?); pass the id as valid text")
@@ -39,7 +40,7 @@ def check_subject(subject_id: object) -> None:
 def check_service_name(name: object) -> None:
     """Refuse a service key's name that is not a non-empty, bounded, storable string."""
     if (not isinstance(name, str) or not name or len(name) > MAX_SUBJECT_ID
-            or _CONTROL.search(name) or not _is_utf8(name)):
+            or _CONTROL.search(name) or not is_utf8(name)):
         raise VaultConfigurationError(
             f"a service key's name is a non-empty string of at most {MAX_SUBJECT_ID} "
             "characters of valid Unicode without control characters")
@@ -54,7 +55,7 @@ def check_note(name: str, value: object) -> str | None:
     return value
 
 
-def _is_utf8(text: str) -> bool:
+def is_utf8(text: str) -> bool:
     """Whether `text` can be stored: lone surrogates cannot be encoded as UTF-8."""
     try:
         text.encode("utf-8")

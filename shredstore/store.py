@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 import keyvault
 from keyvault import ErasureResult, KeyProvider, KeyRing, KeyVault, SubjectStatus
-from keyvault.names import check_subject
+from keyvault.names import check_subject, is_utf8
 from shredstore import expected as _expected
 from shredstore.errors import (
     ConfigurationError,
@@ -845,7 +845,7 @@ def _shown(url: str | URL | Engine) -> str:
 def _check_stream_id(stream_id: object) -> None:
     if not isinstance(stream_id, str) or not stream_id:
         raise ConfigurationError("a stream id is a non-empty string")
-    if not _is_utf8(stream_id):
+    if not is_utf8(stream_id):
         raise ConfigurationError(
             "a stream id must be valid Unicode text: this one holds a lone surrogate (text "
             "decoded with errors='surrogateescape'?); pass the id as valid text")
@@ -941,12 +941,3 @@ def _check_subject(subject_id: object) -> None:
     `ConfigurationError`: an id the vault could never hold is refused before any query."""
     with vault_configuration_errors():
         check_subject(subject_id)
-
-
-def _is_utf8(text: str) -> bool:
-    """Whether `text` can be stored: lone surrogates cannot be encoded as UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

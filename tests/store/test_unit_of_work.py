@@ -38,7 +38,7 @@ class Pinged(Event, type_name="test.unit_of_work.Pinged"):
 
 
 class Failed(Exception):
-    pass
+    """What the test's hook raises: it must reach the caller unchanged."""
 
 
 @pytest.fixture
