@@ -40,7 +40,9 @@ class Session(ABC):
 
     @classmethod
     @abstractmethod
-    def open(cls, location: Location, secret: str) -> Session: ...
+    def open(cls, location: Location, secret: str, *, snapshots: bool = False) -> Session:
+        """The contender on `location`; with `snapshots`, configured to store and use
+        snapshots of aggregates (where that is a setting)."""
 
     @abstractmethod
     def prepare(self, batches: Sequence[Any]) -> list[Any]:
@@ -74,6 +76,14 @@ class Session(ABC):
     def matches_aggregate(self, aggregate: Any, last: EventSpec) -> bool:
         """Whether a loaded aggregate folded every event of its stream, up to `last`."""
 
+    def snapshot(self, customer: int) -> None:
+        """Take a snapshot of the customer's aggregate as it now stands (untimed)."""
+        raise NotImplementedError(f"{self.label} has no snapshots")
+
+    @abstractmethod
+    def locate(self, item: Any) -> tuple[int, int]:
+        """The (customer, version) of an item `read_all` yielded."""
+
     def erase(self, customer: int) -> None:
         raise NotImplementedError(f"{self.label} has no per-subject erasure")
 
@@ -87,11 +97,13 @@ class Session(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def fill(self, layout: Layout, *, chunk: int = 1000) -> None:
-        """Append the whole layout (untimed), preparing `chunk` appends at a time."""
-        for start in range(0, layout.appends, chunk):
-            for prepared in self.prepare(layout.batches(start, min(start + chunk,
-                                                                   layout.appends))):
+    def fill(self, layout: Layout, *, chunk: int = 1000, start: int = 0,
+             stop: int | None = None) -> None:
+        """Append the layout's appends `start` to `stop` (default: all; untimed), preparing
+        `chunk` appends at a time."""
+        stop = layout.appends if stop is None else stop
+        for first in range(start, stop, chunk):
+            for prepared in self.prepare(layout.batches(first, min(first + chunk, stop))):
                 self.append(prepared)
 
 
@@ -151,7 +163,9 @@ class ShredstoreSession(Session):
         return MasterKey.generate().to_base64()
 
     @classmethod
-    def open(cls, location: Location, secret: str) -> ShredstoreSession:
+    def open(cls, location: Location, secret: str, *,
+             snapshots: bool = False) -> ShredstoreSession:
+        # Repository.load always starts from the newest snapshot if there is one: no setting.
         return cls(EventStore(location.sqlalchemy_url("shredstore"),
                               master_key=MasterKey.from_base64(secret)))
 
@@ -181,6 +195,17 @@ class ShredstoreSession(Session):
 
     def load(self, customer: int) -> Any:
         return self.customers.load(str(customer))
+
+    def snapshot(self, customer: int) -> None:
+        """The aggregate as loaded, stored as its snapshot the way `Repository` stores one
+        (``store.save_snapshot`` with the class's snapshot type and schema version)."""
+        aggregate = self.customers.load(str(customer), use_snapshots=False)
+        self.store.save_snapshot(aggregate, stream_id=aggregate.stream_id,
+                                 version=aggregate.version, type_name=Customer.__stored_type__,
+                                 schema_version=Customer.__schema_version__)
+
+    def locate(self, item: Any) -> tuple[int, int]:
+        return int(item.stream_id.removeprefix("customer-")), item.version
 
     def matches_aggregate(self, aggregate: Any, last: EventSpec) -> bool:
         values = event_values(last)

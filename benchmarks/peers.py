@@ -144,9 +144,13 @@ class EventsourcingSession(Session):
         return AESCipher.create_key(32)
 
     @classmethod
-    def open(cls, location: Location, secret: str) -> EventsourcingSession:
+    def open(cls, location: Location, secret: str, *,
+             snapshots: bool = False) -> EventsourcingSession:
+        env = es_environment(location, secret)
+        if snapshots:
+            env["IS_SNAPSHOTTING_ENABLED"] = "y"
         try:
-            return cls(Application(env=es_environment(location, secret)))
+            return cls(Application(env=env))
         except Exception as error:
             if "psycopg_pool" in str(error.__cause__):
                 raise RuntimeError("eventsourcing on PostgreSQL needs psycopg_pool: "
@@ -187,6 +191,16 @@ class EventsourcingSession(Session):
 
     def load(self, customer: int) -> Any:
         return self.app.repository.get(es_aggregate_id(customer))
+
+    def snapshot(self, customer: int) -> None:
+        self.app.take_snapshot(es_aggregate_id(customer))
+
+    def locate(self, item: Any) -> tuple[int, int]:
+        customer = int(item.customer_id.removeprefix("C"))
+        if item.originator_id != es_aggregate_id(customer):
+            raise RuntimeError(f"{self.label}: event of {item.originator_id} names "
+                               f"customer {customer}")
+        return customer, item.originator_version
 
     def matches_aggregate(self, aggregate: Any, last: EventSpec) -> bool:
         values = event_values(last)
@@ -275,7 +289,7 @@ class RawSession(Session):
             _raw_metadata.create_all(conn)
 
     @classmethod
-    def open(cls, location: Location, secret: str) -> RawSession:
+    def open(cls, location: Location, secret: str, *, snapshots: bool = False) -> RawSession:
         return cls(_raw_engine(location))
 
     def prepare(self, batches: Sequence[Any]) -> list[Any]:
@@ -324,6 +338,9 @@ class RawSession(Session):
 
     def matches_aggregate(self, aggregate: Any, last: EventSpec) -> bool:
         return len(aggregate) == last.version and self.matches(aggregate[-1], last)
+
+    def locate(self, item: Any) -> tuple[int, int]:
+        return int(item.stream_id.removeprefix("customer-")), item.version
 
     def close(self) -> None:
         self.engine.dispose()
