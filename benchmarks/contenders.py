@@ -80,6 +80,10 @@ class Session(ABC):
         """Take a snapshot of the customer's aggregate as it now stands (untimed)."""
         raise NotImplementedError(f"{self.label} has no snapshots")
 
+    def snapshot_version(self, customer: int) -> int | None:
+        """The version of the customer's newest usable snapshot (None: none)."""
+        raise NotImplementedError(f"{self.label} has no snapshots")
+
     @abstractmethod
     def locate(self, item: Any) -> tuple[int, int]:
         """The (customer, version) of an item `read_all` yielded."""
@@ -203,6 +207,12 @@ class ShredstoreSession(Session):
         self.store.save_snapshot(aggregate, stream_id=aggregate.stream_id,
                                  version=aggregate.version, type_name=Customer.__stored_type__,
                                  schema_version=Customer.__schema_version__)
+
+    def snapshot_version(self, customer: int) -> int | None:
+        state = self.store.load_snapshot(Customer, stream_id(customer),
+                                         type_name=Customer.__stored_type__,
+                                         schema_version=Customer.__schema_version__)
+        return None if state is None else state.version
 
     def locate(self, item: Any) -> tuple[int, int]:
         return int(item.stream_id.removeprefix("customer-")), item.version

@@ -195,6 +195,12 @@ class EventsourcingSession(Session):
     def snapshot(self, customer: int) -> None:
         self.app.take_snapshot(es_aggregate_id(customer))
 
+    def snapshot_version(self, customer: int) -> int | None:
+        if self.app.snapshots is None:
+            return None
+        found = list(self.app.snapshots.get(es_aggregate_id(customer), desc=True, limit=1))
+        return found[0].originator_version if found else None
+
     def locate(self, item: Any) -> tuple[int, int]:
         customer = int(item.customer_id.removeprefix("C"))
         if item.originator_id != es_aggregate_id(customer):
