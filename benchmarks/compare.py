@@ -97,12 +97,14 @@ from .workload import (
     postgres_backend,
     sqlite_backend,
 )
+from .writers import BATCH as WRITER_BATCH
+from .writers import WriterPool, verify_log, writer_layouts
 
 __all__ = ["CASES", "main"]
 
 T = TypeVar("T")
 CASES = ("append-x1", "append-x1-new", "append-x100", "read-all", "aggregates",
-         "aggregates-snapshot", "erase", "memory")
+         "aggregates-snapshot", "writers", "erase", "memory")
 SHRED, ES, RAW = "shredstore", "eventsourcing", "raw"
 _RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -122,14 +124,22 @@ class Sizes:
     memory_big: int = 1_000_000
     memory_repeat: int | None = None
     """Runs of each memory child (None: ``--repeat``)."""
+    writers: int = 4
+    """Writer processes of the writers case."""
+    writer_events: int = 10_000
+    """Events each writer appends (in appends of 50)."""
+    writer_streams: int = 50
+    """Streams of each writer (its own)."""
 
 
 FULL = Sizes()
 QUICK = Sizes(customers=50, singles=500, batched=5_000, read=5_000, aggregates=50,
-              erase_big=5_000, memory_big=50_000, memory_repeat=1)
+              erase_big=5_000, memory_big=50_000, memory_repeat=1, writer_events=1_000,
+              writer_streams=5)
 """~20x smaller; customers too, so that as many appends create a subject's key (10%)."""
 MEDIUM = Sizes(customers=250, singles=2_500, batched=25_000, read=25_000, aggregates=250,
-               erase_big=25_000, memory_big=250_000, memory_repeat=1)
+               erase_big=25_000, memory_big=250_000, memory_repeat=1, writer_events=2_500,
+               writer_streams=12)
 """~4x smaller than full, in the same proportions as `QUICK` (meant to run in about ten
 minutes; not yet timed on this machine)."""
 BATCH = 100
@@ -367,6 +377,44 @@ def aggregate_case(ctx: Context, *, snapshots: bool = False) -> list[Row]:
     return [Row(ctx.backend.name, case, title, "loads/s", figures, checks=checks)]
 
 
+def writers_case(ctx: Context) -> list[Row]:
+    """`writers` processes appending at once, each to its own streams: events/s in all."""
+    sizes = ctx.sizes
+    layouts = writer_layouts(sizes.writers, sizes.writer_events, sizes.writer_streams)
+    total = sum(layout.events for layout in layouts)
+    names = [SHRED, ES, RAW]
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    retries: dict[str, int] = dict.fromkeys(names, 0)
+    with WriterPool(len(layouts)) as pool:
+        for rep in range(ctx.repeat):
+            for name in turns(names, rep):
+                with ctx.backend.fresh() as location:
+                    secret = CONTENDERS[name].new_secret()
+                    CONTENDERS[name].open(location, secret).close()  # tables, before the race
+                    done = pool.run(name, location, secret, layouts)
+                    _SPENT.add(name, done.wall, done.cpu)
+                    session = CONTENDERS[name].open(location, secret)
+                    try:
+                        verify_log(session, layouts, positions=name == SHRED)
+                    finally:
+                        session.close()
+                retries[name] += done.retries
+                runs[name].append(total / done.wall)
+                progress(f"  writers {name}: {total / done.wall:,.0f} events/s"
+                         + (f" ({done.retries} busy retries)" if done.retries else ""))
+    figures = {name: Figure.of(values) for name, values in runs.items()}
+    busy = ", ".join(f"{name} {count}" for name, count in retries.items() if count)
+    note = "client CPU summed over the writer processes"
+    if busy:
+        note += f"; appends retried because the database was locked: {busy}"
+    title = (f"{sizes.writers} writer processes at once, appends of {WRITER_BATCH}: "
+             f"{total:,} events")
+    return [Row(ctx.backend.name, "writers", title, "events/s", figures, note=note, checks=[
+        Check.ratio_of(figures, SHRED, ES, target=1.2, at_least=True),
+        Check.ratio_of(figures, SHRED, RAW, target=None, at_least=True),
+    ])]
+
+
 def erase_case(ctx: Context) -> list[Row]:
     """Erasure latency for a subject with few events and one with very many: ms. The erasure
     itself (`erasure.shred`) and the receipt's evidence (`erasure.receipt_for`) separately."""
@@ -464,6 +512,7 @@ def run_backend(ctx: Context, cases: Sequence[str]) -> list[Row]:
         "read-all": lambda: read_case(ctx),
         "aggregates": lambda: aggregate_case(ctx),
         "aggregates-snapshot": lambda: aggregate_case(ctx, snapshots=True),
+        "writers": lambda: writers_case(ctx),
         "erase": lambda: erase_case(ctx),
         "memory": lambda: memory_case(ctx),
     }
