@@ -8,6 +8,7 @@ PostgreSQL)::
     python -m benchmarks --medium                # ~4x smaller sizes than the full run
     python -m benchmarks --backend sqlite --cases append-x100,read-all --repeat 5
     python -m benchmarks --cases append-x1,append-x100,read-all,aggregates,erase   # no 1M fill
+    python -m benchmarks --quick --cases writers,flat --backend all --repeat 1
 
 Options: ``--backend sqlite|postgres|all`` (default all; with ``all`` an unreachable
 PostgreSQL is reported and skipped), ``--repeat N`` (default 3), ``--json PATH`` (default
@@ -44,6 +45,15 @@ layout are in `benchmarks.workload`, the contenders in `benchmarks.contenders`:
     loads by ``Repository.load``; eventsourcing: an ``Application`` with
     ``IS_SNAPSHOTTING_ENABLED=y``, ``app.take_snapshot(id)``, loads by
     ``app.repository.get``); raw has no snapshots: loads/s. Target: >= 1.5x eventsourcing.
+``writers``
+    4 writer processes at once (a pool of ``python -m benchmarks.writers`` processes, see
+    `benchmarks.writers`), each with its own session on the same fresh log (one SQLite file,
+    or one PostgreSQL schema), each appending 10,000 events in appends of 50 to 50 streams of
+    its own; started together once all are ready; events/s = all events / the wall time from
+    the start to the last writer's end. Verified afterwards: every event there once, read back
+    decrypted, each stream in order; for shredstore the global positions are 1..N with no gap.
+    An append that fails because the database is locked is made again (counted in the note).
+    Target: >= 1.2x eventsourcing.
 ``erase``
     ``erase_subject`` of a subject with 10 events and of one with 100,000 events (shredstore
     only; eventsourcing has no per-subject erasure), in its two parts: the erasure itself
@@ -51,10 +61,19 @@ layout are in `benchmarks.workload`, the contenders in `benchmarks.contenders`:
     (``erasure.receipt_for``: one pass over the subject's rows): ms. Target: the erasure's time
     ratio <= 1.5; the evidence grows with the subject's rows (no target). The log is filled
     untimed and scrubbed (SQLite WAL emptied) before the first erasure.
+``flat``
+    Appends of 100, timed in windows of 20 appends (2,000 events) when the log holds about
+    10,000 events and again when it holds 1,000,000 (the last windows end it there), filled
+    untimed in between: events/s at each size, and large / small. Target: shredstore's ratio
+    >= 0.9 (within 10%).
 ``memory``
     Peak RSS of a fresh process that reads the first 1,000 events, and of one that reads all
-    1,000,000, of a log filled untimed in appends of 100 (minutes on PostgreSQL: leave it out
-    with ``--cases``): MiB. Target: shredstore 1M <= 1.2x 1k.
+    1,000,000, of a log filled untimed in appends of 100 (with ``flat`` in the run, its large
+    logs, so the log is filled once for both; minutes on PostgreSQL: leave both out with
+    ``--cases``): MiB. Target: shredstore 1M <= 1.2x 1k.
+
+Targets are issue 17's, all of shredstore against eventsourcing (or against itself); raw
+SQLAlchemy is shown as a floor for information, with no target.
 
 Honesty rules: every contender gets the same events, streams, sizes and durability (SQLite
 file in WAL with ``synchronous=FULL``; the same PostgreSQL server, ``fsync`` on). Inputs are
@@ -104,7 +123,7 @@ __all__ = ["CASES", "main"]
 
 T = TypeVar("T")
 CASES = ("append-x1", "append-x1-new", "append-x100", "read-all", "aggregates",
-         "aggregates-snapshot", "writers", "erase", "memory")
+         "aggregates-snapshot", "writers", "erase", "flat", "memory")
 SHRED, ES, RAW = "shredstore", "eventsourcing", "raw"
 _RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -130,12 +149,16 @@ class Sizes:
     """Events each writer appends (in appends of 50)."""
     writer_streams: int = 50
     """Streams of each writer (its own)."""
+    flat_small: int = 10_000
+    """The flat case's small log; its large one is `memory_big` (the two cases share it)."""
+    flat_window: int = 20
+    """Appends of 100 in each timed window of the flat case."""
 
 
 FULL = Sizes()
 QUICK = Sizes(customers=50, singles=500, batched=5_000, read=5_000, aggregates=50,
               erase_big=5_000, memory_big=50_000, memory_repeat=1, writer_events=1_000,
-              writer_streams=5)
+              writer_streams=5, flat_small=5_000, flat_window=10)
 """~20x smaller; customers too, so that as many appends create a subject's key (10%)."""
 MEDIUM = Sizes(customers=250, singles=2_500, batched=25_000, read=25_000, aggregates=250,
                erase_big=25_000, memory_big=250_000, memory_repeat=1, writer_events=2_500,
@@ -150,6 +173,11 @@ class Context:
     backend: Backend
     repeat: int
     sizes: Sizes
+    shared: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    """Closes what outlives one case (the flat case's large logs) after the backend's run."""
+    large_logs: dict[str, tuple[Session, Location, str, Layout]] = field(default_factory=dict)
+    """The flat case's logs of `Sizes.memory_big` events, which the memory case then reads
+    (one fill for both cases)."""
 
 
 # --- timing ------------------------------------------------------------------------------------
@@ -415,6 +443,64 @@ def writers_case(ctx: Context) -> list[Row]:
     ])]
 
 
+def _window(session: Session, layout: Layout, start: int, stop: int, who: str) -> float:
+    """Appends `start` to `stop` of `layout`, timed: events/s; checked afterwards."""
+    prepared = session.prepare(layout.batches(start, stop))
+    elapsed, _ = clock(functools.partial(append_all, session, prepared), who)
+    del prepared
+    last = layout.event_at(stop * layout.per_append - 1)
+    _ensure(session.count() == stop * layout.per_append, f"{session.label}: wrong count")
+    _ensure(session.matches(session.last_of(last.customer), last),
+            f"{session.label}: the last event read back wrong")
+    return (stop - start) * layout.per_append / elapsed
+
+
+def flat_case(ctx: Context, *, keep: bool) -> list[Row]:
+    """Appends of 100 timed in windows when the log is small and again when it is large:
+    events/s at each, and the ratio. With `keep`, the large logs stay for the memory case."""
+    sizes = ctx.sizes
+    layout = Layout(sizes.memory_big, BATCH, sizes.customers)
+    span = ctx.repeat * sizes.flat_window  # appends timed per phase and contender
+    small_start = max(0, sizes.flat_small // BATCH - span // 2)  # windows around flat_small
+    big_start = layout.appends - span  # the last windows end the log at memory_big
+    _ensure(small_start + span <= big_start, "the flat case's small and large logs overlap")
+    names = [SHRED, ES, RAW]
+    runs: dict[tuple[str, str], list[float]] = {}
+    with contextlib.ExitStack() as stack:
+        logs = {name: (ctx.shared if keep else stack).enter_context(
+            fresh_session(ctx.backend, name)) for name in names}
+        done = dict.fromkeys(names, 0)
+        for phase, start in (("small", small_start), ("large", big_start)):
+            for name in names:
+                session = logs[name][0]
+                progress(f"    filling {session.label} to {start * BATCH:,} events (untimed)")
+                session.fill(layout, start=done[name], stop=start)
+                done[name] = start
+            for rep in range(ctx.repeat):
+                for name in turns(names, rep):
+                    stop = done[name] + sizes.flat_window
+                    rate = _window(logs[name][0], layout, done[name], stop, name)
+                    runs.setdefault((name, phase), []).append(rate)
+                    progress(f"  flat {name} at {done[name] * BATCH:,} events: "
+                             f"{rate:,.0f} events/s")
+                    done[name] = stop
+        if keep:
+            ctx.large_logs.update({name: (*logs[name], layout) for name in (SHRED, ES)})
+    small = {name: Figure.of(runs[name, "small"]) for name in names}
+    large = {name: Figure.of(runs[name, "large"]) for name in names}
+    window = sizes.flat_window * BATCH
+    checks = [Check(f"{name} large / small", large[name].median / small[name].median,
+                    target=0.9 if name == SHRED else None, at_least=True) for name in names]
+    return [
+        Row(ctx.backend.name, "flat", f"append x100 in windows of {window:,} events, log at "
+            f"{small_start * BATCH:,}-{(small_start + span) * BATCH:,} events", "events/s",
+            small, checks=[Check.ratio_of(small, SHRED, ES, target=None, at_least=True)]),
+        Row(ctx.backend.name, "flat", f"append x100 in windows of {window:,} events, log at "
+            f"{big_start * BATCH:,}-{layout.events:,} events", "events/s", large,
+            checks=[Check.ratio_of(large, SHRED, ES, target=None, at_least=True), *checks]),
+    ]
+
+
 def erase_case(ctx: Context) -> list[Row]:
     """Erasure latency for a subject with few events and one with very many: ms. The erasure
     itself (`erasure.shred`) and the receipt's evidence (`erasure.receipt_for`) separately."""
@@ -475,9 +561,16 @@ def memory_case(ctx: Context) -> list[Row]:
     peaks: dict[str, dict[int, list[float]]] = {n: {small: [], layout.events: []}
                                                 for n in (SHRED, ES)}
     with contextlib.ExitStack() as stack:
-        logs = {name: stack.enter_context(fresh_session(ctx.backend, name)) for name in peaks}
-        for session, _, _ in logs.values():
-            fill(session, layout, "memory")
+        if ctx.large_logs:  # filled by the flat case: the same layout, complete
+            logs = {name: ctx.large_logs[name][:3] for name in peaks}
+            _ensure(all(ctx.large_logs[name][3] == layout for name in peaks),
+                    "the flat case's logs are not the memory case's")
+            progress(f"    reading the flat case's logs of {layout.events:,} events")
+        else:
+            logs = {name: stack.enter_context(fresh_session(ctx.backend, name))
+                    for name in peaks}
+            for session, _, _ in logs.values():
+                fill(session, layout, "memory")
         for rep in range(repeat):
             for name in turns(list(peaks), rep):
                 _, location, secret = logs[name]
@@ -513,6 +606,7 @@ def run_backend(ctx: Context, cases: Sequence[str]) -> list[Row]:
         "aggregates": lambda: aggregate_case(ctx),
         "aggregates-snapshot": lambda: aggregate_case(ctx, snapshots=True),
         "writers": lambda: writers_case(ctx),
+        "flat": lambda: flat_case(ctx, keep="memory" in cases),
         "erase": lambda: erase_case(ctx),
         "memory": lambda: memory_case(ctx),
     }
@@ -570,7 +664,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for backend in backends:
             progress(f"== {backend.description}")
-            rows.extend(run_backend(Context(backend, args.repeat, sizes), args.cases))
+            ctx = Context(backend, args.repeat, sizes)
+            with ctx.shared:
+                rows.extend(run_backend(ctx, args.cases))
     finally:
         leftovers = [name for backend in backends for name in backend.leftovers()]
         for backend in backends:
