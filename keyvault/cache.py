@@ -41,6 +41,8 @@ class KeyCache:
         self.seen: ErasureMark | None = None  # unknown: the first check drops everything
         self.seen_record: Hashable | None = None  # the erasure record's mark (see vault)
         self._keys: OrderedDict[str, DataKey] = OrderedDict()
+        self.find = self._keys.get
+        """`get` without a Python call in between (the map is never replaced, only changed)."""
         self._erased: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 

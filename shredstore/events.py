@@ -26,6 +26,7 @@ __all__ = [
     "RecordedEvent",
     "UnknownEvent",
     "default_registry",
+    "recorded_event",
     "upcaster",
 ]
 
@@ -192,3 +193,41 @@ def upcaster(
         return function
 
     return register
+
+
+def _recorded_factory() -> Callable[..., RecordedEvent]:
+    """A `RecordedEvent` maker for the read path: the slots set directly, without the frozen
+    dataclass's ``__init__`` (which sets each field through ``object.__setattr__``); half the
+    cost of a read's most frequent object. Every field is given, positionally."""
+    slots = vars(RecordedEvent)
+    (position, stream_id, version, event_id, event_type, schema_version, recorded_at,
+     metadata, event, redacted_fields, personal_fields) = (
+        slots[name].__set__ for name in (
+            "position", "stream_id", "version", "event_id", "event_type", "schema_version",
+            "recorded_at", "metadata", "event", "redacted_fields", "personal_fields"))
+    new = object.__new__
+
+    def recorded_event(  # noqa: PLR0917 (the dataclass's own positional order)
+        position_: int, stream_id_: str, version_: int, event_id_: UUID, event_type_: str,
+        schema_version_: int, recorded_at_: datetime, metadata_: Mapping[str, JsonValue],
+        event_: Event, redacted_fields_: frozenset[str], personal_fields_: frozenset[str],
+    ) -> RecordedEvent:
+        made: RecordedEvent = new(RecordedEvent)
+        position(made, position_)
+        stream_id(made, stream_id_)
+        version(made, version_)
+        event_id(made, event_id_)
+        event_type(made, event_type_)
+        schema_version(made, schema_version_)
+        recorded_at(made, recorded_at_)
+        metadata(made, metadata_)
+        event(made, event_)
+        redacted_fields(made, redacted_fields_)
+        personal_fields(made, personal_fields_)
+        return made
+
+    return recorded_event
+
+
+recorded_event = _recorded_factory()
+"""`RecordedEvent(...)` with all eleven fields given positionally, built faster (reads)."""

@@ -22,7 +22,7 @@ from uuid import UUID
 
 from keyvault import KeyRing
 from shredstore.errors import ConfigurationError, InvalidEventError, TamperedError
-from shredstore.events import Event, EventRegistry, RecordedEvent, UnknownEvent
+from shredstore.events import Event, EventRegistry, RecordedEvent, UnknownEvent, recorded_event
 from shredstore.mapping.column import (
     Path,
     StoredGroup,
@@ -156,8 +156,8 @@ class EventMapper:
                                     else redacted_fields(groups or (), data))
             data["event_id"] = row.event_id
             event = validate(cls, data, where)
-        # Positional: this runs once per event read, and keywords cost a third more.
-        return RecordedEvent(row.position, row.stream_id, row.version, row.event_id,
+        # Positional and without the dataclass's __init__: this runs once per event read.
+        return recorded_event(row.position, row.stream_id, row.version, row.event_id,
                              row.event_type, row.schema_version, row.recorded_at, metadata,
                              event, redacted_names, personal_fields)
 

@@ -13,15 +13,17 @@ reads as `REDACTED`; a value that fails authentication, or a malformed group, is
 
 from __future__ import annotations
 
+from base64 import b64decode
 from typing import Any
 from uuid import UUID
+
+from pydantic_core import from_json, to_json
 
 import keyvault
 from keyvault import KeyRing
 from shredstore.errors import ConfigurationError, TamperedError
-from shredstore.mapping.column import StoredGroup, sealed_value, stored_paths
-from shredstore.mapping.encoding import decode_values
-from shredstore.mapping.split import join, redact
+from shredstore.mapping.column import StoredGroup
+from shredstore.mapping.split import put, redact
 from shredstore.personal import dotted
 
 __all__ = ["event_context", "open_groups", "seal", "snapshot_context", "unseal"]
@@ -54,12 +56,7 @@ def unseal(ring: KeyRing, subject: str, paths: bytes, sealed: bytes, context: by
     """The values' JSON text of a value sealed by `seal` with the same `paths` and
     `context`, or None if the subject's key was erased. Raises as `KeyRing.open` does
     otherwise (`keyvault.TamperedError` where authentication fails)."""
-    if ring.is_erased(subject):  # known erased: no need to raise and catch per record
-        return None
-    try:
-        return ring.open(subject, sealed, aad=context + paths)
-    except keyvault.KeyErasedError:
-        return None
+    return ring.open_unless_erased(subject, sealed, aad=context + paths)
 
 
 def open_groups(
@@ -86,10 +83,12 @@ def open_groups(
             f"{where} holds personal data, and the store has no master key to open it: "
             "pass master_key= to EventStore"
         )
+    # The steps of `stored_paths`, `sealed_value`, `unseal`, `decode_values` and `join`,
+    # written out: a read runs this once per event.
     try:
         for group in groups:
             paths = group["paths"]
-            encoded = stored_paths(group)
+            encoded = to_json(paths)  # as `stored_paths`: the authenticated form
             names = _FIELD_NAMES.get(encoded) or _field_names(encoded, paths)
             fields = fields | names if fields else names
             if group.get("redacted") is True:
@@ -98,14 +97,18 @@ def open_groups(
                 redact(data, paths)
                 redacted = True
                 continue
-            if ring is None:  # excluded above; not a data error, so outside the handlers
-                raise RuntimeError("no keyring to open personal data with")
-            opened = unseal(ring, group["subject"], encoded, sealed_value(group, where), context)
-            if opened is None:
+            values = _opened(ring, group, context + encoded)
+            if values is None:
                 redact(data, paths)
                 redacted = True
-            else:
-                join(data, paths, decode_values(opened, len(paths)))
+                continue
+            if len(values) != len(paths):
+                raise ValueError("the opened values do not match the group's paths")
+            for path, value in zip(paths, values, strict=True):
+                if len(path) == 1:
+                    data[path[0]] = value
+                else:
+                    put(data, path, value)
     except TamperedError:
         raise  # already says what is wrong (a subclass of keyvault's)
     except (keyvault.TamperedError, keyvault.VaultConfigurationError):
@@ -114,8 +117,24 @@ def open_groups(
             "was altered; run verify()"
         ) from None
     except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        # binascii.Error (not base64) is a ValueError
         raise TamperedError(f"{where}: its personal data is malformed; run verify()") from None
     return fields, redacted
+
+
+def _opened(ring: KeyRing | None, group: StoredGroup, aad: bytes) -> list[Any] | None:
+    """A sealed group's values (`unseal` and `decode_values` in one step), None if its
+    subject's key was erased; raises as `open_groups` handles."""
+    if ring is None:  # excluded by open_groups; not a data error, so not one it handles
+        raise RuntimeError("no keyring to open personal data with")
+    opened = ring.open_unless_erased(group["subject"], b64decode(group["sealed"], validate=True),
+                                     aad=aad)
+    if opened is None:
+        return None
+    values = from_json(opened)
+    if type(values) is not list:
+        raise ValueError("the opened values are not a list")
+    return values
 
 
 _FIELD_NAMES: dict[bytes, frozenset[str]] = {}

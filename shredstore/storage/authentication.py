@@ -1,16 +1,20 @@
 """Per-row authenticators: any change to a stored event or snapshot is an error on read.
 
-The hash chain shows that rows changed only to a `verify` pass, and only against an anchor
-kept elsewhere: whoever can rewrite the table can recompute the chain. An authenticator cannot
-be recomputed without a key. A store with the master key asks the vault for the service key
-``shredstore.rows.v1`` and stores, with every row it appends, ``HMAC-SHA256(key, label ||
-position || content)``, where content is the chain's framing of the whole row
-(`shredstore.storage.chain.row_content`: the plain payload, the sealed personal column and the
-subjects the event names included). Every read of a store with the master key checks it, in
-the storage layer, before anything above sees the row: a relabelled, replaced or NULLed
-personal group, an edited plain field, a row moved to another position, all raise
-`TamperedError`, also when the subject's key is erased and without running `verify`. The key is
-a vault service key: an erasure never touches it, and a master-key rotation re-wraps it.
+The hash chain shows that rows changed only to a `verify` pass, and only against an anchor kept
+elsewhere: whoever can rewrite the table can recompute the chain. An authenticator cannot be
+recomputed without a key. A store with the master key asks the vault for the service key
+``shredstore.rows.v1`` and stores, with every row it appends, an authenticator of its position
+and content (format 2: the byte 2 and keyed BLAKE2b-256, under a key derived from the service
+key, of ``position || content``; rows written before it carry format 1, ``HMAC-SHA256(key,
+label || position || content)``, and are still checked; BLAKE2b, a standard keyed hash, costs a
+third of HMAC-SHA256 here, and every read and append computes one per row), where content is
+the chain's framing of the whole row (`shredstore.storage.chain.row_content`: the plain
+payload, the sealed personal column and the subjects the event names included). Every read of a
+store with the master key checks it, in the storage layer, before anything above sees the row:
+a relabelled, replaced or NULLed personal group, an edited plain field, a row moved to another
+position, all raise `TamperedError`, also when the subject's key is erased and without running
+`verify`. The key is a vault service key: an erasure never touches it, and a master-key
+rotation re-wraps it.
 
 A row without an authenticator was appended by a store without the master key (the erasure
 ledger written by a key-less ``shredstore erase``). Such a row cannot hold personal data: a
@@ -26,6 +30,7 @@ state and personal column: one that fails is never loaded (the aggregate replays
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import struct
 from collections.abc import Callable
@@ -43,6 +48,11 @@ ROWS_KEY = "shredstore.rows.v1"
 _ROW_LABEL = b"shredstore.row.v1\x00"
 _SNAPSHOT_LABEL = b"shredstore.snapshot.v1\x00"
 _POSITION = struct.Struct(">Q")
+_FORMAT_2 = b"\x02"
+_FORMAT_2_SIZE = 33
+_FORMAT_1_SIZE = 32
+_FORMAT_2_KEY_LABEL = b"shredstore.row.v2 blake2b key\x00"
+_FORMAT_2_PERSON = b"shredstore.row.2"
 _LENGTH = struct.Struct(">Q")
 _NUMBERS = struct.Struct(">QqQq")
 
@@ -61,18 +71,43 @@ class RowAuthenticator:
     of such a type must have an authenticator.
     """
 
-    __slots__ = ("_declares_personal", "_key", "_source")
+    __slots__ = ("_declares_personal", "_key", "_legacy", "_rows", "_source")
 
     def __init__(self, key: Callable[[], bytes], *,
                  declares_personal: Callable[[str], bool]) -> None:
         self._source = key
         self._key: bytes | None = None
+        self._rows: hashlib.blake2b | None = None
+        """The keyed BLAKE2b state of format 2, continued by a copy per row."""
+        self._legacy: hmac.HMAC | None = None
+        """HMAC-SHA256 keyed and fed the row label: format 1, checked on rows written so."""
         self._declares_personal = declares_personal
 
     def sign(self, position: int, content: bytes) -> bytes:
-        """The authenticator of the row at `position` whose framed content is `content`."""
-        key = self._key if self._key is not None else self._load()
-        return hmac.digest(key, _ROW_LABEL + _POSITION.pack(position) + content, "sha256")
+        """The authenticator of the row at `position` whose framed content is `content`
+        (format 2: the byte 2, then keyed BLAKE2b-256 of position and content)."""
+        mac = (self._rows if self._rows is not None else self._keyed()).copy()
+        mac.update(_POSITION.pack(position))
+        mac.update(content)
+        return _FORMAT_2 + mac.digest()
+
+    def _sign_legacy(self, position: int, content: bytes) -> bytes:
+        """Format 1: ``HMAC-SHA256(key, label || position || content)``, 32 bytes."""
+        if self._legacy is None:
+            self._keyed()
+        if self._legacy is None:
+            raise RuntimeError("the row key was not set")
+        mac = self._legacy.copy()
+        mac.update(_POSITION.pack(position))
+        mac.update(content)
+        return mac.digest()
+
+    def _matches(self, position: int, content: bytes, mac: bytes) -> bool:
+        """Whether `mac`, in either format, authenticates `content` at `position`."""
+        if len(mac) == _FORMAT_2_SIZE and mac[0] == _FORMAT_2[0]:
+            return hmac.compare_digest(self.sign(position, content), mac)
+        return len(mac) == _FORMAT_1_SIZE and hmac.compare_digest(
+            self._sign_legacy(position, content), mac)
 
     def ready(self) -> None:
         """Fetch the key now if it was not yet: call before a write transaction, since
@@ -81,11 +116,22 @@ class RowAuthenticator:
         if self._key is None:
             self._load()
 
+    def _keyed(self) -> hashlib.blake2b:
+        self._load()
+        if self._rows is None:
+            raise RuntimeError("the row key was not set")
+        return self._rows
+
     def _load(self) -> bytes:
         key = self._source()
         if len(key) != 32:
             raise ValueError("a row key is 32 bytes")
         self._key = key
+        self._legacy = hmac.new(key, _ROW_LABEL, "sha256")
+        # Format 2's key is derived from the row key, so the two formats never share one.
+        self._rows = hashlib.blake2b(
+            key=hmac.digest(key, _FORMAT_2_KEY_LABEL, "sha256"), digest_size=32,
+            person=_FORMAT_2_PERSON)
         return key
 
     def verdict(self, row: StoredRow) -> Verdict:
@@ -94,14 +140,12 @@ class RowAuthenticator:
             if row.personal is not None or self._declares_personal(row.event_type):
                 return "stripped"
             return "unauthenticated"
-        expected = self.sign(row.position, content_of(row))
-        return "authentic" if hmac.compare_digest(expected, row.mac) else "forged"
+        return "authentic" if self._matches(row.position, content_of(row), row.mac) else "forged"
 
     def check(self, row: StoredRow) -> StoredRow:
         """`row` itself if it may be read; else `TamperedError`, naming only its position."""
         mac = row.mac
-        if mac is not None and hmac.compare_digest(
-                self.sign(row.position, content_of(row)), mac):
+        if mac is not None and self._matches(row.position, content_of(row), mac):
             return row
         verdict = self.verdict(row)
         if verdict == "unauthenticated":

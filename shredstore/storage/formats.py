@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 import pydantic_core
 
@@ -20,6 +20,7 @@ from shredstore.storage.chain import StoredRow
 __all__ = [
     "Formats",
     "as_uuid",
+    "uuid_of_hex",
     "names",
     "parse_subjects",
     "subjects_text",
@@ -46,12 +47,40 @@ def _same(value: Any) -> Any:
 
 
 def _sqlite_row(raw: Any) -> StoredRow:
-    # SQLAlchemy's SQLite formats: a UUID as 32 hex digits, a time as naive UTC text.
+    # SQLAlchemy's SQLite formats: a UUID as 32 hex digits, a time as naive UTC text (parsed
+    # with its offset appended: five times cheaper than parsing and then replacing tzinfo).
     verified = len(raw) > 12  # read for verify: with the chain hashes
-    return StoredRow(raw[0], raw[1], raw[2], UUID(hex=raw[3]), raw[4], raw[5],
-                     datetime.fromisoformat(raw[6]).replace(tzinfo=UTC), raw[7], raw[8],
+    return StoredRow(raw[0], raw[1], raw[2], uuid_of_hex(raw[3]), raw[4], raw[5],
+                     datetime.fromisoformat(raw[6] + "+00:00"), raw[7], raw[8],
                      raw[9], raw[12] if verified else b"", raw[13] if verified else b"",
                      raw[10], raw[11])
+
+
+def _fast_uuid(text: str) -> UUID:
+    """`UUID(hex=text)` for exactly 32 hex digits, built as pydantic-core builds UUIDs (the
+    instance's two slots set directly), a third of the cost of `UUID.__init__`'s parsing."""
+    raw = bytes.fromhex(text)
+    if len(raw) != 16 or len(text) != 32:  # fromhex skips spaces; UUID(hex=) takes none
+        raise ValueError("an event id is 32 hex digits")
+    made = _new_uuid(UUID)
+    _set_int(made, int.from_bytes(raw))
+    _set_is_safe(made, SafeUUID.unknown)
+    return made
+
+
+def _slow_uuid(text: str) -> UUID:
+    if len(text) != 32:
+        raise ValueError("an event id is 32 hex digits")
+    return UUID(hex=text)
+
+
+_new_uuid = object.__new__
+_SLOTS = vars(UUID)
+_FAST = set(getattr(UUID, "__slots__", ())) >= {"int", "is_safe"}
+_set_int: Any = _SLOTS["int"].__set__ if _FAST else None
+_set_is_safe: Any = _SLOTS["is_safe"].__set__ if _FAST else None
+uuid_of_hex: Callable[[str], UUID] = _fast_uuid if _FAST else _slow_uuid
+"""A UUID from exactly 32 hex digits (SQLite's stored form); ValueError otherwise."""
 
 
 def _postgres_row(raw: Any) -> StoredRow:

@@ -552,7 +552,13 @@ class EventLog:
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
             with translate_errors(), self._engine.connect() as conn, conn.begin():
-                raw = conn.exec_driver_sql(sql, (*fixed, bound, size)).fetchall()
+                # The driver's cursor: plain tuples, without SQLAlchemy's per-row objects.
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(sql, (*fixed, bound, size))
+                    raw = cursor.fetchall()
+                finally:
+                    cursor.close()
             if raw:
                 yield [to_row(row) for row in raw]
             if len(raw) < size:

@@ -128,16 +128,17 @@ class AuthenticityContract:
     def test_every_appended_row_carries_an_authenticator_and_reads_back(
         self, store: EventStore, url: str
     ) -> None:
-        """Rows appended with the master key hold a 32-byte MAC and their subjects; they read
-        back and verify, with no row counted as unauthenticated."""
+        """Rows appended with the master key hold a format-2 MAC (the byte 2 and 32 bytes) and
+        their subjects; they read back and verify, with no row counted as unauthenticated."""
         events = [enrolled("c1"), Nicknamed(customer_id="c1", nickname=NICKNAME),
                   Pinged(note="plain")]
         store.append("c-1", events[:2])
         store.append("p", events[2:])
         reader = tampering.raw_engine(url)
         try:
-            assert all(len(bytes(tampering.column(reader, p, "mac"))) == 32  # type: ignore[arg-type]
-                       for p in (1, 2, 3))
+            macs = [bytes(tampering.column(reader, p, "mac"))  # type: ignore[arg-type]
+                    for p in (1, 2, 3)]
+            assert all(len(mac) == 33 and mac[0] == 2 for mac in macs)
             assert tampering.column(reader, 1, "subjects") == '["c1"]'
             assert tampering.column(reader, 3, "subjects") is None
         finally:
