@@ -3,9 +3,9 @@
 Run from the repository root (needs the ``bench`` extra, and ``eventsourcing[postgres]`` for
 PostgreSQL)::
 
-    python -m benchmarks                         # every case, SQLite and PostgreSQL (~25 min)
-    python -m benchmarks --quick                 # ~20x smaller sizes: a smoke run (~3 min)
-    python -m benchmarks --medium                # ~4x smaller sizes than the full run
+    python -m benchmarks                         # every case, SQLite and PostgreSQL (~1 h+)
+    python -m benchmarks --quick                 # ~20x smaller sizes: a smoke run (~3.5 min)
+    python -m benchmarks --medium                # ~6x smaller sizes (~10 min)
     python -m benchmarks --backend sqlite --cases append-x100,read-all --repeat 5
     python -m benchmarks --cases append-x1,append-x100,read-all,aggregates,erase   # no 1M fill
     python -m benchmarks --quick --cases writers,flat --backend all --repeat 1
@@ -17,8 +17,9 @@ PostgreSQL is reported and skipped), ``--repeat N`` (default 3), ``--json PATH``
 the role must be allowed to create schemas), ``--cases`` (a comma-separated subset of the
 cases below).
 
-What is measured (full sizes; ``--quick`` divides them by about 20). The workload and stream
-layout are in `benchmarks.workload`, the contenders in `benchmarks.contenders`:
+What is measured (full sizes; ``--quick`` divides them by about 20, ``--medium`` by about
+6). The workload and stream layout are in `benchmarks.workload`, the contenders in
+`benchmarks.contenders`, the writer processes in `benchmarks.writers`:
 
 ``append-x1``
     10,000 single-event appends, each its own transaction and durable commit, round-robin over
@@ -117,7 +118,7 @@ from .workload import (
     sqlite_backend,
 )
 from .writers import BATCH as WRITER_BATCH
-from .writers import WriterPool, verify_log, writer_layouts
+from .writers import WriterPool, code_changed, verify_log, writer_layouts
 
 __all__ = ["CASES", "main"]
 
@@ -159,12 +160,13 @@ FULL = Sizes()
 QUICK = Sizes(customers=50, singles=500, batched=5_000, read=5_000, aggregates=50,
               erase_big=5_000, memory_big=50_000, memory_repeat=1, writer_events=1_000,
               writer_streams=5, flat_small=5_000, flat_window=10)
-"""~20x smaller; customers too, so that as many appends create a subject's key (10%)."""
-MEDIUM = Sizes(customers=250, singles=2_500, batched=25_000, read=25_000, aggregates=250,
-               erase_big=25_000, memory_big=250_000, memory_repeat=1, writer_events=2_500,
-               writer_streams=12)
-"""~4x smaller than full, in the same proportions as `QUICK` (meant to run in about ten
-minutes; not yet timed on this machine)."""
+"""~20x smaller; customers too, in the same proportion to the appends (3.5 min with
+``--repeat 3`` on a 2-core machine)."""
+MEDIUM = Sizes(customers=150, singles=1_500, batched=15_000, read=15_000, aggregates=150,
+               erase_big=15_000, memory_big=150_000, memory_repeat=1, writer_events=2_000,
+               writer_streams=10)
+"""~6x smaller than full (the flat case's small log stays at 10,000 events): every case on
+both backends in about ten minutes with ``--repeat 3`` on a 2-core machine."""
 BATCH = 100
 
 
@@ -424,6 +426,14 @@ def writers_case(ctx: Context) -> list[Row]:
                     session = CONTENDERS[name].open(location, secret)
                     try:
                         verify_log(session, layouts, positions=name == SHRED)
+                    except Exception as error:
+                        if code_changed():
+                            raise RuntimeError(
+                                f"{name}'s writers' log does not read back here, and the "
+                                "library's code changed since this run started (the writer "
+                                "processes may have written with code this process does not "
+                                "have): run again") from error
+                        raise
                     finally:
                         session.close()
                 retries[name] += done.retries
@@ -634,7 +644,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add_common_arguments(parser, quick_help="~20x smaller sizes: a smoke run",
                          json_help="where to write the results (default benchmarks/results/...)")
     parser.add_argument("--medium", action="store_true",
-                        help="~4x smaller sizes than the full run")
+                        help="~6x smaller sizes than the full run (~10 min)")
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"comma-separated subset of: {', '.join(CASES)}")
     args = parser.parse_args(argv)

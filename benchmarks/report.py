@@ -201,8 +201,11 @@ def metadata(backends: Sequence[Backend], *, quick: bool, repeat: int, sizes: An
         "notes": [
             "Figures are median [min-max] of the runs; ratios are of medians of this run.",
             f"Streams: one per customer (data subject), {sizes.customers:,} of them; a batch "
-            "of 100 goes to one stream; single appends go round-robin over them. The same "
-            "layout for every contender.",
+            "of 100 goes to one stream; append-x1's single appends go round-robin over them, "
+            "each of which already holds one event (appended untimed); append-x1-new's each "
+            f"go to a new subject; the writers case's {sizes.writers} processes each append "
+            f"{sizes.writer_events:,} events in batches of 50 to {sizes.writer_streams} "
+            "streams of their own. The same layout for every contender.",
             "eventsourcing: the first event of each stream creates its aggregate "
             "(an Aggregate.Created subclass with the same six fields); it decrypts on read "
             "but does not validate field types (it restores the event's attributes).",
@@ -211,6 +214,9 @@ def metadata(backends: Sequence[Backend], *, quick: bool, repeat: int, sizes: An
             "encryption; its reads fetch rows without decoding them.",
             "Durability: SQLite files in WAL with synchronous=FULL for all three (checked "
             "through eventsourcing's own connection); one PostgreSQL server.",
+            "Writers: separate processes, each with its own session, all opened (one after "
+            "the other) and prepared before a common start signal; client CPU there is the "
+            "writers' CPU summed, so it can exceed 100% of wall on several cores.",
             "Peak memory: VmHWM of a fresh child process (its own address space); a child's "
             "ru_maxrss on Linux starts at its parent's RSS at fork, so it is not used.",
         ],

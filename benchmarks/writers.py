@@ -31,13 +31,28 @@ from typing import Any
 from .peers import CONTENDERS
 from .workload import Layout, Location
 
-__all__ = ["BATCH", "WriterPool", "WritersRun", "verify_log", "writer_layouts"]
+__all__ = ["BATCH", "WriterPool", "WritersRun", "code_changed", "verify_log", "writer_layouts"]
 
 BATCH = 50
 """Events per append of each writer."""
 RETRIES = 1000
 """Busy retries a child makes in all before it gives up (and the case fails)."""
 _ROOT = Path(__file__).resolve().parents[1]
+
+
+def _code_stamp() -> float:
+    return max((path.stat().st_mtime for folder in ("shredstore", "keyvault")
+                for path in (_ROOT / folder).rglob("*.py")), default=0.0)
+
+
+_LOADED = _code_stamp()
+
+
+def code_changed() -> bool:
+    """Whether the libraries' sources changed since this process imported them: then the
+    writer processes (which import the code of their moment) may not run the code this
+    process runs, and a log one wrote may not read back in the other."""
+    return _code_stamp() != _LOADED
 
 
 def writer_layouts(writers: int, events: int, streams: int) -> list[Layout]:
