@@ -178,7 +178,10 @@ def _switch_to_wal(cursor: Any) -> None:
 
 def _sqlite_begin(connection: Connection) -> None:
     writing = connection.get_execution_options().get("begin_immediate", False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+    # On the driver's connection (in autocommit, see _sqlite_connect): SQLAlchemy's execution
+    # of a statement costs more than the BEGIN, and every short transaction makes one.
+    connection.connection.driver_connection.execute(  # type: ignore[union-attr]
+        "BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
 def checkpoint_wal(engine: Engine, *, wait: float = CHECKPOINT_WAIT_SECONDS) -> bool:

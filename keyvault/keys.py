@@ -136,7 +136,7 @@ class SubjectKeys:
             return
         for subject_id in wanted:
             check_subject(subject_id)
-        found = self._load(wanted)
+        found = self._load(wanted, missing_are_guarded=created is not None)
         for row in found.values():
             with contextlib.suppress(SubjectErasedError):
                 self._key_from_row(row, opening=False)
@@ -166,22 +166,22 @@ class SubjectKeys:
         """Store a deferred-creation ring's keys in `conn`'s transaction;
         `KeyCreationConflict` where another process stored one first."""
         self._insert_new_keys(conn, made)
-        rows = conn.execute(sa.select(_S.c.subject_id, _S.c.wrapped_key).where(
-            _S.c.subject_id.in_(list(made)))).all()
+        rows = statements.load_keys(conn, list(made))
         stored = {row.subject_id: row.wrapped_key for row in rows}
         lost = [s for s, new in made.items() if stored.get(s) != new.row["wrapped_key"]]
         if lost:
             raise KeyCreationConflict(lost)
 
-    def refresh(self) -> None:
+    def refresh(self, connection: Connection | None = None) -> None:
         """Drop cached keys of subjects erased (by any process) since the last check; drop
         them all if the vault's erasures are not a continuation of those last seen (a vault
-        restored from a backup: see keyvault.cache)."""
+        restored from a backup: see keyvault.cache). In `connection`'s transaction if given
+        (on the vault's database), else in a short one of its own."""
         named: Collection[str] | None = ()
-        with self._db.read() as conn:
-            latest = conn.execute(statements.LATEST_ERASURE).one()
-            mark = ErasureMark(latest.erasures, latest.subject_id,
-                               as_utc(latest.erased_at) if latest.erased_at else None)
+        with (contextlib.nullcontext(connection) if connection is not None
+              else self._db.read()) as conn:
+            erasures, subject_id, erased_at = statements.latest_erasure(conn)
+            mark = ErasureMark(erasures, subject_id, as_utc(erased_at) if erased_at else None)
             seen = self.cache.seen
             erased = [] if mark == seen else self._erased_since(conn, seen, mark)
             if self._record is not None:
@@ -243,8 +243,7 @@ class SubjectKeys:
         made = self.new_keys(subject_ids)
         with self._db.write() as conn:
             self._insert_new_keys(conn, made)
-            rows = conn.execute(statements.LOAD_KEYS.where(
-                _S.c.subject_id.in_(subject_ids))).all()
+            rows = statements.load_keys(conn, subject_ids)
         for row in rows:
             new = made[row.subject_id]
             if row.state == "active" and row.wrapped_key == new.row["wrapped_key"]:
@@ -261,24 +260,30 @@ class SubjectKeys:
         erasure. Refuses a master key that no longer wraps the vault.
         """
         provider = self.require_provider()
-        state = conn.execute(sa.select(_ST).with_for_update(read=True)).one()
-        if provider.key_id not in (state.master_key_id, state.rotating_to):
+        master_key_id, rotating_to = statements.master_key_ids(conn)
+        if provider.key_id not in (master_key_id, rotating_to):
             raise WrongMasterKeyError(
                 f"the master key {provider.key_id} no longer wraps this vault "
-                f"(now {state.master_key_id}); restart with the current master key"
+                f"(now {master_key_id}); restart with the current master key"
             )
-        conn.execute(statements.insert_new(conn, _S)
-                     .on_conflict_do_nothing(index_elements=[_S.c.subject_id]),
-                     [new.row for new in made.values()])
+        statements.insert_keys(conn, [new.row for new in made.values()])
 
-    def _load(self, subject_ids: Collection[str]) -> dict[str, _KeyRow]:
+    def _load(self, subject_ids: Collection[str], *, missing_are_guarded: bool = False
+              ) -> dict[str, _KeyRow]:
+        """The vault's rows of `subject_ids`, with the erasure record's word on them.
+
+        `missing_are_guarded`: subjects without a row will only get one through
+        `store_created`, in a transaction whose caller checks the erasure record itself
+        (`check_active` with a deferred-creation ring): the record is asked only about the
+        subjects found, which saves a new subject's first append a query.
+        """
         with self._db.read() as conn:
-            rows = conn.execute(statements.LOAD_KEYS.where(
-                _S.c.subject_id.in_(list(subject_ids)))).all()
+            rows = statements.load_keys(conn, list(subject_ids))
         found: dict[str, _KeyRow] = {row.subject_id: row for row in rows}
         if self._record is not None:
             unerased = [s for s in subject_ids
-                        if s not in found or found[s].state != "erased"]
+                        if (s not in found and not missing_are_guarded)
+                        or (s in found and found[s].state != "erased")]
             named = self._record.erased_among(unerased) if unerased else ()
             for subject_id in named:  # erased, whatever this vault holds
                 found[subject_id] = _RecordedErasure(subject_id)

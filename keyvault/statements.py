@@ -10,20 +10,28 @@ names and placeholder marks only, never from values.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from keyvault import schema
+from keyvault.errors import VaultConfigurationError
 
 __all__ = [
     "ERASURES",
     "LATEST_ERASURE",
     "LOAD_KEYS",
     "LOAD_SERVICE_KEY",
+    "LoadedKey",
     "erased_among",
+    "insert_keys",
+    "latest_erasure",
+    "load_keys",
+    "master_key_ids",
     "insert_new",
 ]
 
@@ -42,6 +50,115 @@ LATEST_ERASURE = (sa.select(_ST.c.erasures, _S.c.subject_id, _S.c.erased_at)
                   .select_from(_ST.outerjoin(_S, _S.c.erasure_seq == _ST.c.erasures))
                   .where(_ST.c.id == 1))
 """The latest erasure: the counter and the tombstone it numbers (see `keyvault.cache`)."""
+
+def latest_erasure(connection: Connection) -> tuple[int, str | None, datetime | None]:
+    """`LATEST_ERASURE` on the driver's cursor, in the caller's transaction: every keyring
+    asks it, and SQLAlchemy's execution of a select costs several times the query itself."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(_LATEST_ERASURE_SQL)
+        found = cursor.fetchone()
+    finally:
+        cursor.close()
+    if found is None:
+        raise VaultConfigurationError("the vault's state row is missing: this database holds "
+                                      "no key vault, or one that was altered")
+    erasures, subject_id, erased_at = found
+    if isinstance(erased_at, str):  # SQLite: SQLAlchemy's DateTime format, naive UTC text
+        erased_at = datetime.fromisoformat(erased_at)
+    return int(erasures), subject_id, erased_at
+
+
+class LoadedKey(NamedTuple):
+    """A subject's row as `load_keys` reads it (the columns of `LOAD_KEYS`)."""
+
+    subject_id: str
+    state: str
+    key_version: int | None
+    wrapped_key: bytes | None
+    wrapped_by: str | None
+    erased_at: datetime | None
+
+
+def load_keys(connection: Connection, subject_ids: Sequence[str]) -> list[LoadedKey]:
+    """`LOAD_KEYS` for `subject_ids`, on the driver's cursor in the caller's transaction (a
+    subject's first append and every page of a read with uncached keys ask it)."""
+    mark = _mark(connection)
+    found: list[LoadedKey] = []
+    cursor = connection.connection.cursor()
+    try:
+        for start in range(0, len(subject_ids), _IN_LIST):
+            part = subject_ids[start:start + _IN_LIST]
+            cursor.execute(f"{_LOAD_KEYS_SQL} ({', '.join([mark] * len(part))})", tuple(part))
+            found.extend(
+                LoadedKey(subject_id, state, version,
+                          None if wrapped is None else bytes(wrapped), by, _stored_time(erased))
+                for subject_id, state, version, wrapped, by, erased in cursor.fetchall())
+    finally:
+        cursor.close()
+    return found
+
+
+def master_key_ids(connection: Connection) -> tuple[str | None, str | None]:
+    """The vault's master key id and the one it is rotating to, from its state row, which
+    stays locked (shared, PostgreSQL) until the caller's transaction ends: an erasure takes it
+    exclusively, so a key's first store and an erasure cannot interleave."""
+    postgres = connection.dialect.name == "postgresql"
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(_MASTER_KEY_IDS_SQL + (" FOR SHARE" if postgres else ""))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if len(rows) != 1:
+        raise VaultConfigurationError("the vault's state row is missing or repeated: this "
+                                      "database holds no key vault, or one that was altered")
+    master_key_id, rotating_to = rows[0]
+    return master_key_id, rotating_to
+
+
+def insert_keys(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert new subjects' rows (`keyvault.keys.NewKey.row`) where no row exists, on the
+    driver's cursor in the caller's transaction; a subject another process stored first keeps
+    its row."""
+    mark = _mark(connection)
+    postgres = mark == "%s"
+    sql = (f"INSERT INTO {_S.name} ({', '.join(_NEW_KEY_COLUMNS)}) "
+           f"VALUES ({', '.join([mark] * len(_NEW_KEY_COLUMNS))}) "
+           "ON CONFLICT (subject_id) DO NOTHING")
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(sql, [
+            tuple(row[name] if name != "created_at" or postgres else _sqlite_time(row[name])
+                  for name in _NEW_KEY_COLUMNS) for row in rows])
+    finally:
+        cursor.close()
+
+
+def _mark(connection: Connection) -> str:
+    return "%s" if connection.dialect.name == "postgresql" else "?"
+
+
+def _stored_time(value: Any) -> datetime | None:
+    """A stored time as SQLAlchemy's DateTime hands it back (SQLite keeps naive UTC text)."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """A time in SQLAlchemy's SQLite DateTime format (its UTC fields, without an offset)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ",
+                                                                 timespec="microseconds")
+
+
+_IN_LIST = 500
+_NEW_KEY_COLUMNS = ("subject_id", "state", "key_version", "wrapped_key", "wrapped_by",
+                    "key_fingerprint", "created_at")
+_LOAD_KEYS_SQL = (f"SELECT subject_id, state, key_version, wrapped_key, wrapped_by, erased_at "
+                  f"FROM {_S.name} WHERE subject_id IN")
+_MASTER_KEY_IDS_SQL = f"SELECT master_key_id, rotating_to FROM {_ST.name}"
+_LATEST_ERASURE_SQL = (
+    f"SELECT st.erasures, su.subject_id, su.erased_at FROM {_ST.name} st "
+    f"LEFT OUTER JOIN {_S.name} su ON su.erasure_seq = st.erasures WHERE st.id = 1")
 
 LOAD_SERVICE_KEY = sa.select(_K.c.wrapped_key, _K.c.wrapped_by)
 """A service key's wrapped form (add ``.where(...)``)."""

@@ -133,11 +133,21 @@ class KeyVault:
         which then writes the data sealed with them; one commit instead of two. If another
         process stored a key for one of those subjects first, `check_active` raises
         `KeyCreationConflict`: roll back and seal again with a new ring. After the commit,
-        `KeyRing.settle` caches the new keys.
+        `KeyRing.settle` caches the new keys. The erasure record (if the vault has one) is
+        not asked about subjects that have no key yet: the caller's transaction must refuse
+        those it names, as shredstore's append guard does with its ledger.
         """
         if refresh:
             self._keys.refresh()
         yield KeyRing(self, defer_creation=defer_creation)
+
+    def refresh(self, connection: Connection | None = None) -> None:
+        """The erasure check a keyring makes on entering, on its own: forget cached keys of
+        subjects erased since the last check. In `connection`'s transaction if given, which
+        must be on the vault's database: a reader that shares it checks in the transaction
+        that read its rows (one round trip, and both as of one moment), then opens them with
+        ``keyring(refresh=False)``."""
+        self._keys.refresh(connection)
 
     # Service keys
 

@@ -140,12 +140,18 @@ class Repository(Generic[A]):
         stream_id = f"{cls.__stream_prefix__}{aggregate_id}"
         aggregate = None
         if use_snapshots:
-            state = self._store.load_snapshot(cls, stream_id, type_name=cls.__stored_type__,
-                                              schema_version=cls.__schema_version__)
+            # The snapshot and the first events after it, in one transaction.
+            state, records = self._store.load_with_snapshot(
+                cls, stream_id, type_name=cls.__stored_type__,
+                schema_version=cls.__schema_version__)
             aggregate = state if isinstance(state, cls) else None
+            if state is not None and aggregate is None:  # not this class: replay it all
+                records = self._store.read_stream(stream_id)
+        else:
+            records = self._store.read_stream(stream_id)
         if aggregate is None:
             aggregate = cls(id=aggregate_id)
-        for record in self._store.read_stream(stream_id, from_version=aggregate.version + 1):
+        for record in records:
             aggregate.apply(record.event)
             aggregate.version = record.version
         if aggregate.version == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
@@ -46,7 +47,7 @@ from shredstore.storage.engine import create_engine, create_read_only_engine
 from shredstore.storage.index import IndexCheck
 from shredstore.storage.log import AppendResult, EventLog, NewRow, PersonalRow
 from shredstore.storage.scope import Scope
-from shredstore.storage.snapshots import SnapshotTable
+from shredstore.storage.snapshots import SnapshotRow, SnapshotTable
 from shredstore.subject import (
     CiphertextCheck,
     Footprint,
@@ -139,6 +140,9 @@ class EventStore:
                 self._rows = RowAuthenticator(self._row_key,
                                               declares_personal=self._declares_personal)
                 self._log.authenticate(self._rows)
+                if shared:
+                    # The erasure check of a page's keyring, in the page's own transaction.
+                    self._log.after_each_page(self._vault.refresh)
         except BaseException:
             self.close()
             raise
@@ -584,15 +588,46 @@ class EventStore:
         ``shredstore.snapshots`` logger naming the stream and version (no field values).
         """
         row = self._snapshots.latest(stream_id, type_name)
-        if row is None:
-            return None
+        return None if row is None else self._usable_snapshot(row, cls, schema_version)
+
+    def load_with_snapshot(
+        self, cls: type[M], stream_id: str, *, type_name: str, schema_version: int
+    ) -> tuple[M | None, Iterator[RecordedEvent]]:
+        """`load_snapshot` and the stream's events after it, the snapshot and the first page
+        of events read in one transaction (what `Repository.load` needs, in one round trip
+        fewer). Where no snapshot can be used, the events are the whole stream."""
+        _check_stream_id(stream_id)
+        found: list[SnapshotRow | None] = []
+
+        refresh = self._vault_shares_database and self._has_master_key
+
+        def after_snapshot(connection: Connection) -> int:
+            row = self._snapshots.latest(stream_id, type_name, connection)
+            found.append(row)
+            if refresh and row is not None and row.personal is not None:
+                self.vault.refresh(connection)  # the snapshot's keyring's erasure check
+            return row.version + 1 if row is not None else 1
+
+        pages = self._log.read_stream(stream_id, start=after_snapshot)
+        first = next(pages, None)  # runs the first transaction
+        row = found[0] if found else None
+        state = None if row is None else self._usable_snapshot(row, cls, schema_version,
+                                                                refreshed=refresh)
+        if row is not None and state is None:
+            return None, self.read_stream(stream_id)  # not usable: replay it all
+        return state, self._decode(pages if first is None else itertools.chain([first], pages))
+
+    def _usable_snapshot(self, row: SnapshotRow, cls: type[M], schema_version: int, *,
+                         refreshed: bool = False) -> M | None:
+        """The stored snapshot `row` as `cls`, or None where it must not or cannot be used
+        (`refreshed`: the vault was checked for erasures in the transaction that read it)."""
         if self._rows is not None and not self._rows.snapshot_is_authentic(row):
             _snapshot_log.warning(
                 "the snapshot of stream %r at version %d failed authentication (altered, or "
                 "saved without the master key): not used, replaying the events; run verify()",
                 row.stream_id, row.version)
             return None
-        with self._keyring(row.personal is not None) as ring:
+        with self._keyring(row.personal is not None, refresh=not refreshed) as ring:
             try:
                 state = state_from(row, cls, registry=self._registry,
                                    target_version=schema_version, ring=ring)
@@ -656,7 +691,9 @@ class EventStore:
                 for row, groups in zip(page, parsed, strict=True):
                     yield to_recorded(row, None, groups)
                 continue
-            with self._keyring(True) as ring:
+            # Where the vault shares the database, the page's transaction checked it for
+            # erasures already (`EventLog.after_each_page`).
+            with self._keyring(True, refresh=not self._vault_shares_database) as ring:
                 if ring is not None:
                     ring.preload(subjects)
                 records = [to_recorded(row, ring, groups)

@@ -16,9 +16,11 @@ the class that wrote it (see `shredstore.mapping.column`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from uuid import UUID
+
+from pydantic import ValidationError
 
 from keyvault import KeyRing
 from shredstore.errors import ConfigurationError, InvalidEventError, TamperedError
@@ -136,6 +138,30 @@ class EventMapper:
                 groups = decode_column(row.personal, where)
             personal_fields, redacted = open_groups(
                 ring, groups, data, event_context(row.event_id), where=where)
+        cls = self._registry.find(row.event_type)
+        reader = _READERS.get(cls) if cls is not None else None
+        if cls is None or reader is None or row.schema_version != reader[0]:
+            return self._to_recorded_slowly(row, data, metadata, where, groups,
+                                            personal_fields, redacted)
+        validate_python = reader[1]
+        data["event_id"] = row.event_id
+        try:
+            event: Event = validate_python(data)
+        except ValidationError:
+            validate(cls, data, where)  # raises it as EventDecodingError
+            raise
+        redacted_names = redacted_fields(groups or (), data) if redacted else _NO_FIELDS
+        # Positional and without the dataclass's __init__: this runs once per event read.
+        return recorded_event(row.position, row.stream_id, row.version, row.event_id,
+                              row.event_type, row.schema_version, row.recorded_at, metadata,
+                              event, redacted_names, personal_fields)
+
+    def _to_recorded_slowly(  # noqa: PLR0917 (to_recorded's state, handed over)
+        self, row: StoredRow, data: dict[str, Any], metadata: Any, where: _Where,
+        groups: list[StoredGroup] | None, personal_fields: frozenset[str], redacted: bool,
+    ) -> RecordedEvent:
+        """`to_recorded`'s general case: an unknown type, an older schema version (upcast), or
+        a class read for the first time (then remembered in `_READERS`)."""
         cls = class_for(self._registry, row.event_type, row.schema_version, where)
         redacted_names = _NO_FIELDS
         if cls is None:
@@ -153,13 +179,15 @@ class EventMapper:
             if redacted:
                 # Upcasters may move fields: then find the markers where they ended up.
                 redacted_names = (frozenset(redacted_paths(data)) if upcast
-                                    else redacted_fields(groups or (), data))
+                                  else redacted_fields(groups or (), data))
             data["event_id"] = row.event_id
             event = validate(cls, data, where)
-        # Positional and without the dataclass's __init__: this runs once per event read.
+            if not upcast and len(_READERS) < _READERS_KEPT:
+                _READERS[cls] = (cls.__schema_version__,
+                                 cls.__pydantic_validator__.validate_python)
         return recorded_event(row.position, row.stream_id, row.version, row.event_id,
-                             row.event_type, row.schema_version, row.recorded_at, metadata,
-                             event, redacted_names, personal_fields)
+                              row.event_type, row.schema_version, row.recorded_at, metadata,
+                              event, redacted_names, personal_fields)
 
 
 def seal_groups(ring: KeyRing, groups: Mapping[str, Mapping[Path, Any]], context: bytes,
@@ -206,6 +234,13 @@ def page_subjects(rows: Iterable[StoredRow]) -> tuple[list[list[StoredGroup] | N
             subjects.add(group["subject"])
         parsed.append(groups)
     return parsed, subjects
+
+
+_READERS: dict[type[Event], tuple[int, Callable[[Any], Any]]] = {}
+"""Each event class read so far: its schema version and its validator's `validate_python`.
+On a pydantic model class, every attribute read goes through its metaclass's ``__getattr__``
+hook (about as costly as validating a field); a read would make several per event."""
+_READERS_KEPT = 4096
 
 
 class _Where(int):

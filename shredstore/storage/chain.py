@@ -177,7 +177,21 @@ def row_content(
     subjects column (each a 0 byte if NULL, else a 1 byte and the text, so NULL differs from
     empty).
     """
-    micros = (recorded_at - _EPOCH) // _MICROSECOND
+    return _frame(stream_id, version, event_id, event_type, schema_version, recorded_at,
+                  metadata, payload, personal, subjects)
+
+
+def content_of(row: StoredRow) -> bytes:
+    """`row_content` of a stored row."""
+    return _frame(row.stream_id, row.version, row.event_id, row.event_type, row.schema_version,
+                  row.recorded_at, row.metadata, row.payload, row.personal, row.subjects)
+
+
+def _frame(  # noqa: PLR0917 (row_content's fields in their order: it runs once per row)
+    stream_id: str, version: int, event_id: UUID, event_type: str, schema_version: int,
+    recorded_at: datetime, metadata: str, payload: str, personal: str | None,
+    subjects: str | None,
+) -> bytes:
     stream = stream_id.encode()
     kind = event_type.encode()
     meta = metadata.encode()
@@ -187,19 +201,11 @@ def row_content(
     return b"".join((
         _LENGTH.pack(len(stream)), stream,
         _VERSION_AND_ID.pack(8, version, 16, event_id.bytes, len(kind)), kind,
-        _SCHEMA_AND_TIME.pack(8, schema_version, 8, micros, len(meta)), meta,
+        _SCHEMA_AND_TIME.pack(8, schema_version, 8, (recorded_at - _EPOCH) // _MICROSECOND,
+                              len(meta)), meta,
         _LENGTH.pack(len(body)), body, _LENGTH.pack(len(secret)), secret,
         _LENGTH.pack(len(named)), named,
     ))
-
-
-def content_of(row: StoredRow) -> bytes:
-    """`row_content` of a stored row."""
-    return row_content(
-        stream_id=row.stream_id, version=row.version, event_id=row.event_id,
-        event_type=row.event_type, schema_version=row.schema_version,
-        recorded_at=row.recorded_at, metadata=row.metadata, payload=row.payload,
-        personal=row.personal, subjects=row.subjects)
 
 
 def link_hash(prev_hash: bytes, content: bytes, mac: bytes | None) -> bytes:

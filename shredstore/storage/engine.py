@@ -13,12 +13,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from keyvault.engine import WRITE, DriverErrors, DriverFailure, is_postgres, is_sqlite
@@ -37,10 +38,24 @@ __all__ = [
     "WRITE",
     "create_engine",
     "create_read_only_engine",
+    "driver_rows",
     "is_postgres",
     "is_sqlite",
     "translate_errors",
 ]
+
+
+def driver_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
+                ) -> list[Any]:
+    """The rows of driver SQL `sql` as the driver returns them (tuples), run on the driver's
+    own cursor in `connection`'s transaction: SQLAlchemy's execution costs several times a
+    short query. Driver errors are raised as they are (run it under `translate_errors`)."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, parameters)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def translate_errors(database: str = "the database") -> DriverErrors:

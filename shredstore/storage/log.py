@@ -46,7 +46,13 @@ from shredstore.expected import ExpectedVersion
 from shredstore.storage import schema
 from shredstore.storage.authentication import RowAuthenticator
 from shredstore.storage.chain import GENESIS, LogHead, StoredRow, link_hash, row_content
-from shredstore.storage.engine import INTEGRITY_ERRORS, WRITE, is_postgres, translate_errors
+from shredstore.storage.engine import (
+    INTEGRITY_ERRORS,
+    WRITE,
+    driver_rows,
+    is_postgres,
+    translate_errors,
+)
 from shredstore.storage.formats import Formats, as_uuid, names, parse_subjects, subjects_text
 from shredstore.storage.scope import Scope
 from shredstore.storage.statements import IN_LIST, POSITION, VERSION, Statements
@@ -69,6 +75,8 @@ PAGE_SIZE = 1000
 """Rows fetched per query while reading; bounds the memory of a read."""
 
 _E = schema.EVENTS
+_PERSONAL = 9
+"""Where the personal column is in a raw row read for its event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +137,7 @@ class EventLog:
         self._raw_row = formats.row
         self._to_row = self._raw_row
         self._authenticator: RowAuthenticator | None = None
+        self._page_hook: Callable[[Connection], None] | None = None
         self._ledger_key: bytes | None = None
         self.read_only = False
         # Parameters in the formats SQLAlchemy's Uuid and DateTime types use on each backend.
@@ -144,6 +153,12 @@ class EventLog:
             return check(raw_row(raw))
 
         self._to_row = checked
+
+    def after_each_page(self, hook: Callable[[Connection], None]) -> None:
+        """From now on, run `hook` in the transaction of every page read for its events (not
+        of verify's raw pages), after the page's query: the store checks the vault for new
+        erasures there, where they share the database."""
+        self._page_hook = hook
 
     def has_authenticated_rows(self) -> bool:
         """Whether any row carries an authenticator (a store with the master key wrote it)."""
@@ -225,7 +240,8 @@ class EventLog:
         if connection is None:
             with translate_errors(), self._engine.connect() as conn, conn.begin():
                 return self.tail(stream_id, conn)
-        last = connection.exec_driver_sql(self._sql.tail, (stream_id,)).first()
+        found = driver_rows(connection, self._sql.tail, (stream_id,))
+        last = found[0] if found else None
         return None if last is None else (int(last[0]), int(last[1]), as_uuid(last[2]))
 
     def tail_since(self, stream_id: str, version: int, limit: int
@@ -511,8 +527,17 @@ class EventLog:
         from_version: int | None = None,
         backwards: bool = False,
         limit: int | None = None,
+        start: Callable[[Connection], int] | None = None,
     ) -> Iterator[list[StoredRow]]:
-        """Pages of a stream's rows by version: from `from_version` on, or down from it."""
+        """Pages of a stream's rows by version: from `from_version` on, or down from it.
+
+        `start` (forwards only): called in the first page's transaction, before its query,
+        it says the version to start from instead of `from_version` (a snapshot's, say).
+        """
+        if start is not None:
+            return self._pages(self._sql.stream_after, (stream_id,), 0, limit, VERSION,
+                               to_row=self._to_row,
+                               first=lambda connection: start(connection) - 1)
         if backwards:
             bound = (from_version + 1) if from_version is not None else 2**31
             return self._pages(self._sql.stream_before, (stream_id,), bound, limit, VERSION,
@@ -545,20 +570,22 @@ class EventLog:
     def _pages(
         self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int, *,
         to_row: Callable[[Any], _Row], page_size: int = 0,
+        first: Callable[[Connection], int] | None = None,
     ) -> Iterator[list[_Row]]:
-        """Keyset pagination: each page is `sql` with (fixed..., bound, size), own transaction."""
+        """Keyset pagination: each page is `sql` with (fixed..., bound, size), own transaction
+        (`first`: called in the first one, before its query, it gives the bound)."""
         page_size = page_size or PAGE_SIZE
         remaining = limit
+        hook = self._page_hook if to_row is self._to_row else None
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
             with translate_errors(), self._engine.connect() as conn, conn.begin():
+                if first is not None:
+                    bound, first = first(conn), None
                 # The driver's cursor: plain tuples, without SQLAlchemy's per-row objects.
-                cursor = conn.connection.cursor()
-                try:
-                    cursor.execute(sql, (*fixed, bound, size))
-                    raw = cursor.fetchall()
-                finally:
-                    cursor.close()
+                raw = driver_rows(conn, sql, (*fixed, bound, size))
+                if hook is not None and any(row[_PERSONAL] is not None for row in raw):
+                    hook(conn)
             if raw:
                 yield [to_row(row) for row in raw]
             if len(raw) < size:
@@ -570,13 +597,14 @@ class EventLog:
     def head(self) -> LogHead:
         """The position and hash of the last event (position 0 for an empty log)."""
         with translate_errors(), self._engine.connect() as conn, conn.begin():
-            last = conn.exec_driver_sql(self._sql.head).first()
+            found = driver_rows(conn, self._sql.head)
+        last = found[0] if found else None
         return LogHead(int(last[0]), bytes(last[1])) if last is not None else LogHead(0, GENESIS)
 
     def stream_version(self, stream_id: str) -> int:
         """The version of the stream's last event; 0 if it has none."""
         with translate_errors(), self._engine.connect() as conn, conn.begin():
-            version = conn.exec_driver_sql(self._sql.stream_version, (stream_id,)).scalar()
+            ((version,),) = driver_rows(conn, self._sql.stream_version, (stream_id,))
         return int(version or 0)
 
     def restore_triggers(self) -> list[str]:

@@ -8,16 +8,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from shredstore.storage import schema
-from shredstore.storage.engine import WRITE, translate_errors
+from shredstore.storage.engine import WRITE, driver_rows, is_postgres, translate_errors
+from shredstore.storage.statements import SNAPSHOT_COLUMNS, Statements
 
 __all__ = ["SnapshotRow", "SnapshotTable"]
 
 _T = schema.SNAPSHOTS
-_ROW_COLUMNS = (_T.c.stream_id, _T.c.version, _T.c.type_name, _T.c.schema_version, _T.c.state,
-                _T.c.personal, _T.c.mac)
+_ROW_COLUMNS = tuple(_T.c[name] for name in SNAPSHOT_COLUMNS)
 _PAGE = 500
 
 
@@ -41,6 +41,7 @@ class SnapshotTable:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._latest = Statements("%s" if is_postgres(engine) else "?").latest_snapshot
 
     def save(self, row: SnapshotRow) -> None:
         """Store a snapshot; storing one again for the same version replaces it."""
@@ -56,15 +57,17 @@ class SnapshotTable:
                                            _T.c.version == row.version))
                 conn.execute(_T.insert().values(**values))
 
-    def latest(self, stream_id: str, type_name: str) -> SnapshotRow | None:
-        """The newest snapshot of `stream_id` written for `type_name`, if any."""
-        with translate_errors(), self._engine.connect() as conn:
-            found = conn.execute(
-                sa.select(*_ROW_COLUMNS)
-                .where(_T.c.stream_id == stream_id, _T.c.type_name == type_name)
-                .order_by(_T.c.version.desc()).limit(1)
-            ).first()
-        return _row(found) if found is not None else None
+    def latest(self, stream_id: str, type_name: str, connection: Connection | None = None
+               ) -> SnapshotRow | None:
+        """The newest snapshot of `stream_id` written for `type_name`, if any; read in
+        `connection`'s transaction if given."""
+        # On the driver's cursor: every aggregate load asks, and building and executing a
+        # select through SQLAlchemy cost several times the query.
+        if connection is None:
+            with translate_errors(), self._engine.connect() as conn:
+                return self.latest(stream_id, type_name, conn)
+        found = driver_rows(connection, self._latest, (stream_id, type_name))
+        return _row(found[0]) if found else None
 
     def rows(self) -> Iterator[SnapshotRow]:
         """Every snapshot, by stream and version, a page at a time (for verify)."""

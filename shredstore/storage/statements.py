@@ -21,7 +21,8 @@ import sqlalchemy as sa
 
 from shredstore.storage import schema
 
-__all__ = ["COLUMNS", "IN_LIST", "POSITION", "READ_COLUMNS", "VERSION", "Statements"]
+__all__ = ["COLUMNS", "IN_LIST", "POSITION", "READ_COLUMNS", "SNAPSHOT_COLUMNS", "VERSION",
+           "Statements"]
 
 _E = schema.EVENTS
 _I = schema.SUBJECTS
@@ -44,7 +45,13 @@ POSITION, VERSION = 0, 2
 IN_LIST = 500
 """Values per IN list (SQLite's older builds allow 999 parameters per statement)."""
 
+SNAPSHOT_COLUMNS = ("stream_id", "version", "type_name", "schema_version", "state", "personal",
+                    "mac")
+"""The columns of a snapshot as read, in this order."""
+
 _READ_LIST = ", ".join(column.name for column in READ_COLUMNS)
+_SNAPSHOTS = schema.SNAPSHOTS.name
+_SNAPSHOT_LIST = ", ".join(schema.SNAPSHOTS.c[name].name for name in SNAPSHOT_COLUMNS)
 _COLUMN_LIST = ", ".join(column.name for column in COLUMNS)
 
 
@@ -90,6 +97,9 @@ class Statements:
         self.insert = f"INSERT INTO {_EVENTS} ({_COLUMN_LIST}) VALUES ({marks})"
         self.insert_subject = (f"INSERT INTO {_INDEX} (subject_id, position) "
                                f"VALUES ({mark}, {mark})")
+        self.latest_snapshot = (
+            f"SELECT {_SNAPSHOT_LIST} FROM {_SNAPSHOTS} WHERE stream_id = {mark} "
+            f"AND type_name = {mark} ORDER BY version DESC LIMIT 1")
 
     def _marks(self, count: int) -> str:
         return ", ".join([self.mark] * count)

@@ -321,16 +321,25 @@ class AggregateContract:
             customers.update("42", lambda c, amount=amount: c.record(order("42", amount)))
         customers.update("42", lambda c: c.record(order("42", 100)))  # version 7
         reads: list[int | None] = []
-        read_stream = store.read_stream
+        loads: list[tuple[int | None, list[int]]] = []
+        read_stream, load_with_snapshot = store.read_stream, store.load_with_snapshot
 
         def spy(stream_id: str, **options: Any) -> Any:
-            reads.append(options.get("from_version"))
+            reads.append(options.get("from_version", 1))
             return read_stream(stream_id, **options)
 
+        def snapshot_spy(cls: Any, stream_id: str, **options: Any) -> Any:
+            state, records = load_with_snapshot(cls, stream_id, **options)
+            read = list(records)
+            loads.append((None if state is None else state.version, [r.version for r in read]))
+            return state, iter(read)
+
         monkeypatch.setattr(store, "read_stream", spy)
+        monkeypatch.setattr(store, "load_with_snapshot", snapshot_spy)
         from_snapshot = customers.load("42")
         replayed = customers.load("42", use_snapshots=False)
-        assert reads == [7, 1]
+        assert loads == [(6, [7])]  # the snapshot at 6, then only the event after it
+        assert reads == [1]  # the replay without snapshots reads it all
         assert from_snapshot == replayed
         assert (replayed.version, replayed.orders, replayed.total) == (7, 6, 115)
 
