@@ -97,6 +97,9 @@ class Statements:
         self.insert = f"INSERT INTO {_EVENTS} ({_COLUMN_LIST}) VALUES ({marks})"
         self.insert_subject = (f"INSERT INTO {_INDEX} (subject_id, position) "
                                f"VALUES ({mark}, {mark})")
+        # PostgreSQL's bulk load, with the same columns (used for batches).
+        self.copy_events = f"COPY {_EVENTS} ({_COLUMN_LIST}) FROM STDIN"
+        self.copy_subjects = f"COPY {_INDEX} (subject_id, position) FROM STDIN"
         self.latest_snapshot = (
             f"SELECT {_SNAPSHOT_LIST} FROM {_SNAPSHOTS} WHERE stream_id = {mark} "
             f"AND type_name = {mark} ORDER BY version DESC LIMIT 1")

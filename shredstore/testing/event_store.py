@@ -245,6 +245,24 @@ class EventStoreContract:
             store.append("s", [event, event])
         assert list(store.read_all()) == []
 
+    @pytest.mark.parametrize("size", [3, 40])
+    def test_batches_small_and_bulk_keep_the_same_promises(
+        self, store: EventStore, size: int
+    ) -> None:
+        """Batches of every size (PostgreSQL inserts larger ones by COPY) are atomic, are
+        recognised on retry, and refuse an event id stored elsewhere or given twice."""
+        batch = notes(size)
+        first = store.append("s", batch, expected_version=NO_STREAM)
+        assert store.append("s", batch, expected_version=NO_STREAM) == first
+        with pytest.raises(DuplicateEventError):
+            store.append("t", [*notes(size, start=1000), batch[-1]])
+        repeated = notes(size, start=2000)
+        with pytest.raises(DuplicateEventError):
+            store.append("u", [*repeated, repeated[0]])
+        assert store.stream_version("t") == store.stream_version("u") == 0
+        assert [r.event for r in store.read_all()] == batch
+        assert store.verify().ok
+
     # Reading
 
     def test_read_stream_options(self, store: EventStore) -> None:
