@@ -314,10 +314,11 @@ class Transactions:
     IMMEDIATE``), or raises `VaultConfigurationError` with `refusal` when `read_only`.
     """
 
-    __slots__ = ("_refusal", "engine", "read_only")
+    __slots__ = ("_refusal", "_writer", "engine", "read_only")
 
     def __init__(self, engine: Engine, *, read_only: bool = False, refusal: str = "") -> None:
         self.engine = engine
+        self._writer = engine.execution_options(**WRITE)  # made once: cheaper per write
         self.read_only = read_only
         self._refusal = refusal or "this database was opened read-only"
 
@@ -330,10 +331,8 @@ class Transactions:
     def write(self) -> Iterator[Connection]:
         if self.read_only:
             raise ConfigurationError(self._refusal)
-        with _VAULT_ERRORS, self.engine.connect() as conn:
-            conn.execution_options(**WRITE)
-            with conn.begin():
-                yield conn
+        with _VAULT_ERRORS, self._writer.connect() as conn, conn.begin():
+            yield conn
 
 
 def _unreachable(orig: BaseException | None, *, invalidated: bool) -> bool:

@@ -26,7 +26,7 @@ __all__ = [
     "subjects_text",
 ]
 
-_ZERO = timedelta(0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Formats:
@@ -84,9 +84,8 @@ uuid_of_hex: Callable[[str], UUID] = _fast_uuid if _FAST else _slow_uuid
 
 
 def _postgres_row(raw: Any) -> StoredRow:
-    moment = raw[6]
-    moment = (moment.replace(tzinfo=UTC) if moment.utcoffset() == _ZERO
-              else moment.astimezone(UTC))
+    # The time comes as microseconds since the epoch (see shredstore.storage.statements).
+    moment = _EPOCH + timedelta(microseconds=raw[6])
     verified = len(raw) > 12  # read for verify: with the chain hashes
     mac = raw[11]
     return StoredRow(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], moment, raw[7], raw[8],

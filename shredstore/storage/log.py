@@ -71,6 +71,9 @@ __all__ = [
 
 _LEDGER_LABEL = b"shredstore.ledger-event-id.v1\x00"
 
+_LEDGER_IDS_KEPT = 10_000
+"""Subjects whose ledger event ids a log remembers (then it starts afresh)."""
+
 _COPY_FROM = 8
 """Rows from which a PostgreSQL append inserts by COPY (below, a statement costs less)."""
 
@@ -133,6 +136,10 @@ class EventLog:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._writer = engine.execution_options(**WRITE)
+        """The engine for write transactions (SQLite: ``BEGIN IMMEDIATE``): made once, as
+        setting the option on each connection costs a fifth of a short transaction."""
+        self._ledger_ids: dict[str, UUID] = {}
         self._lock_key: tuple[int, int] | None = None
         postgres = is_postgres(engine)
         self._copies = postgres
@@ -200,6 +207,7 @@ class EventLog:
     def _load_settings(self, conn: Connection) -> None:
         if is_postgres(conn):
             self._lock_key = schema.table_lock_key(conn)
+        self._ledger_ids.clear()
         self._ledger_key = bytes(conn.execute(
             sa.select(schema.SETTINGS.c.value)
             .where(schema.SETTINGS.c.name == schema.LEDGER_KEY)).scalar_one())
@@ -209,10 +217,17 @@ class EventLog:
         erasure of the subject in this store, and a keyed hash of its id (HMAC-SHA256 under
         the random key in `shredstore_settings`, `schema.LEDGER_KEY`), so that a copy of the id
         outside the store names no one to whoever hashes candidate ids."""
+        known = self._ledger_ids.get(subject_id)
+        if known is not None:  # every append asks for each subject it seals for
+            return known
         if self._ledger_key is None:
             raise StorageError("the event log is not installed: open it through EventStore")
         digest = hmac.digest(self._ledger_key, _LEDGER_LABEL + subject_id.encode(), "sha256")
-        return UUID(bytes=digest[:16], version=4)
+        event_id = UUID(bytes=digest[:16], version=4)
+        if len(self._ledger_ids) >= _LEDGER_IDS_KEPT:
+            self._ledger_ids.clear()
+        self._ledger_ids[subject_id] = event_id
+        return event_id
 
     def in_ledger(self, connection: Connection | None, subject_ids: Collection[str]
                   ) -> list[str]:
@@ -654,10 +669,8 @@ class EventLog:
         if self.read_only:
             raise ReadOnlyStoreError(
                 "this store was opened read-only: nothing can be appended or changed")
-        with self._engine.connect() as conn:
-            conn.execution_options(**WRITE)
-            with conn.begin():
-                yield conn
+        with self._writer.connect() as conn, conn.begin():
+            yield conn
 
 
 class _RetryCheck(Exception):

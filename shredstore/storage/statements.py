@@ -49,7 +49,20 @@ SNAPSHOT_COLUMNS = ("stream_id", "version", "type_name", "schema_version", "stat
                     "mac")
 """The columns of a snapshot as read, in this order."""
 
-_READ_LIST = ", ".join(column.name for column in READ_COLUMNS)
+def _read_lists(postgres: bool, prefix: str) -> tuple[str, str]:
+    """The read columns, and every column, as select lists (each name after `prefix`).
+
+    PostgreSQL returns ``recorded_at`` as whole microseconds since the epoch (exactly, on any
+    server version): turning its text into an aware time and back cost more than any other
+    column (`shredstore.storage.formats` builds the time from the number).
+    """
+    def name(column: sa.Column[Any]) -> str:
+        if postgres and column.name == "recorded_at":
+            moment = f"{prefix}recorded_at"
+            return (f"(EXTRACT(EPOCH FROM date_trunc('second', {moment}))::bigint * 1000000 "
+                    f"+ mod(EXTRACT(MICROSECONDS FROM {moment})::bigint, 1000000))")
+        return f"{prefix}{column.name}"
+    return (", ".join(map(name, READ_COLUMNS)), ", ".join(map(name, COLUMNS)))
 _SNAPSHOTS = schema.SNAPSHOTS.name
 _SNAPSHOT_LIST = ", ".join(schema.SNAPSHOTS.c[name].name for name in SNAPSHOT_COLUMNS)
 _COLUMN_LIST = ", ".join(column.name for column in COLUMNS)
@@ -60,8 +73,11 @@ class Statements:
 
     def __init__(self, mark: str) -> None:
         self.mark = mark
-        select = f"SELECT {_READ_LIST} FROM {_EVENTS}"
-        self.after_with_hashes = (f"SELECT {_COLUMN_LIST} FROM {_EVENTS} "
+        postgres = mark == "%s"
+        reads, every = _read_lists(postgres, "")
+        self._reads = reads
+        select = f"SELECT {reads} FROM {_EVENTS}"
+        self.after_with_hashes = (f"SELECT {every} FROM {_EVENTS} "
                                   f"WHERE position > {mark} ORDER BY position LIMIT {mark}")
         self.after = f"{select} WHERE position > {mark} ORDER BY position LIMIT {mark}"
         self.stream_after = (f"{select} WHERE stream_id = {mark} AND version > {mark} "
@@ -74,7 +90,7 @@ class Statements:
                         f"WHERE subject_id = {mark} AND position > {mark} "
                         f"ORDER BY position LIMIT {mark}) s "
                         f"JOIN {_EVENTS} e ON e.position = s.position ORDER BY s.position")
-        self.subject_after = f"SELECT e.{_READ_LIST.replace(', ', ', e.')} {subject_rows}"
+        self.subject_after = f"SELECT {_read_lists(postgres, 'e.')[0]} {subject_rows}"
         self.by_event_id = f"{select} WHERE event_id = {mark}"
 
         self.head = f"SELECT position, hash FROM {_EVENTS} ORDER BY position DESC LIMIT 1"
@@ -109,7 +125,7 @@ class Statements:
 
     def typed_after(self, count: int) -> str:
         """A page of events of `count` types (parameters: the types, position, page size)."""
-        return (f"SELECT {_READ_LIST} FROM {_EVENTS} WHERE event_type IN ({self._marks(count)}) "
+        return (f"SELECT {self._reads} FROM {_EVENTS} WHERE event_type IN ({self._marks(count)}) "
                 f"AND position > {self.mark} ORDER BY position LIMIT {self.mark}")
 
     def event_ids_among(self, count: int) -> str:
@@ -125,7 +141,7 @@ class Statements:
             where.append(f"event_type IN ({self._marks(types)})")
         if stream_prefix:
             where.append(f"stream_id LIKE {mark} ESCAPE '\\'")
-        return (f"SELECT {_READ_LIST} FROM {_EVENTS} WHERE {' AND '.join(where)} "
+        return (f"SELECT {self._reads} FROM {_EVENTS} WHERE {' AND '.join(where)} "
                 f"AND position > {mark} ORDER BY position LIMIT {mark}")
 
     def scope_counts(self, conditions: Sequence[tuple[str, str]]) -> tuple[str, str]:

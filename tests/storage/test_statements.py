@@ -18,8 +18,10 @@ from shredstore.storage.statements import COLUMNS, READ_COLUMNS, Statements
 
 def statements_of(sql: Statements) -> dict[str, str]:
     """Every statement `sql` holds or builds, by name."""
+    # COPY cannot be prepared (and is PostgreSQL's own): the event-store contract's bulk
+    # batches run it on PostgreSQL.
     built = {name: value for name, value in vars(sql).items()
-             if isinstance(value, str) and name != "mark"}
+             if isinstance(value, str) and name != "mark" and not name.startswith(("_", "copy_"))}
     counts, subjects = sql.scope_counts([("stream_id", "="), ("recorded_at", ">=")])
     return {**built, "typed_after": sql.typed_after(2),
             "event_ids_among": sql.event_ids_among(3),
