@@ -45,7 +45,9 @@ def legacy_mac(stored: StoredRow) -> bytes:
 
 def test_format_2_is_the_byte_2_and_a_keyed_blake2b_of_position_and_content() -> None:
     stored = signed()
-    assert stored.mac is not None and len(stored.mac) == 33 and stored.mac[0] == 2
+    assert stored.mac is not None
+    assert len(stored.mac) == 33
+    assert stored.mac[0] == 2
     derived = hmac.digest(KEY, b"shredstore.row.v2 blake2b key\x00", "sha256")
     expected = hashlib.blake2b(struct.pack(">Q", stored.position) + content_of(stored),
                                key=derived, digest_size=32, person=b"shredstore.row.2")
