@@ -616,13 +616,17 @@ class EventLog:
                 raw = driver_rows(conn, sql, (*fixed, bound, size))
                 if hook is not None and any(row[_PERSONAL] is not None for row in raw):
                     hook(conn)
-            if raw:
-                yield [to_row(row) for row in raw]
-            if len(raw) < size:
+            count = len(raw)
+            if count:
+                bound = raw[-1][key]
+                page = [to_row(row) for row in raw]
+                del raw  # not kept alive while the page is read
+                yield page
+                del page
+            if count < size:
                 return
-            bound = raw[-1][key]
             if remaining is not None:
-                remaining -= len(raw)
+                remaining -= count
 
     def head(self) -> LogHead:
         """The position and hash of the last event (position 0 for an empty log)."""
