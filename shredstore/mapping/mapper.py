@@ -23,7 +23,12 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from keyvault import KeyRing
-from shredstore.errors import ConfigurationError, InvalidEventError, TamperedError
+from shredstore.errors import (
+    ConfigurationError,
+    EventDecodingError,
+    InvalidEventError,
+    TamperedError,
+)
 from shredstore.events import Event, EventRegistry, RecordedEvent, UnknownEvent, recorded_event
 from shredstore.mapping.column import (
     Path,
@@ -148,8 +153,8 @@ class EventMapper:
         try:
             event: Event = validate_python(data)
         except ValidationError:
-            validate(cls, data, where)  # raises it as EventDecodingError
-            raise
+            validate(cls, data, where)  # raises it as EventDecodingError, without the values
+            raise EventDecodingError(f"{where} does not fit {cls.__qualname__}") from None
         redacted_names = redacted_fields(groups or (), data) if redacted else _NO_FIELDS
         # Positional and without the dataclass's __init__: this runs once per event read.
         return recorded_event(row.position, row.stream_id, row.version, row.event_id,
