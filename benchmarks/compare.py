@@ -373,8 +373,8 @@ def aggregate_case(ctx: Context, *, snapshots: bool = False) -> list[Row]:
     count, per = ctx.sizes.aggregates, ctx.sizes.aggregate_events
     case = "aggregates-snapshot" if snapshots else "aggregates"
     layout = Layout(count * per, per_append=per, customers=count)
-    runs: dict[str, list[float]] = {SHRED: [], ES: []} if snapshots else {SHRED: [], ES: [],
-                                                                          RAW: []}
+    runs: dict[str, list[float]] = {name: [] for name in (SHRED, ES, RAW)
+                                    if not snapshots or CONTENDERS[name].has_snapshots}
     with contextlib.ExitStack() as stack:
         sessions = {name: stack.enter_context(fresh_session(ctx.backend, name,
                                                             snapshots=snapshots))[0]

@@ -32,6 +32,8 @@ class Session(ABC):
 
     name: ClassVar[str]
     label: ClassVar[str]
+    has_snapshots: ClassVar[bool] = False
+    """Whether `snapshot` and `snapshot_version` work (the snapshot case runs only these)."""
 
     @classmethod
     def new_secret(cls) -> str:
@@ -77,12 +79,14 @@ class Session(ABC):
         """Whether a loaded aggregate folded every event of its stream, up to `last`."""
 
     def snapshot(self, customer: int) -> None:
-        """Take a snapshot of the customer's aggregate as it now stands (untimed)."""
-        raise NotImplementedError(f"{self.label} has no snapshots")
+        """Take a snapshot of the customer's aggregate as it now stands (untimed); only for
+        contenders with `has_snapshots`."""
+        raise TypeError(f"{self.label} keeps no snapshots (has_snapshots is False)")
 
     def snapshot_version(self, customer: int) -> int | None:
-        """The version of the customer's newest usable snapshot (None: none)."""
-        raise NotImplementedError(f"{self.label} has no snapshots")
+        """The version of the customer's newest usable snapshot (None: none); only for
+        contenders with `has_snapshots`."""
+        raise TypeError(f"{self.label} keeps no snapshots (has_snapshots is False)")
 
     @abstractmethod
     def locate(self, item: Any) -> tuple[int, int]:
@@ -157,6 +161,7 @@ def expected_values(spec: EventSpec, *, erased: bool) -> tuple[Any, ...]:
 class ShredstoreSession(Session):
     name = "shredstore"
     label = "shredstore"
+    has_snapshots = True
 
     def __init__(self, store: EventStore) -> None:
         self.store = store

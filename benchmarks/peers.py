@@ -125,6 +125,7 @@ def es_environment(location: Location, cipher_key: str) -> dict[str, str]:
 class EventsourcingSession(Session):
     name = "eventsourcing"
     label = "eventsourcing+AESCipher"
+    has_snapshots = True
 
     def __init__(self, app: Application[uuid.UUID]) -> None:
         self.app = app
