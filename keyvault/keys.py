@@ -45,7 +45,7 @@ _ST = schema.STATE
 KEY_VERSION = 1
 """The version of the data keys this vault creates."""
 
-_KeyRow = Any  # a row of LOAD_KEYS; Row's generic signature differs between SQLAlchemy releases
+_KeyRow = Any  # a statements.LoadedKey, or a _RecordedErasure
 
 
 class NewKey(NamedTuple):

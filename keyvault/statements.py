@@ -23,8 +23,6 @@ from keyvault.errors import VaultConfigurationError
 
 __all__ = [
     "ERASURES",
-    "LATEST_ERASURE",
-    "LOAD_KEYS",
     "LOAD_SERVICE_KEY",
     "LoadedKey",
     "erased_among",
@@ -39,38 +37,24 @@ _S = schema.SUBJECTS
 _ST = schema.STATE
 _K = schema.SERVICE_KEYS
 
-LOAD_KEYS = sa.select(_S.c.subject_id, _S.c.state, _S.c.key_version, _S.c.wrapped_key,
-                      _S.c.wrapped_by, _S.c.erased_at)
-"""The columns a key is loaded from (add ``.where(...)``)."""
-
 ERASURES = sa.select(_ST.c.erasures).where(_ST.c.id == 1)
 """The erasure counter (an erasure locks it first: ``.with_for_update()``)."""
 
-LATEST_ERASURE = (sa.select(_ST.c.erasures, _S.c.subject_id, _S.c.erased_at)
-                  .select_from(_ST.outerjoin(_S, _S.c.erasure_seq == _ST.c.erasures))
-                  .where(_ST.c.id == 1))
-"""The latest erasure: the counter and the tombstone it numbers (see `keyvault.cache`)."""
 
 def latest_erasure(connection: Connection) -> tuple[int, str | None, datetime | None]:
-    """`LATEST_ERASURE` on the driver's cursor, in the caller's transaction: every keyring
-    asks it, and SQLAlchemy's execution of a select costs several times the query itself."""
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(_LATEST_ERASURE_SQL)
-        found = cursor.fetchone()
-    finally:
-        cursor.close()
-    if found is None:
-        raise VaultConfigurationError("the vault's state row is missing: this database holds "
-                                      "no key vault, or one that was altered")
-    erasures, subject_id, erased_at = found
-    if isinstance(erased_at, str):  # SQLite: SQLAlchemy's DateTime format, naive UTC text
-        erased_at = datetime.fromisoformat(erased_at)
-    return int(erasures), subject_id, erased_at
+    """The latest erasure: the counter and the tombstone it numbers (see `keyvault.cache`),
+    read on the driver's cursor in the caller's transaction: every keyring asks it, and
+    SQLAlchemy's execution of a select costs several times the query itself."""
+    found = _driver_rows(connection, _LATEST_ERASURE_SQL)
+    if len(found) != 1:
+        raise VaultConfigurationError("the vault's state row is missing or repeated: this "
+                                      "database holds no key vault, or one that was altered")
+    erasures, subject_id, erased_at = found[0]
+    return int(erasures), subject_id, _stored_time(erased_at)
 
 
 class LoadedKey(NamedTuple):
-    """A subject's row as `load_keys` reads it (the columns of `LOAD_KEYS`)."""
+    """A subject's row as `load_keys` reads it: what its key is loaded from."""
 
     subject_id: str
     state: str
@@ -81,21 +65,17 @@ class LoadedKey(NamedTuple):
 
 
 def load_keys(connection: Connection, subject_ids: Sequence[str]) -> list[LoadedKey]:
-    """`LOAD_KEYS` for `subject_ids`, on the driver's cursor in the caller's transaction (a
+    """The rows of `subject_ids`, on the driver's cursor in the caller's transaction (a
     subject's first append and every page of a read with uncached keys ask it)."""
     mark = _mark(connection)
     found: list[LoadedKey] = []
-    cursor = connection.connection.cursor()
-    try:
-        for start in range(0, len(subject_ids), _IN_LIST):
-            part = subject_ids[start:start + _IN_LIST]
-            cursor.execute(f"{_LOAD_KEYS_SQL} ({', '.join([mark] * len(part))})", tuple(part))
-            found.extend(
-                LoadedKey(subject_id, state, version,
-                          None if wrapped is None else bytes(wrapped), by, _stored_time(erased))
-                for subject_id, state, version, wrapped, by, erased in cursor.fetchall())
-    finally:
-        cursor.close()
+    for start in range(0, len(subject_ids), _IN_LIST):
+        part = subject_ids[start:start + _IN_LIST]
+        found.extend(
+            LoadedKey(subject_id, state, version, None if wrapped is None else bytes(wrapped),
+                      by, _stored_time(erased))
+            for subject_id, state, version, wrapped, by, erased in _driver_rows(
+                connection, f"{_LOAD_KEYS_SQL} ({', '.join([mark] * len(part))})", part))
     return found
 
 
@@ -104,12 +84,7 @@ def master_key_ids(connection: Connection) -> tuple[str | None, str | None]:
     stays locked (shared, PostgreSQL) until the caller's transaction ends: an erasure takes it
     exclusively, so a key's first store and an erasure cannot interleave."""
     postgres = connection.dialect.name == "postgresql"
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(_MASTER_KEY_IDS_SQL + (" FOR SHARE" if postgres else ""))
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
+    rows = _driver_rows(connection, _MASTER_KEY_IDS_SQL + (" FOR SHARE" if postgres else ""))
     if len(rows) != 1:
         raise VaultConfigurationError("the vault's state row is missing or repeated: this "
                                       "database holds no key vault, or one that was altered")
@@ -131,6 +106,17 @@ def insert_keys(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> No
         cursor.executemany(sql, [
             tuple(row[name] if name != "created_at" or postgres else _sqlite_time(row[name])
                   for name in _NEW_KEY_COLUMNS) for row in rows])
+    finally:
+        cursor.close()
+
+
+def _driver_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
+                 ) -> list[Any]:
+    """The rows of `sql`, run on the driver's cursor in `connection`'s transaction."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, tuple(parameters))
+        return list(cursor.fetchall())
     finally:
         cursor.close()
 
