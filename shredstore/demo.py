@@ -126,8 +126,8 @@ def run_demo(folder: Path | None, console: Console, *, reveal: bool = False) -> 
         say(f"   {report.events_checked} events checked: hash chain and immutability triggers "
             + ("intact" if report.ok else "PROBLEMS FOUND"), problem=not report.ok)
         if report.ok and report.unauthenticated == 0:
-            say("   every row's authenticator checks (an HMAC under a key the master key wraps):"
-                " an edited row would be an error on read, never 'redacted'")
+            say("   every row's authenticator checks (a keyed hash under a key the master key"
+                " wraps): an edited row would be an error on read, never 'redacted'")
 
     ok = (not found and refused and len(changed) == dry.events and checked and report.ok)
     say(f"\n{'Done' if ok else 'Something did not hold'} in "

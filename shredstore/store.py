@@ -90,7 +90,7 @@ class EventStore:
     be opened, if not plainly (see `shredstore.storage.engine.create_read_only_engine`).
 
     With the master key, every row appended and every snapshot saved carries an authenticator
-    (an HMAC under the vault's service key ``shredstore.rows.v1``), and every read checks it:
+    (keyed under the vault's service key ``shredstore.rows.v1``), and every read checks it:
     an altered row raises `TamperedError`, also when its subject was erased, and an altered
     snapshot is never loaded (see `shredstore.storage.authentication`). Without the master key
     nothing can be checked but the hash chain, by `verify`. A database written by an earlier
