@@ -22,7 +22,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
-from keyvault.engine import WRITE, DriverErrors, DriverFailure, is_postgres, is_sqlite
+from keyvault.engine import (
+    WRITE,
+    DriverErrors,
+    DriverFailure,
+    is_postgres,
+    is_sqlite,
+    reader,
+)
 from keyvault.engine import create_engine as _configured_engine
 from shredstore.errors import (
     ConfigurationError,
@@ -41,6 +48,7 @@ __all__ = [
     "driver_rows",
     "is_postgres",
     "is_sqlite",
+    "reader",
     "translate_errors",
 ]
 

@@ -34,11 +34,13 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from keyvault.errors import KeyVaultError, VaultStorageError
 from shredstore import expected as _expected
 from shredstore.errors import (
     ConfigurationError,
     DuplicateEventError,
     ReadOnlyStoreError,
+    ShredstoreError,
     StorageError,
     WrongExpectedVersion,
 )
@@ -51,6 +53,7 @@ from shredstore.storage.engine import (
     WRITE,
     driver_rows,
     is_postgres,
+    reader,
     translate_errors,
 )
 from shredstore.storage.formats import Formats, as_uuid, names, parse_subjects, subjects_text
@@ -136,6 +139,8 @@ class EventLog:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._reader = reader(engine)
+        """The engine for transactions that only read (PostgreSQL: autocommit)."""
         self._writer = engine.execution_options(**WRITE)
         """The engine for write transactions (SQLite: ``BEGIN IMMEDIATE``): made once, as
         setting the option on each connection costs a fifth of a short transaction."""
@@ -143,6 +148,8 @@ class EventLog:
         self._lock_key: tuple[int, int] | None = None
         postgres = is_postgres(engine)
         self._copies = postgres
+        if postgres and not sa.event.contains(engine, "before_cursor_execute", _not_pipelined):
+            sa.event.listen(engine, "before_cursor_execute", _not_pipelined)
         self._sql = Statements("%s" if postgres else "?")
         formats = Formats(postgres=postgres)
         self._raw_row = formats.row
@@ -173,7 +180,7 @@ class EventLog:
 
     def has_authenticated_rows(self) -> bool:
         """Whether any row carries an authenticator (a store with the master key wrote it)."""
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
+        with translate_errors(), self._reader.connect() as conn, conn.begin():
             return conn.execute(sa.select(_E.c.position).where(_E.c.mac.is_not(None))
                                 .limit(1)).first() is not None
 
@@ -197,7 +204,7 @@ class EventLog:
         """Use the tables as they are and never write to them (appends raise
         `ConfigurationError`): for a database on a read-only file, mount or replica."""
         self.read_only = True
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
+        with translate_errors(), self._reader.connect() as conn, conn.begin():
             if not sa.inspect(conn).has_table(schema.SETTINGS.name):
                 raise ConfigurationError(
                     "this database holds no event store of this format (or it was never "
@@ -235,7 +242,7 @@ class EventLog:
         caller's transaction (or a short one of its own): found by their entries' event ids,
         through the unique index."""
         if connection is None:
-            with translate_errors(), self._engine.connect() as conn, conn.begin():
+            with translate_errors(), self._reader.connect() as conn, conn.begin():
                 return self.in_ledger(conn, subject_ids)
         ids = {self.ledger_event_id(subject): subject for subject in subject_ids}
         found: list[Any] = []
@@ -257,7 +264,7 @@ class EventLog:
         """(version, position, event id) of the stream's last event, None if it has none;
         read in `connection`'s transaction if given."""
         if connection is None:
-            with translate_errors(), self._engine.connect() as conn, conn.begin():
+            with translate_errors(), self._reader.connect() as conn, conn.begin():
                 return self.tail(stream_id, conn)
         found = driver_rows(connection, self._sql.tail, (stream_id,))
         last = found[0] if found else None
@@ -267,7 +274,7 @@ class EventLog:
                    ) -> list[tuple[int, int, UUID, frozenset[str]]]:
         """(version, position, event id, subjects) of the stream's events from `version` on
         (included), at most `limit` + 1 of them."""
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
+        with translate_errors(), self._reader.connect() as conn, conn.begin():
             rows = conn.exec_driver_sql(self._sql.tail_since,
                                         (stream_id, version, limit + 2)).fetchall()
         return [(int(v), int(p), as_uuid(e), parse_subjects(s)) for v, p, e, s in rows]
@@ -275,7 +282,7 @@ class EventLog:
     def ledger_row(self, subject_id: str) -> StoredRow | None:
         """The subject's erasure ledger entry (by its keyed event id), checked as every read;
         None if the ledger holds none."""
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
+        with translate_errors(), self._reader.connect() as conn, conn.begin():
             raw = conn.exec_driver_sql(
                 self._sql.by_event_id,
                 (self._id_param(self.ledger_event_id(subject_id)),)).first()
@@ -292,9 +299,10 @@ class EventLog:
     ) -> AppendResult:
         """Store `rows` at the end of `stream_id`, all or nothing.
 
-        `before_insert` runs inside the append's transaction, just before the rows are
-        written, and `after_insert` just after, with the result; whatever either raises
-        aborts the append. `rows` may be a function of that
+        `before_insert` runs inside the append's transaction once it holds the log, before
+        the rows are written (a guard: what it raises is raised after the version check),
+        and `after_insert` just after, with the result; whatever either raises aborts the
+        append. `rows` may be a function of that
         transaction instead, called first thing once the append holds the log (so whatever
         else it writes commits with the rows, or not at all; the erasure of a key and its
         ledger entry, for one): an event id it returns that is already stored is then an
@@ -359,27 +367,77 @@ class EventLog:
         expected_version: int | ExpectedVersion,
         before_insert: Callable[[Connection], None] | None,
     ) -> AppendResult:
-        if self._lock_key is not None:
-            # A statement of its own: in READ COMMITTED a statement's snapshot is taken
-            # before a lock inside it is granted, so the reads below must come after.
-            cursor.execute(self._sql.lock, self._lock_key)
-        if callable(rows):
-            rows = rows(conn)
-        # The stream's version and the log's head, in one statement after the lock.
-        cursor.execute(self._sql.version_and_head, (stream_id,))
-        found = cursor.fetchone()
-        current = (found[0] or 0) if found is not None else 0
-        if not _expected.satisfied(expected_version, current):
-            mismatch = WrongExpectedVersion(
-                stream_id, expected=expected_version, actual=current or None
-            )
-            if rows:
-                raise _RetryCheck(mismatch)
-            raise mismatch
-        if not rows:
-            return AppendResult(stream_id, current, ())
+        # On PostgreSQL the statements go out pipelined: the lock, the head read and the
+        # guards in one round trip, the inserts in the next (then COMMIT), instead of one
+        # round trip each. SQLite's statements are calls into the library: nothing to save.
+        with self._pipeline(conn, rows) as pipeline:
+            if self._lock_key is not None:
+                # A statement of its own: in READ COMMITTED a statement's snapshot is taken
+                # before a lock inside it is granted, so the reads below must come after.
+                cursor.execute(self._sql.lock, self._lock_key)
+            if callable(rows):
+                rows = rows(conn)
+            # The stream's version and the log's head, in one statement after the lock.
+            cursor.execute(self._sql.version_and_head, (stream_id,))
+            refused = self._guard(before_insert, conn) if rows else None
+            found = cursor.fetchone()
+            current = (found[0] or 0) if found is not None else 0
+            if not _expected.satisfied(expected_version, current):
+                mismatch = WrongExpectedVersion(
+                    stream_id, expected=expected_version, actual=current or None
+                )
+                if rows:
+                    raise _RetryCheck(mismatch)
+                raise mismatch
+            if refused is not None:
+                raise refused
+            if not rows:
+                return AppendResult(stream_id, current, ())
+            position = found[1] if found is not None else 0
+            params, index = self._new_rows(stream_id, rows, current, position,
+                                           bytes(found[2]) if found is not None else GENESIS)
+            self._insert(cursor, params, index, pipeline)
+        return AppendResult(stream_id, current + len(rows),
+                            tuple(range(position + 1, position + 1 + len(rows))))
 
-        position, prev_hash = (found[1], bytes(found[2])) if found is not None else (0, GENESIS)
+    def _insert(self, cursor: Any, params: list[tuple[Any, ...]], index: list[tuple[str, int]],
+                pipeline: Any) -> None:
+        """The rows and their index entries written: on PostgreSQL a large batch by COPY (a
+        third of the time per row of a multi-row insert), which cannot run in a pipeline."""
+        copy = self._copies and pipeline is None
+        try:
+            if copy:
+                self._copy(cursor, self._sql.copy_events, params)
+            else:
+                cursor.executemany(self._sql.insert, params)
+            if index and copy:
+                self._copy(cursor, self._sql.copy_subjects, index)
+            elif index:
+                cursor.executemany(self._sql.insert_subject, index)
+            if pipeline is not None:
+                pipeline.sync()  # an error of the inserts surfaces here
+        except INTEGRITY_ERRORS:
+            raise _RetryCheck(None) from None
+
+    @staticmethod
+    def _guard(before_insert: Callable[[Connection], None] | None, conn: Connection
+               ) -> Exception | None:
+        """Run the append's guard (a refusal it raises is returned, to be raised after the
+        version check: a stale expected version is reported first, as ever)."""
+        if before_insert is None:
+            return None
+        try:
+            before_insert(conn)
+        except (StorageError, VaultStorageError):
+            raise  # the database failed: not a refusal
+        except (ShredstoreError, KeyVaultError) as refusal:
+            return refusal
+        return None
+
+    def _new_rows(self, stream_id: str, rows: Sequence[NewRow], current: int, position: int,
+                  prev_hash: bytes) -> tuple[list[tuple[Any, ...]], list[tuple[str, int]]]:
+        """The rows' insert parameters (each framed once, signed and chained) and their
+        subject index entries."""
         recorded_at = datetime.now(UTC)
         stored_at = self._time_param(recorded_at)
         id_param = self._id_param
@@ -409,27 +467,37 @@ class EventLog:
                            row.payload, row.personal, subjects, mac, prev_hash, digest))
             index.extend((subject, position + offset) for subject in row.subjects)
             prev_hash = digest
-        if before_insert is not None:
-            before_insert(conn)
-        try:
-            self._insert(cursor, self._sql.insert, self._sql.copy_events, params)
-        except INTEGRITY_ERRORS:
-            raise _RetryCheck(None) from None
-        if index:
-            self._insert(cursor, self._sql.insert_subject, self._sql.copy_subjects, index)
-        return AppendResult(stream_id, current + len(rows),
-                            tuple(range(position + 1, position + 1 + len(rows))))
+        return params, index
 
-    def _insert(self, cursor: Any, insert: str, copy: str, rows: list[tuple[Any, ...]]
-                ) -> None:
-        """`rows` inserted on the driver's `cursor`: on PostgreSQL a batch goes by COPY (a
-        third of the time of a multi-row insert per row), else by the `insert` statement."""
-        if self._copies and len(rows) >= _COPY_FROM:
-            with cursor.copy(copy) as stream:
-                for row in rows:
-                    stream.write_row(row)
-        else:
-            cursor.executemany(insert, rows)
+    @contextlib.contextmanager
+    def _pipeline(self, conn: Connection, rows: Sequence[NewRow] | Callable[..., Any]
+                  ) -> Iterator[Any]:
+        """psycopg's pipeline on PostgreSQL (statements sent without waiting for each
+        result), unless the rows are many enough to go by COPY or come from a function (which
+        may run SQLAlchemy's statements); else nothing.
+
+        In a pipeline a statement's rows arrive only when fetched, which SQLAlchemy does not
+        wait for: a guard must use the driver's cursor there, and a statement SQLAlchemy runs
+        is refused (`_not_pipelined`) rather than read as returning no rows.
+        """
+        if not self._copies or callable(rows) or len(rows) >= _COPY_FROM:
+            yield None
+            return
+        driver: Any = conn.connection.driver_connection
+        conn.info[_PIPELINED] = True
+        try:
+            with driver.pipeline() as pipeline:
+                yield pipeline
+        finally:
+            del conn.info[_PIPELINED]
+
+    @staticmethod
+    def _copy(cursor: Any, copy: str, rows: list[tuple[Any, ...]]) -> None:
+        """`rows` written by PostgreSQL's COPY (a third of the time per row of a multi-row
+        insert)."""
+        with cursor.copy(copy) as stream:
+            for row in rows:
+                stream.write_row(row)
 
     def previous_append(
         self,
@@ -441,7 +509,7 @@ class EventLog:
         """The result of an earlier, committed append of these (event id, type) pairs, if any."""
         if not events:
             return None
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
+        with translate_errors(), self._reader.connect() as conn, conn.begin():
             return _find_previous_append(conn, stream_id, events, expected_version)
 
     def read_all(
@@ -534,7 +602,7 @@ class EventLog:
                 params.append(self._time_param(value) if isinstance(value, datetime)
                               else value)
         counts, subject_count = self._sql.scope_counts(conditions)
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
+        with translate_errors(), self._reader.connect() as conn, conn.begin():
             events, streams = conn.exec_driver_sql(counts, tuple(params)).one()
             subjects = conn.exec_driver_sql(subject_count, tuple(params)).scalar_one()
         return int(events), int(streams), int(subjects)
@@ -588,7 +656,7 @@ class EventLog:
         sql = self._sql.index_after
         after: tuple[int, str] = (-1, "")
         while True:
-            with translate_errors(), self._engine.connect() as conn, conn.begin():
+            with translate_errors(), self._reader.connect() as conn, conn.begin():
                 page = conn.exec_driver_sql(sql, (after[0], after[0], after[1], PAGE_SIZE)
                                             ).fetchall()
             for position, subject_id in page:
@@ -609,7 +677,7 @@ class EventLog:
         hook = self._page_hook if to_row is self._to_row else None
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
-            with translate_errors(), self._engine.connect() as conn, conn.begin():
+            with translate_errors(), self._reader.connect() as conn, conn.begin():
                 if first is not None:
                     bound, first = first(conn), None
                 # The driver's cursor: plain tuples, without SQLAlchemy's per-row objects.
@@ -630,14 +698,14 @@ class EventLog:
 
     def head(self) -> LogHead:
         """The position and hash of the last event (position 0 for an empty log)."""
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
+        with translate_errors(), self._reader.connect() as conn, conn.begin():
             found = driver_rows(conn, self._sql.head)
         last = found[0] if found else None
         return LogHead(int(last[0]), bytes(last[1])) if last is not None else LogHead(0, GENESIS)
 
     def stream_version(self, stream_id: str) -> int:
         """The version of the stream's last event; 0 if it has none."""
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
+        with translate_errors(), self._reader.connect() as conn, conn.begin():
             ((version,),) = driver_rows(conn, self._sql.stream_version, (stream_id,))
         return int(version or 0)
 
@@ -665,7 +733,7 @@ class EventLog:
 
     def missing_triggers(self) -> list[str]:
         """The immutability triggers that are not in place."""
-        with translate_errors(), self._engine.connect() as conn, conn.begin():
+        with translate_errors(), self._reader.connect() as conn, conn.begin():
             return schema.missing_triggers(conn)
 
     @contextlib.contextmanager
@@ -711,3 +779,13 @@ def _find_previous_append(
         return None
     return AppendResult(stream_id, places[-1][1], tuple(place[2] for place in places))
 
+
+_PIPELINED = "shredstore.pipelined"
+
+
+def _not_pipelined(conn: Connection, *_: Any) -> None:
+    """Refuses a statement SQLAlchemy would run in an append's pipeline (see `_pipeline`)."""
+    if conn.info.get(_PIPELINED):
+        raise RuntimeError("an append's guard ran a statement through SQLAlchemy inside the "
+                           "append's pipeline, where its rows would read as none: use the "
+                           "driver's cursor (conn.connection.cursor())")
