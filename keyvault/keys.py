@@ -16,10 +16,9 @@ from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from keyvault import schema, statements
+from keyvault import statements
 from keyvault.cache import ErasureMark, KeyCache
 from keyvault.engine import Transactions
 from keyvault.envelope import KEY_SIZE, DataKey, fingerprint, key_version_of
@@ -38,9 +37,6 @@ from keyvault.names import check_subject
 __all__ = ["KEY_VERSION", "NewKey", "SubjectKeys", "erased_error", "wrap_context"]
 
 _log = logging.getLogger("keyvault")
-
-_S = schema.SUBJECTS
-_ST = schema.STATE
 
 KEY_VERSION = 1
 """The version of the data keys this vault creates."""
@@ -180,13 +176,15 @@ class SubjectKeys:
         named: Collection[str] | None = ()
         with (contextlib.nullcontext(connection) if connection is not None
               else self._db.read()) as conn:
-            erasures, subject_id, erased_at = statements.latest_erasure(conn)
-            mark = ErasureMark(erasures, subject_id, as_utc(erased_at) if erased_at else None)
-            seen = self.cache.seen
-            erased = [] if mark == seen else self._erased_since(conn, seen, mark)
+            # Both asked before either answer is read: one round trip in a pipeline.
+            answer = statements.ask_latest_erasure(conn)
             if self._record is not None:
                 record_mark, named = self._record.erased_since(self.cache.seen_record,
                                                                self.cache.size, conn)
+            erasures, subject_id, erased_at = answer()
+            mark = ErasureMark(erasures, subject_id, as_utc(erased_at) if erased_at else None)
+            seen = self.cache.seen
+            erased = [] if mark == seen else self._erased_since(conn, seen, mark)
         if erased is None or named is None:
             self.cache.clear()
         elif erased or named:
@@ -202,15 +200,15 @@ class SubjectKeys:
         number: the history was replaced)."""
         if seen is None or now.number < seen.number or now.number - seen.number > self.cache.size:
             return None
-        rows = conn.execute(sa.select(_S.c.subject_id, _S.c.erasure_seq, _S.c.erased_at)
-                            .where(_S.c.erasure_seq >= seen.number)).all()
+        # The driver's cursor: this runs in a read's pipeline on PostgreSQL.
+        rows = statements.erasures_from(conn, seen.number)
         if seen.number:
-            same = [row for row in rows if row.erasure_seq == seen.number
-                    and row.subject_id == seen.subject_id
-                    and as_utc(row.erased_at) == seen.erased_at]
+            same = [subject for subject, number, erased_at in rows if number == seen.number
+                    and subject == seen.subject_id
+                    and erased_at is not None and as_utc(erased_at) == seen.erased_at]
             if not same:
                 return None
-        return [row.subject_id for row in rows if row.erasure_seq > seen.number]
+        return [subject for subject, number, _ in rows if number > seen.number]
 
     def _key_from_row(self, row: _KeyRow, *, opening: bool = True) -> DataKey:
         if row.state == "erased":

@@ -10,7 +10,7 @@ names and placeholder marks only, never from values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -27,6 +27,8 @@ __all__ = [
     "LoadedKey",
     "erased_among",
     "insert_keys",
+    "ask_latest_erasure",
+    "erasures_from",
     "latest_erasure",
     "load_keys",
     "master_key_ids",
@@ -45,12 +47,44 @@ def latest_erasure(connection: Connection) -> tuple[int, str | None, datetime | 
     """The latest erasure: the counter and the tombstone it numbers (see `keyvault.cache`),
     read on the driver's cursor in the caller's transaction: every keyring asks it, and
     SQLAlchemy's execution of a select costs several times the query itself."""
-    found = _driver_rows(connection, _LATEST_ERASURE_SQL)
-    if len(found) != 1:
-        raise VaultConfigurationError("the vault's state row is missing or repeated: this "
-                                      "database holds no key vault, or one that was altered")
-    erasures, subject_id, erased_at = found[0]
-    return int(erasures), subject_id, _stored_time(erased_at)
+    return ask_latest_erasure(connection)()
+
+
+def ask_latest_erasure(connection: Connection
+                       ) -> Callable[[], tuple[int, str | None, datetime | None]]:
+    """`latest_erasure` in two steps: the query is sent now, and the function returned reads
+    its answer. Queries sent in between share its round trip where the connection is in
+    psycopg's pipeline mode (a read's erasure check on PostgreSQL)."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(_LATEST_ERASURE_SQL)
+    except BaseException:
+        cursor.close()
+        raise
+
+    def answer() -> tuple[int, str | None, datetime | None]:
+        try:
+            found = cursor.fetchall()
+        finally:
+            cursor.close()
+        if len(found) != 1:
+            raise VaultConfigurationError(
+                "the vault's state row is missing or repeated: this database holds no key "
+                "vault, or one that was altered")
+        erasures, subject_id, erased_at = found[0]
+        return int(erasures), subject_id, _stored_time(erased_at)
+
+    return answer
+
+
+def erasures_from(connection: Connection, number: int
+                  ) -> list[tuple[str, int, datetime | None]]:
+    """(subject id, erasure number, erased at) of every erasure numbered `number` or
+    later, on the driver's cursor in the caller's transaction (a read's erasure check asks it
+    when erasures happened since its last check)."""
+    found = _driver_rows(connection, f"{_ERASURES_FROM_SQL} {_mark(connection)}", (number,))
+    return [(subject_id, int(seq), _stored_time(erased_at))
+            for subject_id, seq, erased_at in found]
 
 
 class LoadedKey(NamedTuple):
@@ -141,6 +175,8 @@ _NEW_KEY_COLUMNS = ("subject_id", "state", "key_version", "wrapped_key", "wrappe
                     "key_fingerprint", "created_at")
 _LOAD_KEYS_SQL = (f"SELECT subject_id, state, key_version, wrapped_key, wrapped_by, erased_at "
                   f"FROM {_S.name} WHERE subject_id IN")
+_ERASURES_FROM_SQL = (f"SELECT subject_id, erasure_seq, erased_at FROM {_S.name} "
+                      "WHERE erasure_seq >=")
 _MASTER_KEY_IDS_SQL = f"SELECT master_key_id, rotating_to FROM {_ST.name}"
 _LATEST_ERASURE_SQL = (
     f"SELECT st.erasures, su.subject_id, su.erased_at FROM {_ST.name} st "

@@ -599,13 +599,14 @@ class EventStore:
         _check_stream_id(stream_id)
         found: list[SnapshotRow | None] = []
 
+        # The vault's erasure check for the snapshot's keyring: the page hook
+        # (`EventLog.after_each_page`), which runs in this transaction after the snapshot was
+        # read, whatever the page holds.
         refresh = self._vault_shares_database and self._has_master_key
 
         def after_snapshot(connection: Connection) -> int:
             row = self._snapshots.latest(stream_id, type_name, connection)
             found.append(row)
-            if refresh and row is not None and row.personal is not None:
-                self.vault.refresh(connection)  # the snapshot's keyring's erasure check
             return row.version + 1 if row is not None else 1
 
         pages = self._log.read_stream(stream_id, start=after_snapshot)
@@ -808,11 +809,7 @@ class EventStore:
             def not_in_ledger(connection: Connection) -> None:
                 # The ledger outranks the vault: a subject it names stays erased, also when
                 # its tombstone is gone (a vault restored from a backup, a deleted row).
-                erased = self._log.in_ledger(connection, sealed_for)
-                if erased:
-                    raise keyvault.SubjectErasedError(
-                        "the erasure ledger names the subject: no personal data can be stored "
-                        "for it", subject_id=erased[0])
+                _refuse_ledgered(self._log.in_ledger(connection, sealed_for))
 
             if not shared:
                 with self.vault.hold_active(sealed_for):
@@ -821,8 +818,11 @@ class EventStore:
                                             after_insert=after_insert)
 
             def guard(connection: Connection) -> None:
-                not_in_ledger(connection)
+                # The ledger's query sent first, its answer read after the vault's check:
+                # on PostgreSQL both go in one round trip (the append is pipelined).
+                answer = self._log.ask_in_ledger(connection, sealed_for)
                 self.vault.check_active(sealed_for, connection=connection, ring=ring)
+                _refuse_ledgered(answer())
 
             result = self._log.append(stream_id, rows, expected_version=expected_version,
                                       before_insert=guard if sealed_for else None,
@@ -970,6 +970,14 @@ def _open_vault(
     with vault_configuration_errors():
         return KeyVault(url, master_key=master_key, cache_size=cache_size,
                         erasure_record=erasure_record, read_only=read_only)
+
+
+def _refuse_ledgered(erased: list[str]) -> None:
+    """`keyvault.SubjectErasedError` if the erasure ledger names any subject of an append."""
+    if erased:
+        raise keyvault.SubjectErasedError(
+            "the erasure ledger names the subject: no personal data can be stored for it",
+            subject_id=erased[0])
 
 
 def _erased(error: keyvault.SubjectErasedError) -> SubjectErasedError:

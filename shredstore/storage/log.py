@@ -174,8 +174,10 @@ class EventLog:
 
     def after_each_page(self, hook: Callable[[Connection], None]) -> None:
         """From now on, run `hook` in the transaction of every page read for its events (not
-        of verify's raw pages), after the page's query: the store checks the vault for new
-        erasures there, where they share the database."""
+        of verify's raw pages), after the page's query, where the page holds personal data or
+        is the first of a read that starts from a snapshot (on PostgreSQL on every page, in
+        the page's own round trip): the store checks the vault for new erasures there, where
+        they share the database. The hook must use the driver's cursor (see `_pipelined`)."""
         self._page_hook = hook
 
     def has_authenticated_rows(self) -> bool:
@@ -244,20 +246,39 @@ class EventLog:
         if connection is None:
             with translate_errors(), self._reader.connect() as conn, conn.begin():
                 return self.in_ledger(conn, subject_ids)
+        return self.ask_in_ledger(connection, subject_ids)()
+
+    def ask_in_ledger(self, connection: Connection, subject_ids: Collection[str]
+                      ) -> Callable[[], list[str]]:
+        """`in_ledger` in two steps: the queries are sent now, in the caller's transaction,
+        and the function returned reads their answer. Queries sent in between share their
+        round trip where the connection is in psycopg's pipeline mode (an append's guards)."""
         ids = {self.ledger_event_id(subject): subject for subject in subject_ids}
-        found: list[Any] = []
-        cursor = connection.connection.cursor()  # the driver's, in the caller's transaction
+        batch = list(ids)
+        cursors: list[Any] = []  # the driver's, one per statement (each holds its answer)
         try:
-            batch = list(ids)
             for start in range(0, len(batch), IN_LIST):
                 part = batch[start:start + IN_LIST]
-                cursor.execute(self._sql.event_ids_among(len(part)),
-                               tuple(self._id_param(event_id) for event_id in part))
-                found += cursor.fetchall()
-        finally:
-            cursor.close()
-        stored = (as_uuid(value) for (value,) in found)
-        return sorted(ids[event_id] for event_id in stored if event_id in ids)
+                cursors.append(connection.connection.cursor())
+                cursors[-1].execute(self._sql.event_ids_among(len(part)),
+                                    tuple(self._id_param(event_id) for event_id in part))
+        except BaseException:
+            for cursor in cursors:
+                cursor.close()
+            raise
+
+        def answer() -> list[str]:
+            found: list[Any] = []
+            try:
+                for cursor in cursors:
+                    found += cursor.fetchall()
+            finally:
+                for cursor in cursors:
+                    cursor.close()
+            stored = (as_uuid(value) for (value,) in found)
+            return sorted(ids[event_id] for event_id in stored if event_id in ids)
+
+        return answer
 
     def tail(self, stream_id: str, connection: Connection | None = None
              ) -> tuple[int, int, UUID] | None:
@@ -350,7 +371,8 @@ class EventLog:
         try:
             result = self._append_on(cursor, conn, stream_id, rows,
                                      expected_version=expected_version,
-                                     before_insert=before_insert)
+                                     before_insert=before_insert,
+                                     last=after_insert is None)
         finally:
             cursor.close()
         if after_insert is not None and result.positions:
@@ -366,58 +388,67 @@ class EventLog:
         *,
         expected_version: int | ExpectedVersion,
         before_insert: Callable[[Connection], None] | None,
+        last: bool,
     ) -> AppendResult:
         # On PostgreSQL the statements go out pipelined: the lock, the head read and the
-        # guards in one round trip, the inserts in the next (then COMMIT), instead of one
-        # round trip each. SQLite's statements are calls into the library: nothing to save.
-        with self._pipeline(conn, rows) as pipeline:
-            if self._lock_key is not None:
-                # A statement of its own: in READ COMMITTED a statement's snapshot is taken
-                # before a lock inside it is granted, so the reads below must come after.
-                cursor.execute(self._sql.lock, self._lock_key)
-            if callable(rows):
-                rows = rows(conn)
-            # The stream's version and the log's head, in one statement after the lock.
-            cursor.execute(self._sql.version_and_head, (stream_id,))
-            refused = self._guard(before_insert, conn) if rows else None
-            found = cursor.fetchone()
-            current = (found[0] or 0) if found is not None else 0
-            if not _expected.satisfied(expected_version, current):
-                mismatch = WrongExpectedVersion(
-                    stream_id, expected=expected_version, actual=current or None
-                )
-                if rows:
-                    raise _RetryCheck(mismatch)
-                raise mismatch
-            if refused is not None:
-                raise refused
-            if not rows:
-                return AppendResult(stream_id, current, ())
-            position = found[1] if found is not None else 0
-            params, index = self._new_rows(stream_id, rows, current, position,
-                                           bytes(found[2]) if found is not None else GENESIS)
-            self._insert(cursor, params, index, pipeline)
+        # guards in one round trip, the inserts and (where nothing else is to be written:
+        # `last`) COMMIT in the next, instead of one round trip each; the transaction's own
+        # commit then has nothing left to do. SQLite's statements are calls into the
+        # library: nothing to save.
+        pipelined = self._pipelines(rows)
+        try:
+            with self._pipelined(conn) if pipelined else contextlib.nullcontext():
+                if self._lock_key is not None:
+                    # A statement of its own: in READ COMMITTED a statement's snapshot is taken
+                    # before a lock inside it is granted, so the reads below must come after.
+                    cursor.execute(self._sql.lock, self._lock_key)
+                if callable(rows):
+                    rows = rows(conn)
+                # The stream's version and the log's head, in one statement after the lock.
+                cursor.execute(self._sql.version_and_head, (stream_id,))
+                refused = self._guard(before_insert, conn) if rows else None
+                found = cursor.fetchone()
+                current = (found[0] or 0) if found is not None else 0
+                if not _expected.satisfied(expected_version, current):
+                    mismatch = WrongExpectedVersion(
+                        stream_id, expected=expected_version, actual=current or None
+                    )
+                    if rows:
+                        raise _RetryCheck(mismatch)
+                    raise mismatch
+                if refused is not None:
+                    raise refused
+                if not rows:
+                    return AppendResult(stream_id, current, ())
+                position = found[1] if found is not None else 0
+                params, index = self._new_rows(stream_id, rows, current, position,
+                                               bytes(found[2]) if found is not None else GENESIS)
+                self._insert(cursor, params, index, copy=not pipelined)
+                if pipelined and last:
+                    cursor.execute("COMMIT")
+        except INTEGRITY_ERRORS:
+            if not pipelined:
+                raise
+            raise _RetryCheck(None) from None  # the inserts' error, reported on leaving
         return AppendResult(stream_id, current + len(rows),
                             tuple(range(position + 1, position + 1 + len(rows))))
 
     def _insert(self, cursor: Any, params: list[tuple[Any, ...]], index: list[tuple[str, int]],
-                pipeline: Any) -> None:
-        """The rows and their index entries written: on PostgreSQL a large batch by COPY (a
-        third of the time per row of a multi-row insert), which cannot run in a pipeline."""
-        copy = self._copies and pipeline is None
+                *, copy: bool) -> None:
+        """The rows and their index entries written: on PostgreSQL outside a pipeline (a large
+        batch) by COPY, a third of the time per row of a multi-row insert."""
+        copy = copy and self._copies
         try:
             if copy:
                 self._copy(cursor, self._sql.copy_events, params)
             else:
                 cursor.executemany(self._sql.insert, params)
-            if index and copy:
-                self._copy(cursor, self._sql.copy_subjects, index)
-            elif index:
-                cursor.executemany(self._sql.insert_subject, index)
-            if pipeline is not None:
-                pipeline.sync()  # an error of the inserts surfaces here
         except INTEGRITY_ERRORS:
             raise _RetryCheck(None) from None
+        if index and copy:
+            self._copy(cursor, self._sql.copy_subjects, index)
+        elif index:
+            cursor.executemany(self._sql.insert_subject, index)
 
     @staticmethod
     def _guard(before_insert: Callable[[Connection], None] | None, conn: Connection
@@ -469,20 +500,22 @@ class EventLog:
             prev_hash = digest
         return params, index
 
+    def _pipelines(self, rows: Sequence[NewRow] | Callable[..., Any]) -> bool:
+        """Whether an append of `rows` is pipelined: on PostgreSQL, unless the rows are many
+        enough to go by COPY or come from a function (which may run SQLAlchemy's
+        statements)."""
+        return self._copies and not callable(rows) and len(rows) < _COPY_FROM
+
+    @staticmethod
     @contextlib.contextmanager
-    def _pipeline(self, conn: Connection, rows: Sequence[NewRow] | Callable[..., Any]
-                  ) -> Iterator[Any]:
-        """psycopg's pipeline on PostgreSQL (statements sent without waiting for each
-        result), unless the rows are many enough to go by COPY or come from a function (which
-        may run SQLAlchemy's statements); else nothing.
+    def _pipelined(conn: Connection) -> Iterator[Any]:
+        """psycopg's pipeline (PostgreSQL): statements sent without waiting for each result.
 
         In a pipeline a statement's rows arrive only when fetched, which SQLAlchemy does not
-        wait for: a guard must use the driver's cursor there, and a statement SQLAlchemy runs
-        is refused (`_not_pipelined`) rather than read as returning no rows.
+        wait for: code run inside (an append's guard, a page's hook) must use the driver's
+        cursor, and a statement SQLAlchemy runs is refused (`_not_pipelined`) rather than read
+        as returning no rows.
         """
-        if not self._copies or callable(rows) or len(rows) >= _COPY_FROM:
-            yield None
-            return
         driver: Any = conn.connection.driver_connection
         conn.info[_PIPELINED] = True
         try:
@@ -678,12 +711,10 @@ class EventLog:
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
             with translate_errors(), self._reader.connect() as conn, conn.begin():
+                check = first is not None  # a snapshot's read: its erasure check is the page's
                 if first is not None:
                     bound, first = first(conn), None
-                # The driver's cursor: plain tuples, without SQLAlchemy's per-row objects.
-                raw = driver_rows(conn, sql, (*fixed, bound, size))
-                if hook is not None and any(row[_PERSONAL] is not None for row in raw):
-                    hook(conn)
+                raw = self._page(conn, sql, (*fixed, bound, size), hook, check=check)
             count = len(raw)
             if count:
                 bound = raw[-1][key]
@@ -695,6 +726,28 @@ class EventLog:
                 return
             if remaining is not None:
                 remaining -= count
+
+    def _page(self, conn: Connection, sql: str, parameters: tuple[Any, ...],
+              hook: Callable[[Connection], None] | None, *, check: bool) -> list[Any]:
+        """One page's raw rows (the driver's cursor: plain tuples, without SQLAlchemy's
+        per-row objects), and the page hook run after its query where the page holds personal
+        data or `check` asks for it. On PostgreSQL the hook always runs, pipelined with the
+        query: its statements and the page share one round trip."""
+        if hook is None:
+            return driver_rows(conn, sql, parameters)
+        if not self._copies:
+            raw = driver_rows(conn, sql, parameters)
+            if check or any(row[_PERSONAL] is not None for row in raw):
+                hook(conn)
+            return raw
+        with self._pipelined(conn):
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(sql, parameters)
+                hook(conn)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
 
     def head(self) -> LogHead:
         """The position and hash of the last event (position 0 for an empty log)."""
