@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 
 from shredstore import ConfigurationError, Event, EventRegistry, UnknownEventType, default_registry
+from shredstore.events import new_event_id
 
 
 def test_the_type_name_defaults_to_the_class_name() -> None:
@@ -96,3 +100,20 @@ def test_events_are_frozen_and_carry_an_id_outside_their_data() -> None:
     assert a.model_dump() == {"x": 1}
     with pytest.raises(ValueError, match="frozen"):
         a.x = 2  # type: ignore[misc]
+
+
+def test_event_ids_are_version_7_uuids_ordered_by_time() -> None:
+    """Event ids are RFC 9562 version 7 UUIDs: unique, and ordered by the millisecond they
+    were made in (so the log's unique index on them grows at its end)."""
+    class Noted(Event, type_name="test.events.Noted", register=False):
+        note: str
+
+    earlier = [Noted(note="a").event_id for _ in range(1000)]
+    time.sleep(0.002)
+    later = new_event_id()
+    assert all(event_id.version == 7 and event_id.variant == uuid.RFC_4122
+               for event_id in [*earlier, later])
+    assert len(set(earlier)) == len(earlier)
+    assert max(earlier) < later
+    made_at = later.int >> 80  # milliseconds since the epoch
+    assert abs(made_at - time.time() * 1000) < 60_000
