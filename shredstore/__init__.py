@@ -8,6 +8,7 @@ pydantic models. See README.md and docs/ for the whole story.
 # implementation (see shredstore.store.use_erasure_workflow).
 import shredstore.erasure  # noqa: F401
 from shredstore.aggregates import Aggregate, Repository
+from shredstore.causation import caused_by, current_cause
 from shredstore.errors import (
     AggregateNotFound,
     ConfigurationError,
@@ -34,6 +35,7 @@ from shredstore.events import (
     RecordedEvent,
     UnknownEvent,
     default_registry,
+    new_event_id,
     upcaster,
 )
 from shredstore.expected import ANY, NO_STREAM, STREAM_EXISTS, ExpectedVersion
@@ -82,6 +84,9 @@ __all__ = [
     "UnknownSubjectError",
     "VerifyReport",
     "WrongExpectedVersion",
+    "caused_by",
+    "current_cause",
     "default_registry",
+    "new_event_id",
     "upcaster",
 ]

@@ -22,6 +22,7 @@ import keyvault
 from keyvault import ErasureResult, KeyProvider, KeyRing, KeyVault, SubjectStatus
 from keyvault.names import check_subject, is_utf8
 from shredstore import expected as _expected
+from shredstore.causation import with_cause
 from shredstore.errors import (
     ConfigurationError,
     DuplicateEventError,
@@ -62,6 +63,9 @@ __all__ = ["DEFAULT_URL", "ErasureWorkflow", "EventStore", "use_erasure_workflow
 M = TypeVar("M", bound=BaseModel)
 
 _EMPTY_METADATA = "{}"
+Metadata = Mapping[str, JsonValue] | Iterable[Mapping[str, JsonValue]] | None
+"""An append's metadata: one mapping for every event, one per event, or none."""
+_Batch = tuple[str, list[Event], list[str], int | ExpectedVersion]
 _KEY_RACE_ATTEMPTS = 3  # a new subject's key raced by another process: seal again
 
 DEFAULT_URL = "sqlite:///shredstore.db"
@@ -162,7 +166,7 @@ class EventStore:
         events: Iterable[Event],
         *,
         expected_version: int | ExpectedVersion = ANY,
-        metadata: Mapping[str, JsonValue] | None = None,
+        metadata: Metadata = None,
         in_transaction: Callable[[Connection, AppendResult], None] | None = None,
     ) -> AppendResult:
         """Append `events` to the end of `stream_id`, atomically.
@@ -170,8 +174,10 @@ class EventStore:
         `expected_version` is ANY, NO_STREAM, STREAM_EXISTS, or the version of the stream's
         last event (0 for none). On a mismatch `WrongExpectedVersion` is raised and nothing is
         written. `metadata` (correlation_id, causation_id and any JSON keys) is stored with
-        each event; it must not contain personal data. Appending the same event instances
-        again after a commit (a retry) stores nothing and returns the first result.
+        each event, or, as a sequence of mappings, one per event; it must not contain
+        personal data. Inside `shredstore.causation.caused_by(record)` the correlation and
+        causation ids are added for you. Appending the same event instances again after a
+        commit (a retry) stores nothing and returns the first result.
 
         `in_transaction(connection, result)` writes the caller's own rows (a tracking row, an
         outbox, a saga's bookkeeping) in the append's transaction, once the events are in:
@@ -181,6 +187,54 @@ class EventStore:
         (each earlier run rolled back), and not at all for a retry that finds the append
         already committed. The rows must live in the store's database (`engine`).
         """
+        after = None if in_transaction is None else (
+            lambda connection, results: in_transaction(connection, results[0]))
+        (result,) = self._append_batches([self._batch(stream_id, events, expected_version,
+                                                      metadata)], after)
+        return result
+
+    def append_many(
+        self,
+        streams: Mapping[str, tuple[Iterable[Event], int | ExpectedVersion]
+                         | tuple[Iterable[Event], int | ExpectedVersion, Metadata]],
+        *,
+        metadata: Metadata = None,
+        in_transaction: Callable[[Connection, dict[str, AppendResult]], None] | None = None,
+    ) -> dict[str, AppendResult]:
+        """Append to several streams in one transaction: all or nothing.
+
+        ``store.append_many({"order-7": ([OrderPlaced(...)], NO_STREAM),
+        "payment-7": ([PaymentRequested(...)], 3)})``: each stream with its events and its
+        expected version, checked as `append` checks one (a mismatch on any stream writes
+        nothing and raises `WrongExpectedVersion` naming it). The events take positions in
+        the order of the mapping. `metadata` is stored with every event; a stream's own
+        metadata (a third element: a mapping, or one per event) replaces it for that stream.
+        `in_transaction(connection, results)` is `append`'s, with the results by stream.
+        Retries, erased subjects and key races behave as in `append`. Returns the results by
+        stream, in the mapping's order.
+        """
+        if not isinstance(streams, Mapping):
+            raise ConfigurationError(
+                "append_many takes a mapping of stream id -> (events, expected version)")
+        batches = []
+        for stream_id, value in streams.items():
+            if not isinstance(value, tuple) or len(value) not in (2, 3):
+                raise ConfigurationError(
+                    f"append_many: the value for stream {stream_id!r} must be (events, "
+                    "expected version) or (events, expected version, metadata)")
+            events, expected_version, *own = value
+            batches.append(self._batch(stream_id, events, expected_version,
+                                       own[0] if own else metadata))
+        after = None if in_transaction is None else (
+            lambda connection, results: in_transaction(
+                connection, {result.stream_id: result for result in results}))
+        results = self._append_batches(batches, after) if batches else []
+        return {result.stream_id: result for result in results}
+
+    def _batch(self, stream_id: str, events: Iterable[Event],
+               expected_version: int | ExpectedVersion, metadata: Metadata) -> _Batch:
+        """One stream's part of an append, checked: (stream id, events, each event's encoded
+        metadata, expected version)."""
         _check_stream_id(stream_id)
         if stream_id.startswith("$"):
             raise ConfigurationError(
@@ -188,26 +242,42 @@ class EventStore:
                 "(such as the erasure ledger, $erasures)")
         expected_version = _expected.validate(expected_version)
         batch = list(events)
-        if len({event.event_id for event in batch}) != len(batch):
+        if isinstance(metadata, Mapping) or metadata is None:
+            encoded = [encode_metadata(with_cause(metadata))] * len(batch)
+        else:
+            each = list(metadata)
+            if len(each) != len(batch):
+                raise ConfigurationError(
+                    f"{len(each)} metadata mappings for {len(batch)} events: give one mapping "
+                    "for all, or one per event")
+            encoded = [encode_metadata(with_cause(item)) for item in each]
+        return stream_id, batch, encoded, expected_version
+
+    def _append_batches(
+        self, batches: list[_Batch],
+        after_insert: Callable[[Connection, list[AppendResult]], None] | None,
+    ) -> list[AppendResult]:
+        """`append` and `append_many`: the whole of several streams' appends, retries and the
+        erased subject's refusal included."""
+        ids = [event.event_id for _, events, _, _ in batches for event in events]
+        if len(set(ids)) != len(ids):
             raise DuplicateEventError("a batch holds the same event (event id) twice")
-        encoded_metadata = encode_metadata(metadata)
-        needs_keys = any(map(self._mapper.needs_keys, batch))
+        needs_keys = any(map(self._mapper.needs_keys,
+                             (event for _, events, _, _ in batches for event in events)))
         try:
             with vault_configuration_errors():
                 for _ in range(_KEY_RACE_ATTEMPTS - 1):
                     with contextlib.suppress(keyvault.KeyCreationConflict):
-                        return self._append(stream_id, batch, encoded_metadata,
-                                            expected_version, needs_keys,
-                                            after_insert=in_transaction)
-                return self._append(stream_id, batch, encoded_metadata, expected_version,
-                                    needs_keys, after_insert=in_transaction)
+                        return self._append(batches, needs_keys, after_insert=after_insert)
+                return self._append(batches, needs_keys, after_insert=after_insert)
         except keyvault.SubjectErasedError as error:
             # A retry of an append that committed before the erasure still succeeded.
-            previous = self._log.previous_append(
-                stream_id, [(event.event_id, type(event).__event_type__) for event in batch],
+            previous = [self._log.previous_append(
+                stream_id, [(event.event_id, type(event).__event_type__) for event in events],
                 expected_version=expected_version)
-            if previous is not None:
-                return previous
+                for stream_id, events, _, expected_version in batches]
+            if all(result is not None for result in previous):
+                return [result for result in previous if result is not None]
             raise _erased(error) from None
 
     def read_stream(
@@ -722,7 +792,9 @@ class EventStore:
 
     def _append_system(self, stream_id: str, events: list[Event]) -> AppendResult:
         """Append to a system stream (``$...``), which `append` refuses."""
-        return self._append(stream_id, events, _EMPTY_METADATA, ANY, needs_keys=False)
+        (result,) = self._append([(stream_id, events, [_EMPTY_METADATA] * len(events), ANY)],
+                                 needs_keys=False)
+        return result
 
     def _scan_subject(self, subject_id: str, *, sample: int) -> SubjectScan:
         """One pass over the rows that name the subject (through the index, nothing opened):
@@ -788,10 +860,9 @@ class EventStore:
         held = self.vault.status(subject_id).state == "active"
         return CiphertextCheck(scan.sealed, checked, opened, failed, held)
 
-    def _append(self, stream_id: str, batch: list[Event], metadata: str,
-                expected_version: int | ExpectedVersion, needs_keys: bool, *,
-                after_insert: Callable[[Connection, AppendResult], None] | None = None,
-                ) -> AppendResult:
+    def _append(self, batches: list[_Batch], needs_keys: bool, *,
+                after_insert: Callable[[Connection, list[AppendResult]], None] | None = None,
+                ) -> list[AppendResult]:
         """One attempt at an append; KeyCreationConflict if a new key lost a race."""
         if self._log.read_only:
             raise ReadOnlyStoreError(
@@ -803,8 +874,16 @@ class EventStore:
         # database, the keys of new subjects are stored by that guard too: one commit.
         shared = self._vault_shares_database
         with self._keyring(needs_keys, refresh=False, defer_creation=shared) as ring:
-            rows = self._mapper.to_rows(batch, metadata, ring)
-            sealed_for = set().union(*(row.sealed_for for row in rows))
+            # One mapping pass for every stream: new subjects' keys are looked up at once.
+            rows = self._mapper.to_rows(
+                [event for _, events, _, _ in batches for event in events],
+                [each for _, _, encoded, _ in batches for each in encoded], ring)
+            streams = []
+            for stream_id, events, _, expected_version in batches:
+                streams.append((stream_id, rows[:len(events)], expected_version))
+                rows = rows[len(events):]
+            sealed_for = set().union(*(row.sealed_for for _, part, _ in streams
+                                       for row in part))
 
             def not_in_ledger(connection: Connection) -> None:
                 # The ledger outranks the vault: a subject it names stays erased, also when
@@ -813,9 +892,9 @@ class EventStore:
 
             if not shared:
                 with self.vault.hold_active(sealed_for):
-                    return self._log.append(stream_id, rows, expected_version=expected_version,
-                                            before_insert=not_in_ledger if sealed_for else None,
-                                            after_insert=after_insert)
+                    return self._log.append_many(
+                        streams, before_insert=not_in_ledger if sealed_for else None,
+                        after_insert=after_insert)
 
             def guard(connection: Connection) -> None:
                 # The ledger's query sent first, its answer read after the vault's check:
@@ -824,12 +903,11 @@ class EventStore:
                 self.vault.check_active(sealed_for, connection=connection, ring=ring)
                 _refuse_ledgered(answer())
 
-            result = self._log.append(stream_id, rows, expected_version=expected_version,
-                                      before_insert=guard if sealed_for else None,
-                                      after_insert=after_insert)
+            results = self._log.append_many(streams, before_insert=guard if sealed_for else None,
+                                            after_insert=after_insert)
             if ring is not None:
                 ring.settle()
-            return result
+            return results
 
     def __enter__(self) -> Self:
         return self

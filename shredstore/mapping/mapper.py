@@ -16,7 +16,7 @@ the class that wrote it (see `shredstore.mapping.column`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -73,9 +73,10 @@ class EventMapper:
         return plan_of(type(event)).has_personal_data
 
     def to_rows(
-        self, events: list[Event], metadata: str, ring: KeyRing | None
+        self, events: list[Event], metadata: str | Sequence[str], ring: KeyRing | None
     ) -> list[NewRow]:
-        """The stored form of a batch, with already-encoded `metadata`.
+        """The stored form of a batch, with already-encoded `metadata` (one for every event,
+        or one per event).
 
         Each event is checked to read back as written before anything is sealed. The
         subjects' keys are fetched, or created, for the whole batch at once.
@@ -90,17 +91,19 @@ class EventMapper:
                     "pass master_key= to EventStore"
                 )
             ring.prepare(sealed_for)
+        each = [metadata] * len(events) if isinstance(metadata, str) else metadata
         rows = []
-        for event, (cls, payload, parts, plaintexts) in zip(events, split, strict=True):
+        for event, (cls, payload, parts, plaintexts), stored in zip(events, split, each,
+                                                                   strict=True):
             if parts is None:
                 rows.append(NewRow(event.event_id, cls.__event_type__, cls.__schema_version__,
-                                   metadata, payload))
+                                   stored, payload))
                 continue
             personal = (seal_groups(ring, parts.groups, event_context(event.event_id),
                                     plaintexts)
                         if parts.groups and ring is not None else None)
             rows.append(NewRow(
-                event.event_id, cls.__event_type__, cls.__schema_version__, metadata,
+                event.event_id, cls.__event_type__, cls.__schema_version__, stored,
                 payload, personal, frozenset(parts.subjects) | frozenset(parts.groups),
                 frozenset(parts.groups),
             ))

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 
+from shredstore.causation import caused_by
 from shredstore.errors import ConfigurationError, StorageError
 from shredstore.events import RecordedEvent
 from shredstore.storage.engine import WRITE, create_engine, is_postgres, translate_errors
@@ -84,6 +85,8 @@ class IdempotentConsumer:
         propagates unchanged: a later delivery runs the handler again. Two processes that
         handle the same event at once are safe: one runs the handler, the other waits for its
         commit and then returns False (or, if it rolled back, runs the handler itself).
+        The handler runs inside `shredstore.causation.caused_by(record)`: events it appends
+        carry the record's correlation id and its event id as their causation id.
         """
         engine = self._open_engine()
         values = {"consumer": self._name, "event_id": record.event_id,
@@ -98,7 +101,8 @@ class IdempotentConsumer:
                 with translate_errors():
                     first = conn.execute(self._mark, values).first() is not None
                 if first:
-                    handler(conn, record)
+                    with caused_by(record):  # what the handler appends names its cause
+                        handler(conn, record)
                     if _aborted(conn):
                         raise StorageError(
                             "a statement of the handler failed and the error was caught, so "

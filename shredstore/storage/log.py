@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -333,21 +333,46 @@ class EventLog:
         an event id is already stored other than as this very append. A retry of an append
         that did commit (same event ids, same stream, same place) returns the stored result.
         """
-        if self._authenticator is not None and (rows or callable(rows)):
+        after = None if after_insert is None else (
+            lambda conn, results: after_insert(conn, results[0]))
+        (result,) = self.append_many([(stream_id, rows, expected_version)],
+                                     before_insert=before_insert, after_insert=after)
+        return result
+
+    def append_many(
+        self,
+        batches: Sequence[tuple[str, Sequence[NewRow] | Callable[[Connection], Sequence[NewRow]],
+                                int | ExpectedVersion]],
+        *,
+        before_insert: Callable[[Connection], None] | None = None,
+        after_insert: Callable[[Connection, list[AppendResult]], None] | None = None,
+    ) -> list[AppendResult]:
+        """Store each (stream id, rows, expected version) of `batches` at the end of its
+        stream, in one transaction: all or nothing, positions in the order given. As `append`
+        for each (`after_insert` gets the results in that order); a stream may appear once.
+        """
+        streams = [stream_id for stream_id, _, _ in batches]
+        if len(set(streams)) != len(streams):
+            raise ConfigurationError("a stream can appear only once in one append")
+        if self._authenticator is not None and any(
+                rows or callable(rows) for _, rows, _ in batches):
             self._authenticator.ready()
         try:
             with translate_errors(), self._write() as conn:
-                return self._append(conn, stream_id, rows, expected_version,
-                                    before_insert=before_insert, after_insert=after_insert)
+                return self._append(conn, batches, before_insert=before_insert,
+                                    after_insert=after_insert)
         except _RetryCheck as check:
-            if callable(rows):
+            if any(callable(rows) for _, rows, _ in batches):
                 raise DuplicateEventError(
                     "an event id of this append is already stored") from None
-            previous = self.previous_append(
-                stream_id, [(row.event_id, row.event_type) for row in rows],
-                expected_version=expected_version)
-            if previous is not None:
-                return previous
+            previous = [self.previous_append(stream_id,
+                                             [(row.event_id, row.event_type) for row in rows],
+                                             expected_version=expected)
+                        if rows else AppendResult(stream_id, self.stream_version(stream_id), ())
+                        for stream_id, rows, expected in batches
+                        if not callable(rows)]  # every one: a function's rows raised above
+            if all(result is not None for result in previous):
+                return cast("list[AppendResult]", previous)
             if check.version_mismatch is not None:
                 raise check.version_mismatch from None
             raise DuplicateEventError(
@@ -358,80 +383,107 @@ class EventLog:
     def _append(
         self,
         conn: Connection,
-        stream_id: str,
-        rows: Sequence[NewRow] | Callable[[Connection], Sequence[NewRow]],
-        expected_version: int | ExpectedVersion,
+        batches: Sequence[tuple[str, Any, int | ExpectedVersion]],
         *,
         before_insert: Callable[[Connection], None] | None,
-        after_insert: Callable[[Connection, AppendResult], None] | None,
-    ) -> AppendResult:
+        after_insert: Callable[[Connection, list[AppendResult]], None] | None,
+    ) -> list[AppendResult]:
         # The driver's own cursor, in the transaction SQLAlchemy began: per statement,
         # SQLAlchemy's execution path costs more than the statement on this hot path.
         cursor = conn.connection.cursor()
         try:
-            result = self._append_on(cursor, conn, stream_id, rows,
-                                     expected_version=expected_version,
-                                     before_insert=before_insert,
-                                     last=after_insert is None)
+            results = self._append_on(cursor, conn, batches, before_insert=before_insert,
+                                      last=after_insert is None)
         finally:
             cursor.close()
-        if after_insert is not None and result.positions:
-            after_insert(conn, result)
-        return result
+        if after_insert is not None and any(result.positions for result in results):
+            after_insert(conn, results)
+        return results
 
     def _append_on(
         self,
         cursor: Any,
         conn: Connection,
-        stream_id: str,
-        rows: Sequence[NewRow] | Callable[[Connection], Sequence[NewRow]],
+        batches: Sequence[tuple[str, Any, int | ExpectedVersion]],
         *,
-        expected_version: int | ExpectedVersion,
         before_insert: Callable[[Connection], None] | None,
         last: bool,
-    ) -> AppendResult:
+    ) -> list[AppendResult]:
         # On PostgreSQL the statements go out pipelined: the lock, the head read and the
         # guards in one round trip, the inserts and (where nothing else is to be written:
         # `last`) COMMIT in the next, instead of one round trip each; the transaction's own
         # commit then has nothing left to do. SQLite's statements are calls into the
         # library: nothing to save.
-        pipelined = self._pipelines(rows)
+        pipelined = self._pipelines(batches)
         try:
             with self._pipelined(conn) if pipelined else contextlib.nullcontext():
                 if self._lock_key is not None:
                     # A statement of its own: in READ COMMITTED a statement's snapshot is taken
                     # before a lock inside it is granted, so the reads below must come after.
                     cursor.execute(self._sql.lock, self._lock_key)
-                if callable(rows):
-                    rows = rows(conn)
-                # The stream's version and the log's head, in one statement after the lock.
-                cursor.execute(self._sql.version_and_head, (stream_id,))
-                refused = self._guard(before_insert, conn) if rows else None
-                found = cursor.fetchone()
-                current = (found[0] or 0) if found is not None else 0
-                if not _expected.satisfied(expected_version, current):
-                    mismatch = WrongExpectedVersion(
-                        stream_id, expected=expected_version, actual=current or None
-                    )
-                    if rows:
-                        raise _RetryCheck(mismatch)
-                    raise mismatch
+                batches = [(stream_id, rows(conn) if callable(rows) else rows, expected)
+                           for stream_id, rows, expected in batches]
+                # Each stream's version and the log's head, a statement each after the lock.
+                answers = self._ask_versions(cursor, conn, [stream for stream, _, _ in batches])
+                writes = any(rows for _, rows, _ in batches)
+                refused = self._guard(before_insert, conn) if writes else None
+                found = [answer() for answer in answers]
+                versions = [(row[0] or 0) if row is not None else 0 for row in found]
+                for (stream_id, _, expected), current in zip(batches, versions, strict=True):
+                    if not _expected.satisfied(expected, current):
+                        mismatch = WrongExpectedVersion(stream_id, expected=expected,
+                                                        actual=current or None)
+                        if writes:
+                            raise _RetryCheck(mismatch)
+                        raise mismatch
                 if refused is not None:
                     raise refused
-                if not rows:
-                    return AppendResult(stream_id, current, ())
-                position = found[1] if found is not None else 0
-                params, index = self._new_rows(stream_id, rows, current, position,
-                                               bytes(found[2]) if found is not None else GENESIS)
-                self._insert(cursor, params, index, copy=not pipelined)
-                if pipelined and last:
-                    cursor.execute("COMMIT")
+                head = found[0]
+                position = head[1] if head is not None else 0
+                prev_hash = bytes(head[2]) if head is not None else GENESIS
+                results: list[AppendResult] = []
+                params: list[tuple[Any, ...]] = []
+                index: list[tuple[str, int]] = []
+                for (stream_id, rows, _), current in zip(batches, versions, strict=True):
+                    results.append(AppendResult(stream_id, current + len(rows), tuple(
+                        range(position + 1, position + 1 + len(rows)))))
+                    if not rows:
+                        continue
+                    more, entries = self._new_rows(stream_id, rows, current, position,
+                                                   prev_hash)
+                    params += more
+                    index += entries
+                    position += len(rows)
+                    prev_hash = more[-1][-1]  # the last row's chain hash
+                if params:
+                    self._insert(cursor, params, index, copy=not pipelined)
+                    if pipelined and last:
+                        cursor.execute("COMMIT")
         except INTEGRITY_ERRORS:
             if not pipelined:
                 raise
             raise _RetryCheck(None) from None  # the inserts' error, reported on leaving
-        return AppendResult(stream_id, current + len(rows),
-                            tuple(range(position + 1, position + 1 + len(rows))))
+        return results
+
+    def _ask_versions(self, cursor: Any, conn: Connection, stream_ids: list[str]
+                      ) -> list[Callable[[], Any]]:
+        """Each stream's (version, head position, head hash) row asked for (None for an empty
+        log): the queries sent now, each answer read by the function returned for it (in a
+        pipeline, they and the guards share one round trip)."""
+        cursors = [cursor, *(conn.connection.cursor() for _ in stream_ids[1:])]
+        for each, stream_id in zip(cursors, stream_ids, strict=True):
+            each.execute(self._sql.version_and_head, (stream_id,))
+
+        def answer(each: Any) -> Callable[[], Any]:
+            def read() -> Any:
+                try:
+                    return each.fetchone()
+                finally:
+                    if each is not cursor:
+                        each.close()
+            return read
+
+        return [answer(each) for each in cursors]
 
     def _insert(self, cursor: Any, params: list[tuple[Any, ...]], index: list[tuple[str, int]],
                 *, copy: bool) -> None:
@@ -500,11 +552,13 @@ class EventLog:
             prev_hash = digest
         return params, index
 
-    def _pipelines(self, rows: Sequence[NewRow] | Callable[..., Any]) -> bool:
-        """Whether an append of `rows` is pipelined: on PostgreSQL, unless the rows are many
-        enough to go by COPY or come from a function (which may run SQLAlchemy's
+    def _pipelines(self, batches: Sequence[tuple[str, Any, Any]]) -> bool:
+        """Whether an append of `batches` is pipelined: on PostgreSQL, unless the rows are
+        many enough to go by COPY or come from a function (which may run SQLAlchemy's
         statements)."""
-        return self._copies and not callable(rows) and len(rows) < _COPY_FROM
+        if not self._copies or any(callable(rows) for _, rows, _ in batches):
+            return False
+        return sum(len(rows) for _, rows, _ in batches) < _COPY_FROM
 
     @staticmethod
     @contextlib.contextmanager

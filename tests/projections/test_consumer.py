@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Connection, Engine
 
 from shredstore import EventStore
+from shredstore.causation import current_cause
 from shredstore.errors import ConfigurationError, StorageError
 from shredstore.events import RecordedEvent
 from shredstore.projections.consumer import IdempotentConsumer
@@ -99,6 +100,20 @@ def test_a_redelivered_event_takes_effect_once(any_url: str, engine: Engine) -> 
         assert consumer.handle(second, record_effect)
         assert not consumer.handle(first, record_effect)
     assert effects(engine) == [first.event_id, second.event_id]
+
+
+def test_the_handler_runs_caused_by_the_handled_event(any_url: str, engine: Engine) -> None:
+    """The handler runs inside `caused_by(record)`: an event it appends (to another store;
+    on SQLite not to this database, which the consumer's transaction holds) carries the
+    record's correlation id (its id: the record starts the correlation) and its id as the
+    cause."""
+    (first,) = recorded_notes(any_url, 1)
+    seen: list[dict[str, str] | None] = []
+    with IdempotentConsumer(any_url, "c") as consumer:
+        assert consumer.handle(first, lambda conn, record: seen.append(current_cause()))
+    assert seen == [{"correlation_id": str(first.event_id),
+                     "causation_id": str(first.event_id)}]
+    assert current_cause() is None
 
 
 def test_a_failing_handler_leaves_no_marker_and_no_effect(any_url: str, engine: Engine) -> None:
