@@ -17,6 +17,7 @@ too, so ``except LookupError`` keeps working for callers that never heard of shr
     ├── UnknownSubjectError (LookupError)     the store holds nothing of a subject
     ├── ReceiptParseError (ValueError)        a text that is no erasure receipt to check
     ├── ProjectionError                       a read model that cannot run safely, or failed
+    ├── SagaError                             a saga that cannot take its step
     └── StorageError                          the database failed or refused
         ├── StoreUnavailable                  cannot connect
         └── ImmutableLogError                 an attempt to change the append-only log
@@ -48,6 +49,7 @@ __all__ = [
     "InvalidEventError",
     "NotInitialisedError",
     "ProjectionError",
+    "SagaError",
     "ReadOnlyStoreError",
     "ReceiptParseError",
     "ShredstoreError",
@@ -148,6 +150,11 @@ class ImmutableLogError(StorageError):
 class ProjectionError(ShredstoreError):
     """A projection that cannot run safely (it keeps personal data and cannot forget it), or
     whose handler failed: its batch was rolled back and its checkpoint did not move."""
+
+
+class SagaError(ShredstoreError):
+    """A saga that cannot take a step: its stream holds something else, or other runners kept
+    stepping it first."""
 
 
 class _VaultConfigurationErrors:

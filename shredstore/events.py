@@ -124,6 +124,10 @@ class Event(BaseModel):
 
     __event_type__: ClassVar[str] = "Event"
     __schema_version__: ClassVar[int] = 1
+    __keeps_redacted__: ClassVar[bool] = False
+    """Whether an instance may hold `REDACTED` in personal fields: stored as a redacted group
+    without a value, read back as `REDACTED` (a saga's step, whose state outlives an erasure).
+    Other events refuse it: an erased value cannot be stored again."""
 
     event_id: UUID = Field(default_factory=new_event_id, exclude=True, repr=False)
 

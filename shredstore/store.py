@@ -154,6 +154,11 @@ class EventStore:
         self._has_master_key = master_key is not None
 
     @property
+    def registry(self) -> EventRegistry:
+        """The registry of event classes this store reads and writes with."""
+        return self._registry
+
+    @property
     def vault(self) -> KeyVault:
         """The key vault that holds the subjects' keys."""
         if self._vault is None:

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("page", ["tutorial.md", "keyvault.md", "event-log.md"])
+@pytest.mark.parametrize("page", ["tutorial.md", "keyvault.md", "event-log.md", "sagas.md"])
 def test_the_code_in_the_docs_runs(page: str, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Every Python block of the page runs, in order, in one namespace."""

@@ -31,6 +31,7 @@ PUBLIC_MODULES = (
     "shredstore.audit",
     "shredstore.erasure",
     "shredstore.projections",
+    "shredstore.sagas",
     "shredstore.testing",
 )
 """The modules users import from (docs/architecture.md, "The public surface")."""

@@ -36,6 +36,7 @@ from shredstore.mapping.column import (
     decode_column,
     encode_column,
     encode_paths,
+    encode_redacted_group,
     encode_sealed_group,
     sealed_value,
     stored_paths,
@@ -82,7 +83,7 @@ class EventMapper:
         subjects' keys are fetched, or created, for the whole batch at once.
         """
         split = [self._split(event) for event in events]
-        sealed_for = {subject for _, _, parts, _ in split if parts is not None
+        sealed_for = {subject for _, _, parts, _, _ in split if parts is not None
                       for subject in parts.groups}
         if sealed_for:
             if ring is None:
@@ -93,43 +94,55 @@ class EventMapper:
             ring.prepare(sealed_for)
         each = [metadata] * len(events) if isinstance(metadata, str) else metadata
         rows = []
-        for event, (cls, payload, parts, plaintexts), stored in zip(events, split, each,
-                                                                   strict=True):
+        for event, (cls, payload, parts, plaintexts, erased), stored in zip(
+                events, split, each, strict=True):
             if parts is None:
                 rows.append(NewRow(event.event_id, cls.__event_type__, cls.__schema_version__,
                                    stored, payload))
                 continue
             personal = (seal_groups(ring, parts.groups, event_context(event.event_id),
-                                    plaintexts)
-                        if parts.groups and ring is not None else None)
+                                    plaintexts, erased)
+                        if (parts.groups and ring is not None) or erased else None)
             rows.append(NewRow(
                 event.event_id, cls.__event_type__, cls.__schema_version__, stored,
-                payload, personal, frozenset(parts.subjects) | frozenset(parts.groups),
+                payload, personal,
+                frozenset(parts.subjects) | frozenset(parts.groups) | frozenset(erased),
                 frozenset(parts.groups),
             ))
         return rows
 
-    def _split(self, event: Event
-               ) -> tuple[type[Event], str, Split | None, dict[str, bytes]]:
-        """The event's class, its stored payload, its personal parts (None: it has none) and
-        each subject's values as the text to be sealed."""
+    def _split(self, event: Event) -> tuple[
+            type[Event], str, Split | None, dict[str, bytes], dict[str, tuple[Path, ...]]]:
+        """The event's class, its stored payload, its personal parts to seal (None: it has
+        none), each subject's values as the text to be sealed, and the paths that hold
+        REDACTED by subject (only a class that keeps redacted values may have them)."""
         cls = registered_class(self._registry, event)
         plan = plan_of(cls)
         if not plan.needs_split:
             payload = encode_model(event)
             check_reads_back(cls, event, payload, {}, {})
-            return cls, payload, None, {}
+            return cls, payload, None, {}, {}
         parts = split(event, plan)
-        for values in parts.groups.values():
+        erased: dict[str, tuple[Path, ...]] = {}
+        for subject, values in parts.groups.items():
             if REDACTED in values.values():  # JSON-mode values: only REDACTED is REDACTED
-                raise InvalidEventError(
-                    f"{cls.__qualname__}: a personal field holds REDACTED (its subject was "
-                    "erased); an erased value cannot be stored again")
+                if not cls.__keeps_redacted__:
+                    raise InvalidEventError(
+                        f"{cls.__qualname__}: a personal field holds REDACTED (its subject was "
+                        "erased); an erased value cannot be stored again")
+                erased[subject] = tuple(path for path, value in values.items()
+                                        if value is REDACTED)
+        if erased:  # kept as redacted groups, without a value: only the rest is sealed
+            sealable = {subject: {path: value for path, value in values.items()
+                                  if value is not REDACTED}
+                        for subject, values in parts.groups.items()}
+            parts = parts._replace(groups={subject: values for subject, values
+                                           in sealable.items() if values})
         payload = encode_payload(parts.data, cls)
         plaintexts = {subject: encode_values(values.values(), cls)
                       for subject, values in parts.groups.items()}
-        check_reads_back(cls, event, payload, parts.groups, plaintexts)
-        return cls, payload, parts, plaintexts
+        check_reads_back(cls, event, payload, parts.groups, plaintexts, redacted=erased)
+        return cls, payload, parts, plaintexts, erased
 
     def to_recorded(
         self, row: StoredRow, ring: KeyRing | None, groups: list[StoredGroup] | None = None
@@ -141,12 +154,15 @@ class EventMapper:
                     else decode_metadata(row.metadata, where))
         personal_fields = _NO_FIELDS
         redacted = False
+        cls = self._registry.find(row.event_type)
         if row.personal is not None:
             if groups is None:
                 groups = decode_column(row.personal, where)
+            # Redacted groups (no value) only where the class keeps them: elsewhere they
+            # would let an altered row pass for an erasure.
             personal_fields, redacted = open_groups(
-                ring, groups, data, event_context(row.event_id), where=where)
-        cls = self._registry.find(row.event_type)
+                ring, groups, data, event_context(row.event_id), where=where,
+                allow_redacted=cls is not None and cls.__keeps_redacted__)
         reader = _READERS.get(cls) if cls is not None else None
         if cls is None or reader is None or row.schema_version != reader[0]:
             return self._to_recorded_slowly(row, data, metadata, where, groups,
@@ -198,15 +214,22 @@ class EventMapper:
                               event, redacted_names, personal_fields)
 
 
-def seal_groups(ring: KeyRing, groups: Mapping[str, Mapping[Path, Any]], context: bytes,
-                plaintexts: Mapping[str, bytes]) -> str | None:
+def seal_groups(ring: KeyRing | None, groups: Mapping[str, Mapping[Path, Any]],
+                context: bytes, plaintexts: Mapping[str, bytes],
+                redacted: Mapping[str, tuple[Path, ...]] | None = None) -> str | None:
     """Seal each subject's personal values (`plaintexts`, their JSON text) as one value;
-    the stored personal column (groups in the order of their subjects)."""
+    the stored personal column (groups in the order of their subjects), with a redacted
+    group, holding no value, for each subject's `redacted` paths."""
     stored = []
-    for subject in sorted(groups):
-        paths = encode_paths(tuple(groups[subject]))
-        stored.append(encode_sealed_group(
-            subject, paths, seal(ring, subject, paths, plaintexts[subject], context)))
+    for subject in sorted({*groups, *(redacted or {})}):
+        if subject in groups:
+            if ring is None:
+                raise ConfigurationError("personal data to seal, and no key ring")
+            paths = encode_paths(tuple(groups[subject]))
+            stored.append(encode_sealed_group(
+                subject, paths, seal(ring, subject, paths, plaintexts[subject], context)))
+        if redacted and subject in redacted:
+            stored.append(encode_redacted_group(subject, encode_paths(redacted[subject])))
     return encode_column(stored)
 
 

@@ -10,7 +10,7 @@ problem, never values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import pydantic_core
@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from shredstore.errors import EventDecodingError, InvalidEventError
 from shredstore.events import Event
 from shredstore.mapping.column import Path
-from shredstore.mapping.split import join
+from shredstore.mapping.split import join, redact
 
 __all__ = ["check_reads_back", "describe", "validate"]
 
@@ -42,13 +42,17 @@ def validate(cls: type[M], data: dict[str, Any], where: object) -> M:
 
 def check_reads_back(cls: type[Event], event: Event, payload: str,
                      groups: Mapping[str, Mapping[Path, Any]],
-                     plaintexts: Mapping[str, bytes]) -> None:
+                     plaintexts: Mapping[str, bytes], *,
+                     redacted: Mapping[str, Sequence[Path]] | None = None) -> None:
     """Raise `InvalidEventError` unless a reader would return `event` from `payload` (its
-    stored plain data) and `plaintexts` (each subject's values in `groups`, as sealed)."""
+    stored plain data), `plaintexts` (each subject's values in `groups`, as sealed) and the
+    `redacted` paths (stored without a value, read as REDACTED)."""
     try:
         data = pydantic_core.from_json(payload)
         for subject, values in groups.items():
             join(data, values, pydantic_core.from_json(plaintexts[subject]))
+        for paths in (redacted or {}).values():
+            redact(data, paths)
     except ValueError as error:
         raise InvalidEventError(
             f"{cls.__qualname__} could not be read back ({_parse_problem(error)}); nothing "

@@ -23,12 +23,14 @@ __all__ = [
     "LEDGER_KEY",
     "LOG_TABLES",
     "PROCESSED",
+    "SAGA_RUNNERS",
     "SETTINGS",
     "SNAPSHOTS",
     "SUBJECTS",
     "install",
     "install_checkpoints",
     "install_processed",
+    "install_saga_runners",
     "metadata",
     "missing_triggers",
     "restore_triggers",
@@ -112,6 +114,16 @@ PROCESSED = sa.Table(
 )
 """The markers of processed events, one per (consumer, event id). It holds no personal data.
 Exposed so that a migration tool can create it where the application's role may not."""
+
+SAGA_RUNNERS = sa.Table(
+    "shredstore_saga_runners",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""One row per saga runner: the log position up to which it has handled every event (each
+event's effect is deduplicated in `PROCESSED`, so a position that lags is safe)."""
 
 LOG_TABLES = (EVENTS, SUBJECTS, SNAPSHOTS, SETTINGS)
 """The tables of the event log itself, created by `install`."""
@@ -215,6 +227,13 @@ def install_processed(connection: Connection) -> None:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:a, :b)"),
                            {"a": _PROCESSED_INSTALL_LOCK[0], "b": _PROCESSED_INSTALL_LOCK[1]})
     metadata.create_all(connection, tables=[PROCESSED], checkfirst=True)
+
+
+def install_saga_runners(connection: Connection) -> None:
+    """Create the saga runners' position table and the markers table if missing; call in a
+    transaction."""
+    install_processed(connection)
+    metadata.create_all(connection, tables=[SAGA_RUNNERS], checkfirst=True)
 
 
 def _refuse_older_format(connection: Connection) -> None:

@@ -1,0 +1,262 @@
+"""Running sagas over the log: each event handled once per saga, its step committed whole.
+
+`SagaRunner.handle(record)` takes one event through every saga with a handler for its type;
+`catch_up()` and `run()` feed it the log from the runner's stored position (a `Subscription`:
+catch-up, then live). Each step is one transaction: the saga's step event (expected version:
+the one loaded), what the handler emitted, and the event's marker in the idempotent
+consumers' table under the consumer name ``saga:{name}``. A redelivered event finds its marker
+and has no second effect; two runners stepping one saga at once conflict on its version, and
+the loser loads the saga again and retries. The runner's position is stored after each batch:
+a crash makes it see some events again, which their markers make harmless.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from shredstore.causation import caused_by
+from shredstore.errors import ConfigurationError, SagaError, WrongExpectedVersion
+from shredstore.events import RecordedEvent
+from shredstore.expected import ANY, NO_STREAM, ExpectedVersion
+from shredstore.personal import REDACTED
+from shredstore.projections.subscription import Subscription
+from shredstore.sagas.process import Handler, Saga, SagaStatus, SagaStep, Step
+from shredstore.storage.engine import WRITE, translate_errors
+from shredstore.storage.log import AppendResult
+from shredstore.storage.schema import PROCESSED, SAGA_RUNNERS, install_saga_runners
+
+if TYPE_CHECKING:
+    from shredstore.store import EventStore
+
+__all__ = ["SagaRunner", "SagaView"]
+
+_log = logging.getLogger("shredstore.sagas")
+_ATTEMPTS = 10
+"""How often a step is tried again when another runner stepped the same saga first."""
+
+
+class _AlreadyHandled(Exception):
+    """The event's marker was stored meanwhile: the step is rolled back, not an error."""
+
+
+class SagaView:
+    """A saga as loaded: its state, status and reason, and the version of its stream."""
+
+    __slots__ = ("reason", "state", "status", "version")
+
+    def __init__(self, state: Saga, status: SagaStatus, reason: str, version: int) -> None:
+        self.state = state
+        self.status = status
+        self.reason = reason
+        self.version = version
+
+    def __repr__(self) -> str:
+        return (f"SagaView({type(self.state).__name__} {self.state.id!r}, {self.status}, "
+                f"version {self.version})")
+
+
+class SagaRunner:
+    """Runs `sagas` over `store`'s log (see the module). `name` keeps apart the positions
+    of runners that run different sets of sagas."""
+
+    def __init__(self, store: EventStore, sagas: Sequence[type[Saga]], *,
+                 name: str = "sagas", batch_size: int = 100,
+                 poll_interval: float = 0.5) -> None:
+        names = [saga.__saga_name__ for saga in sagas]
+        if not sagas or len(set(names)) != len(names):
+            raise ConfigurationError("a saga runner needs sagas with distinct names")
+        if not name or batch_size < 1 or poll_interval <= 0:
+            raise ConfigurationError(
+                "a runner needs a name, batch_size >= 1 and poll_interval > 0")
+        self._store = store
+        self._name = name
+        self._batch_size = batch_size
+        self._poll = poll_interval
+        self._by_type: dict[str, list[tuple[type[Saga], Handler]]] = {}
+        for saga in sagas:
+            if store.registry.find(saga.__step_class__.__event_type__) is None:
+                store.registry.register(saga.__step_class__)
+            for event_type, handlers in saga.__handlers__.items():
+                self._by_type.setdefault(event_type, []).extend(
+                    (saga, handler) for handler in handlers)
+        self._stop = threading.Event()
+        self._subscription: Subscription | None = None
+        self._writer = store.engine.execution_options(**WRITE)
+        with self._write() as conn:
+            install_saga_runners(conn)
+
+    # --- handling -------------------------------------------------------------------------
+
+    def handle(self, record: RecordedEvent) -> int:
+        """Take `record` through every saga that handles its type; the steps taken."""
+        return sum(self._step(saga, handler, record)
+                   for saga, handler in self._by_type.get(record.event_type, ()))
+
+    def load(self, saga: type[Saga], saga_id: str) -> SagaView | None:
+        """The saga `saga_id` as its last step left it; None if it never started."""
+        last = next(self._store.read_stream(saga.stream_of(saga_id), backwards=True,
+                                            limit=1), None)
+        if last is None:
+            return None
+        step = last.event
+        if not isinstance(step, SagaStep):
+            raise SagaError(f"stream {saga.stream_of(saga_id)!r} does not hold saga steps")
+        return SagaView(getattr(step, "state"), step.status, step.reason,  # noqa: B009
+                        last.version)
+
+    def _step(self, saga: type[Saga], handler: Handler, record: RecordedEvent) -> bool:
+        saga_id = _saga_id(saga, handler, record)
+        if saga_id is None:
+            return False
+        consumer = f"saga:{saga.__saga_name__}"
+        for _ in range(_ATTEMPTS):
+            if self._handled(consumer, record):
+                return False
+            loaded = self.load(saga, saga_id)
+            if (loaded.status != "running" if loaded is not None else not handler.start):
+                return False  # ended, or never started and this event does not start it
+            try:
+                self._commit(saga, handler, record, consumer=consumer,
+                             state=(saga(id=saga_id) if loaded is None
+                                    else loaded.state.model_copy(deep=True)),
+                             version=NO_STREAM if loaded is None else loaded.version)
+            except WrongExpectedVersion as conflict:
+                if conflict.stream_id != saga.stream_of(saga_id):
+                    raise
+                continue  # another runner stepped this saga first: load it again
+            except _AlreadyHandled:
+                return False
+            return True
+        raise SagaError(f"saga {saga.__saga_name__} {saga_id!r}: another runner kept stepping "
+                        f"it first; {_ATTEMPTS} attempts made")
+
+    def _commit(self, saga: type[Saga], handler: Handler, record: RecordedEvent, *,
+                consumer: str, state: Saga, version: int | ExpectedVersion) -> None:
+        """Run the handler on `state` and commit its step (see the module)."""
+        step = Step()
+        stream = saga.stream_of(state.id)
+        with caused_by(record):
+            handler.method(state, record.event, step)
+            if stream in step.emitted:
+                raise ConfigurationError(
+                    f"saga {saga.__saga_name__}: a handler cannot emit to its own stream")
+            entry = saga.__step_class__(handled_event_id=record.event_id,
+                                        handled_type=record.event_type, status=step.status,
+                                        reason=step.reason, state=state)
+            streams: dict[str, Any] = {stream: ([entry], version)}
+            streams.update((target, (events, ANY)) for target, events in step.emitted.items())
+            self._store.append_many(streams, in_transaction=functools.partial(
+                _mark, consumer, record))
+
+    def _handled(self, consumer: str, record: RecordedEvent) -> bool:
+        with translate_errors(), self._store.engine.connect() as conn:
+            return conn.execute(sa.select(PROCESSED.c.position).where(
+                PROCESSED.c.consumer == consumer,
+                PROCESSED.c.event_id == record.event_id)).first() is not None
+
+    # --- running ----------------------------------------------------------------------------
+
+    @property
+    def position(self) -> int:
+        """Every event up to here has been taken through the runner's sagas."""
+        with translate_errors(), self._store.engine.connect() as conn:
+            found = conn.execute(sa.select(SAGA_RUNNERS.c.position).where(
+                SAGA_RUNNERS.c.name == self._name)).scalar()
+        return int(found or 0)
+
+    def catch_up(self) -> int:
+        """Handle every event up to the log's current head; the steps taken."""
+        self._stop.clear()
+        return self._run(live=False)
+
+    def run(self) -> None:
+        """Handle events as they come, until `stop()`."""
+        self._stop.clear()
+        self._run(live=True)
+
+    def stop(self) -> None:
+        """End `run` after the event in hand (from any thread)."""
+        self._stop.set()
+        if self._subscription is not None:
+            self._subscription.stop()
+
+    def _run(self, *, live: bool) -> int:
+        head = self._store.head().position
+        subscription = Subscription(self._store, after=self.position,
+                                    types=list(self._by_type), batch_size=self._batch_size,
+                                    live=live, poll_interval=self._poll)
+        self._subscription = subscription
+        taken = 0
+        try:
+            for batch in subscription.batches():
+                for record in batch.events:
+                    taken += self.handle(record)
+                    if self._stop.is_set():
+                        return taken  # the position stays: the rest comes again
+                self._save_position(batch.position)
+                if self._stop.is_set() or (not live and batch.position >= head):
+                    break
+        finally:
+            subscription.close()
+            self._subscription = None
+        return taken
+
+    def _save_position(self, position: int) -> None:
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            moved = conn.execute(SAGA_RUNNERS.update().where(
+                SAGA_RUNNERS.c.name == self._name, SAGA_RUNNERS.c.position < position)
+                .values(position=position, updated_at=now)).rowcount
+            if not moved:
+                insert = _insert_for(conn)(SAGA_RUNNERS).values(
+                    name=self._name, position=position, updated_at=now)
+                conn.execute(insert.on_conflict_do_nothing())
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with translate_errors(), self._writer.connect() as conn, conn.begin():
+            yield conn
+
+
+def _saga_id(saga: type[Saga], handler: Handler, record: RecordedEvent) -> str | None:
+    """The id of the saga `record` belongs to; None (and a warning) where it has none."""
+    event = record.event
+    if not isinstance(event, handler.event_type):
+        return None  # an older schema the class no longer reads, or an unknown type
+    saga_id = handler.correlate(event)
+    if saga_id is REDACTED or not isinstance(saga_id, str | int) or saga_id == "":
+        _log.warning("saga %s: event at position %d has no usable correlation id; ignored",
+                     saga.__saga_name__, record.position)
+        return None
+    return str(saga_id)
+
+
+@functools.cache
+def _dialect_insert(name: str) -> Any:
+    return postgresql.insert if name == "postgresql" else sqlite.insert
+
+
+def _insert_for(conn: Connection) -> Any:
+    return _dialect_insert(conn.dialect.name)
+
+
+def _mark(consumer: str, record: RecordedEvent, conn: Connection,
+          _results: dict[str, AppendResult]) -> None:
+    """The handled event's marker, in the step's transaction; `_AlreadyHandled` if another
+    runner stored it first (the step then rolls back)."""
+    inserted = conn.execute(_insert_for(conn)(PROCESSED).values(
+        consumer=consumer, event_id=record.event_id, position=record.position,
+        processed_at=datetime.now(UTC)).on_conflict_do_nothing()
+        .returning(PROCESSED.c.position)).first()  # (rowcount: -1 on psycopg)
+    if inserted is None:
+        raise _AlreadyHandled
