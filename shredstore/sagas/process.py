@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
@@ -42,9 +43,11 @@ from shredstore.errors import ConfigurationError
 from shredstore.events import Event
 from shredstore.personal import is_complete, plan_of
 
-__all__ = ["Saga", "SagaStatus", "SagaStep", "Step", "handles"]
+__all__ = ["Deadline", "Saga", "SagaStatus", "SagaStep", "Step", "handles", "on_deadline"]
 
-SagaStatus = Literal["running", "completed", "failed"]
+SagaStatus = Literal["running", "completed", "compensated", "failed", "cancelled"]
+"""``running`` until a step ends it: ``completed``; ``compensated`` (an orchestration undid its
+stages); ``failed`` (an operator may resume it); ``cancelled`` (by an operator)."""
 
 _HANDLES = "__saga_handles__"
 
@@ -91,6 +94,32 @@ def handles(event_type: type[Event], *, correlate: str | Callable[[Any], object]
     return mark
 
 
+_ON_DEADLINE = "__saga_deadline__"
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A deadline being fired: its id, name, the saga it belongs to, and when it was due."""
+
+    id: UUID
+    name: str
+    saga_id: str
+    due_at: datetime
+
+
+def on_deadline(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Mark a saga method ``def on_x(self, deadline: Deadline, step: Step) -> None`` as what
+    happens when the deadline `name` (set by `Step.schedule`) comes due."""
+    if not name or not isinstance(name, str):
+        raise ConfigurationError("on_deadline() takes the deadline's name")
+
+    def mark(method: Callable[..., None]) -> Callable[..., None]:
+        setattr(method, _ON_DEADLINE, name)
+        return method
+
+    return mark
+
+
 class Step:
     """What a handler does besides changing the saga's state: the events it emits, and
     whether the saga ends (completed, or failed with a reason an operator can read; a reason
@@ -100,17 +129,40 @@ class Step:
         self.emitted: dict[str, list[Event]] = {}
         self.status: SagaStatus = "running"
         self.reason = ""
+        self.scheduled: dict[str, datetime] = {}
+        self.cancelled: set[str] = set()
+
+    def schedule(self, name: str, *, at: datetime | None = None,
+                 after: timedelta | None = None) -> None:
+        """A deadline `name` for this saga, due `at` a time or `after` a while from now
+        (replacing one of the same name): stored with the step, fired once by a runner (the
+        saga's `@on_deadline(name)` handler), dropped when the saga ends or it is cancelled."""
+        if (at is None) == (after is None):
+            raise ConfigurationError("schedule() takes at= or after=")
+        if not name or not isinstance(name, str):
+            raise ConfigurationError("a deadline needs a name")
+        if at is not None and at.tzinfo is None:
+            raise ConfigurationError("a deadline's time must be timezone-aware")
+        self.cancelled.discard(name)
+        self.scheduled[name] = at if at is not None else datetime.now(UTC) + (
+            after or timedelta())
+
+    def cancel(self, name: str) -> None:
+        """Drop the deadline `name` (if it is set) with the step."""
+        self.scheduled.pop(name, None)
+        self.cancelled.add(name)
 
     def emit(self, stream_id: str, *events: Event) -> None:
         """Append `events` to `stream_id` in the step's transaction (any version)."""
         self.emitted.setdefault(stream_id, []).extend(events)
 
     def complete(self) -> None:
-        """The saga is done: later events for it are ignored."""
+        """The saga is done: later events for it are ignored, its deadlines dropped."""
         self.status = "completed"
 
     def fail(self, reason: str) -> None:
-        """The saga failed: later events for it are ignored until an operator resumes it."""
+        """The saga failed: later events for it are ignored (until an operator resumes it),
+        its deadlines dropped."""
         self.status = "failed"
         self.reason = reason
 
@@ -134,7 +186,7 @@ class Saga(BaseModel):
     Class keywords: ``name`` (the saga's stable name: its streams are ``saga-{name}-{id}``,
     its step events' type ``saga:{name}``; default the class name), ``schema_version`` of the
     step events, ``register`` (default True: the step class goes into
-    `shredstore.default_registry`).
+    `shredstore.default_registry`), ``abstract`` (a base for sagas, such as `Orchestration`).
     """
 
     model_config = ConfigDict(validate_assignment=False, extra="forbid")
@@ -142,6 +194,7 @@ class Saga(BaseModel):
     __saga_name__: ClassVar[str] = "Saga"
     __step_class__: ClassVar[type[SagaStep]]
     __handlers__: ClassVar[dict[str, list[Handler]]] = {}
+    __deadlines__: ClassVar[dict[str, Callable[..., None]]] = {}
 
     id: str
     """The saga's correlation id."""
@@ -149,8 +202,10 @@ class Saga(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, *, name: str | None = None,
                                    schema_version: int | None = None, register: bool = True,
-                                   **kwargs: Any) -> None:
+                                   abstract: bool = False, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
+        if abstract:  # a kind of saga (Orchestration), not a saga: no name, no steps
+            return
         name = name if name is not None else cls.__name__
         if not name or not name.strip() or "-" in name:
             raise ConfigurationError(
@@ -158,12 +213,20 @@ class Saga(BaseModel):
                 "of its stream ids)")
         cls.__saga_name__ = name
         handlers: dict[str, list[Handler]] = {}
+        deadlines: dict[str, Callable[..., None]] = {}
         for attribute in dir(cls):
             method: Any = getattr(cls, attribute, None)
             for event_type, correlate, start in getattr(method, _HANDLES, ()):
                 handlers.setdefault(event_type.__event_type__, []).append(
                     Handler(method, event_type, correlate, start))
+            deadline = getattr(method, _ON_DEADLINE, None)
+            if deadline is not None:
+                if deadline in deadlines:
+                    raise ConfigurationError(
+                        f"{cls.__qualname__}: two handlers of deadline {deadline!r}")
+                deadlines[deadline] = method
         cls.__handlers__ = handlers
+        cls.__deadlines__ = deadlines
         if is_complete(cls):
             plan_of(cls)  # an unresolvable personal-data declaration fails at definition
         options: dict[str, Any] = {"type_name": f"saga:{name}", "register": register}
@@ -174,9 +237,13 @@ class Saga(BaseModel):
             __module__=cls.__module__, state=(cls, ...))
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        for option in ("name", "schema_version", "register"):
+        for option in ("name", "schema_version", "register", "abstract"):
             kwargs.pop(option, None)
         super().__init_subclass__(**kwargs)
+
+    def resumed(self, step: Step) -> None:
+        """Called when an operator resumes this failed saga (`SagaRunner.resume`), before the
+        saga runs again: send again what it was waiting for. The default does nothing."""
 
     @classmethod
     def stream_of(cls, saga_id: str) -> str:

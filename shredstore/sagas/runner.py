@@ -1,13 +1,15 @@
 """Running sagas over the log: each event handled once per saga, its step committed whole.
 
 `SagaRunner.handle(record)` takes one event through every saga with a handler for its type;
-`catch_up()` and `run()` feed it the log from the runner's stored position (a `Subscription`:
-catch-up, then live). Each step is one transaction: the saga's step event (expected version:
-the one loaded), what the handler emitted, and the event's marker in the idempotent
-consumers' table under the consumer name ``saga:{name}``. A redelivered event finds its marker
-and has no second effect; two runners stepping one saga at once conflict on its version, and
-the loser loads the saga again and retries. The runner's position is stored after each batch:
-a crash makes it see some events again, which their markers make harmless.
+`catch_up()` feeds it the log from the runner's stored position, `fire_due()` fires the
+deadlines that fell due, and `run()` does both until stopped. Each step is one transaction:
+the saga's step event (expected version: the one loaded), what the handler emitted, the
+event's marker in the idempotent consumers' table under the consumer name ``saga:{name}``
+(for a deadline: the deadline's id), and the saga's deadlines as the step left them. A
+redelivered event (or a deadline fired twice) finds its marker and has no second effect; two
+runners stepping one saga at once conflict on its version, and the loser loads the saga again
+and retries. The runner's position is stored after each batch: a crash makes it see some
+events again, which their markers make harmless.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import functools
 import logging
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,14 +30,19 @@ from sqlalchemy.engine import Connection
 
 from shredstore.causation import caused_by
 from shredstore.errors import ConfigurationError, SagaError, WrongExpectedVersion
-from shredstore.events import RecordedEvent
+from shredstore.events import RecordedEvent, new_event_id
 from shredstore.expected import ANY, NO_STREAM, ExpectedVersion
 from shredstore.personal import REDACTED
 from shredstore.projections.subscription import Subscription
-from shredstore.sagas.process import Handler, Saga, SagaStatus, SagaStep, Step
+from shredstore.sagas.process import Deadline, Handler, Saga, SagaStatus, SagaStep, Step
 from shredstore.storage.engine import WRITE, translate_errors
 from shredstore.storage.log import AppendResult
-from shredstore.storage.schema import PROCESSED, SAGA_RUNNERS, install_saga_runners
+from shredstore.storage.schema import (
+    PROCESSED,
+    SAGA_DEADLINES,
+    SAGA_RUNNERS,
+    install_saga_runners,
+)
 
 if TYPE_CHECKING:
     from shredstore.store import EventStore
@@ -41,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["SagaRunner", "SagaView"]
 
 _log = logging.getLogger("shredstore.sagas")
+_DONE = {"resume": "resumed", "cancel": "cancelled"}
 _ATTEMPTS = 10
 """How often a step is tried again when another runner stepped the same saga first."""
 
@@ -83,6 +93,7 @@ class SagaRunner:
         self._batch_size = batch_size
         self._poll = poll_interval
         self._by_type: dict[str, list[tuple[type[Saga], Handler]]] = {}
+        self._sagas = {saga.__saga_name__: saga for saga in sagas}
         for saga in sagas:
             if store.registry.find(saga.__step_class__.__event_type__) is None:
                 store.registry.register(saga.__step_class__)
@@ -144,19 +155,117 @@ class SagaRunner:
                 consumer: str, state: Saga, version: int | ExpectedVersion) -> None:
         """Run the handler on `state` and commit its step (see the module)."""
         step = Step()
-        stream = saga.stream_of(state.id)
         with caused_by(record):
             handler.method(state, record.event, step)
-            if stream in step.emitted:
-                raise ConfigurationError(
-                    f"saga {saga.__saga_name__}: a handler cannot emit to its own stream")
-            entry = saga.__step_class__(handled_event_id=record.event_id,
-                                        handled_type=record.event_type, status=step.status,
-                                        reason=step.reason, state=state)
-            streams: dict[str, Any] = {stream: ([entry], version)}
-            streams.update((target, (events, ANY)) for target, events in step.emitted.items())
-            self._store.append_many(streams, in_transaction=functools.partial(
-                _mark, consumer, record))
+            self._save_step(saga, state, step, version=version, marker=_Marker(
+                consumer, record.event_id, record.position, record.event_type))
+
+    def _save_step(self, saga: type[Saga], state: Saga, step: Step, *,
+                   version: int | ExpectedVersion, marker: _Marker,
+                   fired: UUID | None = None) -> None:
+        """The step event, what the step emitted and its bookkeeping, in one transaction."""
+        stream = saga.stream_of(state.id)
+        if stream in step.emitted:
+            raise ConfigurationError(
+                f"saga {saga.__saga_name__}: a handler cannot emit to its own stream")
+        entry = saga.__step_class__(handled_event_id=marker.event_id,
+                                    handled_type=marker.kind, status=step.status,
+                                    reason=step.reason, state=state)
+        streams: dict[str, Any] = {stream: ([entry], version)}
+        streams.update((target, (events, ANY)) for target, events in step.emitted.items())
+        self._store.append_many(streams, in_transaction=_Bookkeeping(
+            saga.__saga_name__, state.id, step, marker, fired))
+
+    # --- operators --------------------------------------------------------------------------
+
+    def resume(self, saga: type[Saga], saga_id: str) -> SagaView:
+        """Run a failed saga again: its `resumed` hook sends again what it was waiting for
+        (an orchestration: the compensation that kept failing). `SagaError` unless failed."""
+        return self._operate(saga, saga_id, "resume")
+
+    def cancel(self, saga: type[Saga], saga_id: str) -> SagaView:
+        """End a running or failed saga as ``cancelled``: later events and its deadlines are
+        ignored (nothing is compensated: cancel is the operator's decision to stop)."""
+        return self._operate(saga, saga_id, "cancel")
+
+    def _operate(self, saga: type[Saga], saga_id: str, action: str) -> SagaView:
+        for _ in range(_ATTEMPTS):
+            loaded = self.load(saga, saga_id)
+            allowed = ("failed",) if action == "resume" else ("running", "failed")
+            if loaded is None or loaded.status not in allowed:
+                now = "not started" if loaded is None else loaded.status
+                raise SagaError(f"saga {saga.__saga_name__} {saga_id!r} is {now}: only a "
+                                f"{' or '.join(allowed)} saga can be {_DONE[action]}")
+            state = loaded.state.model_copy(deep=True)
+            step = Step()
+            if action == "resume":
+                state.resumed(step)
+            else:
+                step.status, step.reason = "cancelled", "cancelled by an operator"
+            try:
+                self._save_step(saga, state, step, version=loaded.version, marker=_Marker(
+                    f"saga:{saga.__saga_name__}", new_event_id(), 0, f"operator:{action}"))
+            except WrongExpectedVersion:
+                continue
+            view = self.load(saga, saga_id)
+            assert view is not None  # noqa: S101 - it was just stored
+            return view
+        raise SagaError(f"saga {saga.__saga_name__} {saga_id!r}: another runner kept stepping "
+                        f"it first; {_ATTEMPTS} attempts made")
+
+    # --- deadlines --------------------------------------------------------------------------
+
+    def fire_due(self, *, now: datetime | None = None, limit: int = 100) -> int:
+        """Fire the deadlines of this runner's sagas that are due by `now` (default: now),
+        each once, across runners and restarts; the number fired."""
+        now = now if now is not None else datetime.now(UTC)
+        with translate_errors(), self._store.engine.connect() as conn:
+            due = conn.execute(sa.select(SAGA_DEADLINES).where(
+                SAGA_DEADLINES.c.due_at <= now,
+                SAGA_DEADLINES.c.saga.in_(list(self._sagas)))
+                .order_by(SAGA_DEADLINES.c.due_at).limit(limit)).all()
+        return sum(self._fire(self._sagas[row.saga], Deadline(
+            row.id, row.name, row.saga_id, _aware(row.due_at))) for row in due)
+
+    def deadlines(self, saga: type[Saga], saga_id: str) -> dict[str, datetime]:
+        """The pending deadlines of the saga `saga_id`, by name."""
+        with translate_errors(), self._store.engine.connect() as conn:
+            rows = conn.execute(sa.select(SAGA_DEADLINES.c.name, SAGA_DEADLINES.c.due_at).where(
+                SAGA_DEADLINES.c.saga == saga.__saga_name__,
+                SAGA_DEADLINES.c.saga_id == saga_id)).all()
+        return {name: _aware(due_at) for name, due_at in rows}
+
+    def _fire(self, saga: type[Saga], deadline: Deadline) -> bool:
+        handler = saga.__deadlines__.get(deadline.name)
+        marker = _Marker(f"saga:{saga.__saga_name__}", deadline.id, 0,
+                         f"deadline:{deadline.name}")
+        for _ in range(_ATTEMPTS):
+            loaded = self.load(saga, deadline.saga_id)
+            if loaded is None or loaded.status != "running" or handler is None:
+                if handler is None:
+                    _log.warning("saga %s has no handler of deadline %r: dropped",
+                                 saga.__saga_name__, deadline.name)
+                return self._drop(deadline)
+            state = loaded.state.model_copy(deep=True)
+            step = Step()
+            handler(state, deadline, step)
+            try:
+                self._save_step(saga, state, step, version=loaded.version, marker=marker,
+                                fired=deadline.id)
+            except WrongExpectedVersion as conflict:
+                if conflict.stream_id != saga.stream_of(deadline.saga_id):
+                    raise
+                continue
+            except _AlreadyHandled:
+                return False
+            return True
+        raise SagaError(f"saga {saga.__saga_name__} {deadline.saga_id!r}: another runner kept "
+                        f"stepping it first; {_ATTEMPTS} attempts made")
+
+    def _drop(self, deadline: Deadline) -> bool:
+        with self._write() as conn:
+            conn.execute(SAGA_DEADLINES.delete().where(SAGA_DEADLINES.c.id == deadline.id))
+        return False
 
     def _handled(self, consumer: str, record: RecordedEvent) -> bool:
         with translate_errors(), self._store.engine.connect() as conn:
@@ -180,9 +289,15 @@ class SagaRunner:
         return self._run(live=False)
 
     def run(self) -> None:
-        """Handle events as they come, until `stop()`."""
+        """Handle events as they come and fire deadlines as they fall due, until `stop()`
+        (from another thread): a pass over the new events and the due deadlines, then a
+        pause of `poll_interval`."""
         self._stop.clear()
-        self._run(live=True)
+        while not self._stop.is_set():
+            self._run(live=False)
+            if not self._stop.is_set():
+                self.fire_due()
+            self._stop.wait(self._poll)
 
     def stop(self) -> None:
         """End `run` after the event in hand (from any thread)."""
@@ -250,13 +365,55 @@ def _insert_for(conn: Connection) -> Any:
     return _dialect_insert(conn.dialect.name)
 
 
-def _mark(consumer: str, record: RecordedEvent, conn: Connection,
-          _results: dict[str, AppendResult]) -> None:
-    """The handled event's marker, in the step's transaction; `_AlreadyHandled` if another
-    runner stored it first (the step then rolls back)."""
-    inserted = conn.execute(_insert_for(conn)(PROCESSED).values(
-        consumer=consumer, event_id=record.event_id, position=record.position,
-        processed_at=datetime.now(UTC)).on_conflict_do_nothing()
-        .returning(PROCESSED.c.position)).first()  # (rowcount: -1 on psycopg)
-    if inserted is None:
-        raise _AlreadyHandled
+class _Marker(NamedTuple):
+    """What a step handled: its marker's consumer and id, its log position (0 for a deadline)
+    and its kind (the event's type, or ``deadline:{name}``)."""
+
+    consumer: str
+    event_id: UUID
+    position: int
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Bookkeeping:
+    """A step's own rows, written by `__call__` in its transaction (`in_transaction`)."""
+
+    saga: str
+    saga_id: str
+    step: Step
+    marker: _Marker
+    fired: UUID | None
+
+    def __call__(self, conn: Connection, _results: dict[str, AppendResult]) -> None:
+        """The handled event's marker (`_AlreadyHandled` if another runner stored it first:
+        the step then rolls back), the fired deadline removed, the deadlines the step set or
+        cancelled, and all of the saga's deadlines once it ended."""
+        step, marker = self.step, self.marker
+        inserted = conn.execute(_insert_for(conn)(PROCESSED).values(
+            consumer=marker.consumer, event_id=marker.event_id, position=marker.position,
+            processed_at=datetime.now(UTC)).on_conflict_do_nothing()
+            .returning(PROCESSED.c.position)).first()  # (rowcount: -1 on psycopg)
+        if inserted is None:
+            raise _AlreadyHandled
+        this = (SAGA_DEADLINES.c.saga == self.saga, SAGA_DEADLINES.c.saga_id == self.saga_id)
+        if self.fired is not None and conn.execute(SAGA_DEADLINES.delete().where(
+                SAGA_DEADLINES.c.id == self.fired).returning(SAGA_DEADLINES.c.id)
+                ).first() is None:
+            raise _AlreadyHandled  # fired (or cancelled) meanwhile
+        if step.status != "running":
+            conn.execute(SAGA_DEADLINES.delete().where(*this))
+            return
+        names = {*step.cancelled, *step.scheduled}
+        if names:
+            conn.execute(SAGA_DEADLINES.delete().where(*this,
+                                                       SAGA_DEADLINES.c.name.in_(names)))
+        if step.scheduled:
+            conn.execute(SAGA_DEADLINES.insert(), [
+                {"id": new_event_id(), "saga": self.saga, "saga_id": self.saga_id,
+                 "name": name, "due_at": due_at} for name, due_at in step.scheduled.items()])
+
+
+def _aware(moment: datetime) -> datetime:
+    """A stored time as UTC (SQLite hands it back naive)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -23,6 +23,7 @@ __all__ = [
     "LEDGER_KEY",
     "LOG_TABLES",
     "PROCESSED",
+    "SAGA_DEADLINES",
     "SAGA_RUNNERS",
     "SETTINGS",
     "SNAPSHOTS",
@@ -124,6 +125,20 @@ SAGA_RUNNERS = sa.Table(
 )
 """One row per saga runner: the log position up to which it has handled every event (each
 event's effect is deduplicated in `PROCESSED`, so a position that lags is safe)."""
+
+SAGA_DEADLINES = sa.Table(
+    "shredstore_saga_deadlines",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("saga", sa.String(200), nullable=False),
+    sa.Column("saga_id", sa.Text(), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.UniqueConstraint("saga", "saga_id", "name", name="shredstore_saga_deadlines_one"),
+)
+"""The sagas' pending deadlines, one per (saga, saga id, name): written, replaced and removed
+in the steps' transactions, fired once. It holds no personal data (a saga's id is a
+correlation id, never personal)."""
 
 LOG_TABLES = (EVENTS, SUBJECTS, SNAPSHOTS, SETTINGS)
 """The tables of the event log itself, created by `install`."""
@@ -230,10 +245,10 @@ def install_processed(connection: Connection) -> None:
 
 
 def install_saga_runners(connection: Connection) -> None:
-    """Create the saga runners' position table and the markers table if missing; call in a
-    transaction."""
+    """Create the saga runners' position and deadline tables and the markers table if
+    missing; call in a transaction."""
     install_processed(connection)
-    metadata.create_all(connection, tables=[SAGA_RUNNERS], checkfirst=True)
+    metadata.create_all(connection, tables=[SAGA_RUNNERS, SAGA_DEADLINES], checkfirst=True)
 
 
 def _refuse_older_format(connection: Connection) -> None:
