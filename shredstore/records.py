@@ -114,7 +114,8 @@ def audit_events(store: EventStore, scope: Scope, *, reveal: bool = False,
                                as_of=scope.until, tally=tally)
 
 
-def record_access(store: EventStore, kind: Literal["report", "export"], scope: dict[str, str],
+def record_access(store: EventStore, kind: Literal["report", "export", "saga"],
+                  scope: dict[str, str],
                   *, actor: str | None = None, purpose: str | None = None) -> int:
     """Append a `PersonalDataRevealed` entry to ``$access`` before anything is revealed;
     its position. A store that cannot record it cannot reveal."""

@@ -38,9 +38,10 @@ class SubjectErased(Event, type_name="shredstore.SubjectErased"):
 
 
 class PersonalDataRevealed(Event, type_name="shredstore.PersonalDataRevealed"):
-    """A report or export showed personal data in the clear: who, when, what (no values)."""
+    """A report, an export or a saga shown (`sagas show --reveal`) held personal data in the
+    clear: who, when, what (no values)."""
 
-    kind: Literal["report", "export"]
+    kind: Literal["report", "export", "saga"]
     actor: str
     at: datetime
     scope: dict[str, str]

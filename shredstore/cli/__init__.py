@@ -2,7 +2,8 @@
 
 A module per command group: `setup` (init, demo), `erasing` (erase, status, reconcile,
 scrub), `receipts` (receipt verify, receipt from-ledger), `keys` (keys new-master,
-new-signing-key, rotate-master) and `audit` (verify, report, export). What every command
+new-signing-key, rotate-master), `audit` (verify, report, export) and `sagas` (sagas list,
+show, resume, cancel). What every command
 shares is in `command` (the UTF-8 check, one line and an exit code for whatever escapes),
 `settings` (opening the store), `output` and `options`.
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from shredstore.cli import audit, erasing, keys, receipts, setup
+from shredstore.cli import audit, erasing, keys, receipts, sagas, setup
 from shredstore.cli.command import Group
 from shredstore.cli.settings import Settings
 from shredstore.store import DEFAULT_URL
@@ -48,7 +49,7 @@ def cli(ctx: click.Context, url: str, vault_url: str | None, master_key_file: Pa
 
 for _command in (setup.init, setup.demo, erasing.erase, erasing.status, erasing.reconcile,
                  erasing.scrub, receipts.receipt, keys.keys, audit.verify, audit.report,
-                 audit.export):
+                 audit.export, sagas.sagas):
     cli.add_command(_command)
 
 

@@ -3,8 +3,10 @@ run over the log with each event handled once (see `shredstore.sagas.process`)."
 
 from shredstore.sagas.orchestration import Orchestration, Retry, Stage, Start
 from shredstore.sagas.process import (
+    OPERATIONS_STREAM,
     Deadline,
     Saga,
+    SagaOperation,
     SagaStatus,
     SagaStep,
     Step,
@@ -13,5 +15,6 @@ from shredstore.sagas.process import (
 )
 from shredstore.sagas.runner import SagaRunner, SagaView
 
-__all__ = ["Deadline", "Orchestration", "Retry", "Saga", "SagaRunner", "SagaStatus",
-           "SagaStep", "SagaView", "Stage", "Start", "Step", "handles", "on_deadline"]
+__all__ = ["OPERATIONS_STREAM", "Deadline", "Orchestration", "Retry", "Saga", "SagaOperation",
+           "SagaRunner", "SagaStatus", "SagaStep", "SagaView", "Stage", "Start", "Step",
+           "handles", "on_deadline"]

@@ -43,7 +43,8 @@ from shredstore.errors import ConfigurationError
 from shredstore.events import Event
 from shredstore.personal import is_complete, plan_of
 
-__all__ = ["Deadline", "Saga", "SagaStatus", "SagaStep", "Step", "handles", "on_deadline"]
+__all__ = ["OPERATIONS_STREAM", "Deadline", "Saga", "SagaOperation", "SagaStatus", "SagaStep",
+           "Step", "handles", "on_deadline"]
 
 SagaStatus = Literal["running", "completed", "compensated", "failed", "cancelled"]
 """``running`` until a step ends it: ``completed``; ``compensated`` (an orchestration undid its
@@ -165,6 +166,20 @@ class Step:
         its deadlines dropped."""
         self.status = "failed"
         self.reason = reason
+
+
+OPERATIONS_STREAM = "sagas.operations"
+"""Where operators' requests (`SagaOperation`) are appended, for the sagas' runners."""
+
+
+class SagaOperation(Event, type_name="shredstore.saga.Operation"):
+    """An operator's request to resume or cancel a saga (``shredstore sagas resume|cancel``),
+    applied once by a runner that runs the saga (`SagaRunner.resume`, `SagaRunner.cancel`)."""
+
+    saga: str
+    saga_id: str
+    action: Literal["resume", "cancel"]
+    actor: str = ""
 
 
 class SagaStep(Event, register=False):

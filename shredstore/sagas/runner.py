@@ -34,7 +34,15 @@ from shredstore.events import RecordedEvent, new_event_id
 from shredstore.expected import ANY, NO_STREAM, ExpectedVersion
 from shredstore.personal import REDACTED
 from shredstore.projections.subscription import Subscription
-from shredstore.sagas.process import Deadline, Handler, Saga, SagaStatus, SagaStep, Step
+from shredstore.sagas.process import (
+    Deadline,
+    Handler,
+    Saga,
+    SagaOperation,
+    SagaStatus,
+    SagaStep,
+    Step,
+)
 from shredstore.storage.engine import WRITE, translate_errors
 from shredstore.storage.log import AppendResult
 from shredstore.storage.schema import (
@@ -109,9 +117,27 @@ class SagaRunner:
     # --- handling -------------------------------------------------------------------------
 
     def handle(self, record: RecordedEvent) -> int:
-        """Take `record` through every saga that handles its type; the steps taken."""
+        """Take `record` through every saga that handles its type (or apply an operator's
+        `SagaOperation` for one of this runner's sagas); the steps taken."""
+        if isinstance(record.event, SagaOperation):
+            return self._apply_operation(record, record.event)
         return sum(self._step(saga, handler, record)
                    for saga, handler in self._by_type.get(record.event_type, ()))
+
+    def _apply_operation(self, record: RecordedEvent, operation: SagaOperation) -> int:
+        saga = self._sagas.get(operation.saga)
+        if saga is None:
+            return 0  # another runner's saga
+        try:
+            self._operate(saga, operation.saga_id, operation.action, marker=record.event_id)
+        except SagaError as refused:
+            _log.warning("operator's %s of saga %s %r not applied: %s", operation.action,
+                         operation.saga, operation.saga_id, refused)
+            self._operate_refused(saga, record)
+            return 0
+        except _AlreadyHandled:
+            return 0
+        return 1
 
     def load(self, saga: type[Saga], saga_id: str) -> SagaView | None:
         """The saga `saga_id` as its last step left it; None if it never started."""
@@ -181,14 +207,23 @@ class SagaRunner:
     def resume(self, saga: type[Saga], saga_id: str) -> SagaView:
         """Run a failed saga again: its `resumed` hook sends again what it was waiting for
         (an orchestration: the compensation that kept failing). `SagaError` unless failed."""
-        return self._operate(saga, saga_id, "resume")
+        return self._operate(saga, saga_id, "resume", marker=new_event_id())
 
     def cancel(self, saga: type[Saga], saga_id: str) -> SagaView:
         """End a running or failed saga as ``cancelled``: later events and its deadlines are
         ignored (nothing is compensated: cancel is the operator's decision to stop)."""
-        return self._operate(saga, saga_id, "cancel")
+        return self._operate(saga, saga_id, "cancel", marker=new_event_id())
 
-    def _operate(self, saga: type[Saga], saga_id: str, action: str) -> SagaView:
+    def _operate_refused(self, saga: type[Saga], record: RecordedEvent) -> None:
+        """Mark a refused operator's request handled, so that it is not tried again."""
+        with self._write() as conn:
+            conn.execute(_insert_for(conn)(PROCESSED).values(
+                consumer=f"saga:{saga.__saga_name__}", event_id=record.event_id,
+                position=record.position, processed_at=datetime.now(UTC))
+                .on_conflict_do_nothing())
+
+    def _operate(self, saga: type[Saga], saga_id: str, action: str, *,
+                 marker: UUID) -> SagaView:
         for _ in range(_ATTEMPTS):
             loaded = self.load(saga, saga_id)
             allowed = ("failed",) if action == "resume" else ("running", "failed")
@@ -204,7 +239,7 @@ class SagaRunner:
                 step.status, step.reason = "cancelled", "cancelled by an operator"
             try:
                 self._save_step(saga, state, step, version=loaded.version, marker=_Marker(
-                    f"saga:{saga.__saga_name__}", new_event_id(), 0, f"operator:{action}"))
+                    f"saga:{saga.__saga_name__}", marker, 0, f"operator:{action}"))
             except WrongExpectedVersion:
                 continue
             view = self.load(saga, saga_id)
@@ -308,7 +343,8 @@ class SagaRunner:
     def _run(self, *, live: bool) -> int:
         head = self._store.head().position
         subscription = Subscription(self._store, after=self.position,
-                                    types=list(self._by_type), batch_size=self._batch_size,
+                                    types=[*self._by_type, SagaOperation],
+                                    batch_size=self._batch_size,
                                     live=live, poll_interval=self._poll)
         self._subscription = subscription
         taken = 0
