@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -67,12 +67,15 @@ class _AlreadyHandled(Exception):
     """The event's marker was stored meanwhile: the step is rolled back, not an error."""
 
 
-class SagaView:
+S = TypeVar("S", bound=Saga)
+
+
+class SagaView(Generic[S]):
     """A saga as loaded: its state, status and reason, and the version of its stream."""
 
     __slots__ = ("reason", "state", "status", "version")
 
-    def __init__(self, state: Saga, status: SagaStatus, reason: str, version: int) -> None:
+    def __init__(self, state: S, status: SagaStatus, reason: str, version: int) -> None:
         self.state = state
         self.status = status
         self.reason = reason
@@ -139,7 +142,7 @@ class SagaRunner:
             return 0
         return 1
 
-    def load(self, saga: type[Saga], saga_id: str) -> SagaView | None:
+    def load(self, saga: type[S], saga_id: str) -> SagaView[S] | None:
         """The saga `saga_id` as its last step left it; None if it never started."""
         last = next(self._store.read_stream(saga.stream_of(saga_id), backwards=True,
                                             limit=1), None)
@@ -204,12 +207,12 @@ class SagaRunner:
 
     # --- operators --------------------------------------------------------------------------
 
-    def resume(self, saga: type[Saga], saga_id: str) -> SagaView:
+    def resume(self, saga: type[S], saga_id: str) -> SagaView[S]:
         """Run a failed saga again: its `resumed` hook sends again what it was waiting for
         (an orchestration: the compensation that kept failing). `SagaError` unless failed."""
         return self._operate(saga, saga_id, "resume", marker=new_event_id())
 
-    def cancel(self, saga: type[Saga], saga_id: str) -> SagaView:
+    def cancel(self, saga: type[S], saga_id: str) -> SagaView[S]:
         """End a running or failed saga as ``cancelled``: later events and its deadlines are
         ignored (nothing is compensated: cancel is the operator's decision to stop)."""
         return self._operate(saga, saga_id, "cancel", marker=new_event_id())
@@ -222,8 +225,8 @@ class SagaRunner:
                 position=record.position, processed_at=datetime.now(UTC))
                 .on_conflict_do_nothing())
 
-    def _operate(self, saga: type[Saga], saga_id: str, action: str, *,
-                 marker: UUID) -> SagaView:
+    def _operate(self, saga: type[S], saga_id: str, action: str, *,
+                 marker: UUID) -> SagaView[S]:
         for _ in range(_ATTEMPTS):
             loaded = self.load(saga, saga_id)
             allowed = ("failed",) if action == "resume" else ("running", "failed")
