@@ -6,7 +6,10 @@ memory, for this one check); the values themselves are never written, and kept i
 only until the check ends (for the byte scan below). After the erasure, once every registered
 projection has applied the erasure's ledger entry, every text cell of their tables is
 fingerprinted the same way, whole and as runs of words, and any match is residue: reported by
-projection, table and column with a row count, never by value.
+projection, table and column with a row count, never by value. Where the read models share the
+store's database, the store's plain-text identifiers are checked too: the log's stream ids
+(sagas' ids among them) and the sagas' deadlines. A value found there was used as an id: the
+log keeps it for good, which crypto-shredding cannot undo.
 
 Values are compared case-folded with runs of separators made single spaces. Values shorter
 than `MIN_LENGTH` characters are not fingerprinted (a "7" or "GB" would match everywhere).
@@ -151,6 +154,8 @@ def check_residue(engine: Engine, fingerprints: Fingerprints, *, erased_at_posit
             for table_name in tables:
                 checked.append(f"{name}: {table_name}")
                 findings += _scan_table(engine, name, table_name, fingerprints)
+        for label, table_name, columns in _STORE_PLACES:  # reported only where found
+            findings += _scan_distinct(engine, label, table_name, columns, fingerprints) or []
         if lagging:
             scan = PhysicalCheck(False, detail="projections have not caught up: their live "
                                  "rows still hold what they will forget")
@@ -232,6 +237,40 @@ def _scan_table(engine: Engine, projection: str, table_name: str,
                     counts[column] += 1
     return [ResidueFinding(projection, table_name, column, rows)
             for column, rows in counts.items() if rows]
+
+
+_STORE_PLACES = (
+    ("event log", "shredstore_events", ("stream_id",)),
+    ("sagas", "shredstore_saga_deadlines", ("saga_id", "name")),
+)
+"""Plain-text identifiers of the store's own tables, where the read models share its database:
+stream ids (a saga's id is part of its stream's) and sagas' deadlines. Crypto-shredding cannot
+reach them: a value found there was used as an id, and stays in the log for good."""
+
+
+def _scan_distinct(engine: Engine, label: str, table_name: str, columns: tuple[str, ...],
+                   fingerprints: Fingerprints) -> list[ResidueFinding] | None:
+    """The distinct values of `columns` that match, counted per column (None: no table)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(table_name):
+            return None
+        table = sa.Table(table_name, sa.MetaData(), autoload_with=conn)
+        findings = []
+        for column in columns:
+            rows = conn.execution_options(yield_per=1000).execute(
+                sa.select(table.c[column]).distinct())
+            matches = sum(1 for (value,) in rows
+                          if value is not None and any(map(fingerprints.matches,
+                                                           _id_parts(_text(value)))))
+            if matches:
+                findings.append(ResidueFinding(label, table_name, column, matches))
+    return findings
+
+
+def _id_parts(text: str) -> list[str]:
+    """An id and each of its tails after a "-" (``customer-`` + a value, ``saga-name-`` + a
+    value): the separators of words leave "-" inside words, as in names."""
+    return [text, *(text[at + 1:] for at, char in enumerate(text) if char == "-")]
 
 
 def _leaves(value: Any) -> Iterator[str]:

@@ -196,3 +196,25 @@ def test_a_steps_group_rewritten_as_redacted_is_tampering_not_an_erasure(
     with pytest.raises(TamperedError):
         runner.load(Checkout, "7")
     assert ("forged", step.position) in [(f.kind, f.position) for f in store.verify().findings]
+
+
+class MailingSaga(Saga, name="testmailing"):
+    """A careless saga: correlated by a customer's e-mail address (a stream id in plain text,
+    which no erasure can take back)."""
+
+    @handles(OrderPlaced, correlate="email", start=True)
+    def placed(self, event: OrderPlaced, step: Step) -> None:
+        step.complete()
+
+
+def test_the_residue_check_finds_a_saga_correlated_by_personal_data(store: EventStore) -> None:
+    runner = SagaRunner(store, [MailingSaga])
+    place(store)
+    runner.catch_up()
+    receipt = store.erase_subject("c-7", verify_residue=True)
+    assert receipt.residue is not None
+    assert not receipt.residue.clean
+    assert [f.to_dict() for f in receipt.residue.findings] == [{
+        "projection": "event log", "table": "shredstore_events", "column": "stream_id",
+        "rows": 1}]
+    assert "ada7@example.org" not in receipt.to_json()
