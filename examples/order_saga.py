@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -203,9 +202,8 @@ def serve(url: str, master: str, service: str) -> int:
     """One service's process: its saga runner, until SIGTERM."""
     with EventStore(url, master_key=MasterKey.from_base64(master)) as store:
         runner = SagaRunner(store, SERVICES[service], name=service, poll_interval=0.05)
-        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         print(f"{service}: running", flush=True)
-        runner.run()
+        runner.run(handle_signals=True)  # SIGTERM ends it after the step in hand
     return 0
 
 

@@ -34,7 +34,8 @@ from shredstore.system import SubjectErased
 if TYPE_CHECKING:
     from shredstore.store import EventStore
 
-__all__ = ["CHECKPOINTS", "ProjectionRunner", "read_models"]  # CHECKPOINTS: storage.schema's
+# CHECKPOINTS: storage.schema's
+__all__ = ["CHECKPOINTS", "ProjectionRunner", "read_models", "stop_on_signals"]
 
 _log = logging.getLogger("shredstore.projections")
 
@@ -82,7 +83,7 @@ class ProjectionRunner:
         """Apply events as they are committed, until `stop()` (or, with `handle_signals`,
         SIGTERM/SIGINT). Raises `ProjectionError` if a handler fails."""
         self._stop.clear()
-        restore = _stop_on_signals(self.stop) if handle_signals else None
+        restore = stop_on_signals(self.stop) if handle_signals else None
         try:
             self._run(live=True)
         finally:
@@ -281,7 +282,7 @@ def read_models(engine: Engine) -> dict[str, tuple[int, list[str]]]:
                 for name, position, tables in rows}
 
 
-def _stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:
+def stop_on_signals(stop: Callable[[], None]) -> Callable[[], None]:
     """Install SIGTERM/SIGINT handlers that call `stop`; return what restores the old ones."""
     def handler(signum: int, frame: FrameType | None) -> None:
         stop()

@@ -33,6 +33,7 @@ from shredstore.errors import ConfigurationError, SagaError, WrongExpectedVersio
 from shredstore.events import RecordedEvent, new_event_id
 from shredstore.expected import ANY, NO_STREAM, ExpectedVersion
 from shredstore.personal import REDACTED
+from shredstore.projections.runner import stop_on_signals
 from shredstore.projections.subscription import Subscription
 from shredstore.sagas.process import (
     Deadline,
@@ -326,16 +327,22 @@ class SagaRunner:
         self._stop.clear()
         return self._run(live=False)
 
-    def run(self) -> None:
+    def run(self, *, handle_signals: bool = False) -> None:
         """Handle events as they come and fire deadlines as they fall due, until `stop()`
-        (from another thread): a pass over the new events and the due deadlines, then a
-        pause of `poll_interval`."""
+        (from another thread; with `handle_signals`, in the main thread, SIGTERM or SIGINT):
+        a pass over the new events and the due deadlines, then a pause of `poll_interval`.
+        A stop ends after the step in hand: nothing is half done."""
         self._stop.clear()
-        while not self._stop.is_set():
-            self._run(live=False)
-            if not self._stop.is_set():
-                self.fire_due()
-            self._stop.wait(self._poll)
+        restore = stop_on_signals(self.stop) if handle_signals else None
+        try:
+            while not self._stop.is_set():
+                self._run(live=False)
+                if not self._stop.is_set():
+                    self.fire_due()
+                self._stop.wait(self._poll)
+        finally:
+            if restore is not None:
+                restore()
 
     def stop(self) -> None:
         """End `run` after the event in hand (from any thread)."""

@@ -23,7 +23,7 @@ def main(url: str, name: str, master: str) -> int:
         sys.stdout.flush()
         if sys.stdin.readline().strip() != "go":
             return 1
-        runner.run()
+        runner.run(handle_signals=True)
     return 0
 
 

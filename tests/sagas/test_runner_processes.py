@@ -5,6 +5,7 @@ every command and receipt it emits is in the log once."""
 from __future__ import annotations
 
 import random
+import signal
 import time
 from collections import Counter
 
@@ -70,3 +71,28 @@ def test_killed_and_competing_runners_take_every_step_exactly_once(any_url: str)
     receipts = Counter(r.stream_id for r in records if r.event_type == "test.sagas.ReceiptSent")
     assert requested == {f"payment-{n}": 1 for n in range(ORDERS)}
     assert receipts == {f"mail-{n}": 1 for n in range(ORDERS)}
+
+
+def test_sigterm_stops_a_runner_after_the_step_in_hand(any_url: str) -> None:
+    """A runner process run with handle_signals ends on SIGTERM with exit 0, leaving whole
+    steps; a new one finishes the rest."""
+    master = MasterKey.generate()
+    with EventStore(any_url, master_key=master) as store:
+        SagaRunner(store, [Checkout])
+        for n in range(ORDERS):
+            store.append(f"order-{n}", [OrderPlaced(order_id=str(n), customer_id=f"c-{n}",
+                                                    email=f"u{n}@example.org", amount=n)])
+    deadline = time.monotonic() + TIMEOUT
+    child = Child("tests.sagas._workers", any_url, "t", master.to_base64())
+    try:
+        assert child.message(deadline) == {"ready": True}, child.describe()
+        child.send("go")
+        time.sleep(0.2)
+        child.proc.send_signal(signal.SIGTERM)
+        child.wait_exit(deadline)  # exit 0: it stopped, it was not killed
+    finally:
+        child.kill()
+    with EventStore(any_url, master_key=master) as store:
+        SagaRunner(store, [Checkout], name="t").catch_up()
+        steps = Counter(r.stream_id for r in store.read_all() if r.stream_id.startswith("saga-"))
+    assert steps == {Checkout.stream_of(str(n)): 1 for n in range(ORDERS)}
