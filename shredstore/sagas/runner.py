@@ -18,9 +18,10 @@ import contextlib
 import functools
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from uuid import UUID
 
@@ -29,7 +30,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from shredstore.causation import caused_by
-from shredstore.errors import ConfigurationError, SagaError, WrongExpectedVersion
+from shredstore.errors import (
+    ConfigurationError,
+    SagaError,
+    ShredstoreError,
+    WrongExpectedVersion,
+)
 from shredstore.events import RecordedEvent, new_event_id
 from shredstore.expected import ANY, NO_STREAM, ExpectedVersion
 from shredstore.personal import REDACTED
@@ -93,15 +99,19 @@ class SagaRunner:
 
     def __init__(self, store: EventStore, sagas: Sequence[type[Saga]], *,
                  name: str = "sagas", batch_size: int = 100,
-                 poll_interval: float = 0.5) -> None:
+                 poll_interval: float = 0.5, lease: timedelta = timedelta(seconds=10)) -> None:
         names = [saga.__saga_name__ for saga in sagas]
         if not sagas or len(set(names)) != len(names):
             raise ConfigurationError("a saga runner needs sagas with distinct names")
-        if not name or batch_size < 1 or poll_interval <= 0:
+        if not name or batch_size < 1 or poll_interval <= 0 or lease.total_seconds() <= 0:
             raise ConfigurationError(
-                "a runner needs a name, batch_size >= 1 and poll_interval > 0")
+                "a runner needs a name, batch_size >= 1, poll_interval > 0 and a lease > 0")
         self._store = store
         self._name = name
+        self._lease = lease
+        self._owner = uuid.uuid4().hex
+        self.active = False
+        """Whether this runner held its name's lease at its last pass (`run`)."""
         self._batch_size = batch_size
         self._poll = poll_interval
         self._by_type: dict[str, list[tuple[type[Saga], Handler]]] = {}
@@ -331,18 +341,47 @@ class SagaRunner:
         """Handle events as they come and fire deadlines as they fall due, until `stop()`
         (from another thread; with `handle_signals`, in the main thread, SIGTERM or SIGINT):
         a pass over the new events and the due deadlines, then a pause of `poll_interval`.
-        A stop ends after the step in hand: nothing is half done."""
+        A stop ends after the step in hand: nothing is half done.
+
+        Runners of one name take turns: each pass needs the name's lease, which the runner
+        holding it renews, and releases when it stops; the others wait, and one takes over
+        once a holder that died lets it expire (`lease`). `catch_up` needs no lease."""
         self._stop.clear()
         restore = stop_on_signals(self.stop) if handle_signals else None
         try:
             while not self._stop.is_set():
-                self._run(live=False)
-                if not self._stop.is_set():
-                    self.fire_due()
+                self.active = self._hold_lease()
+                if self.active:
+                    self._run(live=False)
+                    if not self._stop.is_set():
+                        self.fire_due()
                 self._stop.wait(self._poll)
         finally:
+            self._release_lease()
+            self.active = False
             if restore is not None:
                 restore()
+
+    def _hold_lease(self) -> bool:
+        """Take or renew this runner name's lease: True if this process holds it now (the
+        one that held it renewed it in time, or let it expire, or released it)."""
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            conn.execute(_insert_for(conn)(SAGA_RUNNERS).values(
+                name=self._name, position=0, updated_at=now).on_conflict_do_nothing())
+            held = conn.execute(SAGA_RUNNERS.update().where(
+                SAGA_RUNNERS.c.name == self._name,
+                sa.or_(SAGA_RUNNERS.c.owner.is_(None), SAGA_RUNNERS.c.owner == self._owner,
+                       SAGA_RUNNERS.c.lease_until < now))
+                .values(owner=self._owner, lease_until=now + self._lease)
+                .returning(SAGA_RUNNERS.c.name)).first()
+        return held is not None
+
+    def _release_lease(self) -> None:
+        with contextlib.suppress(ShredstoreError), self._write() as conn:
+            conn.execute(SAGA_RUNNERS.update().where(
+                SAGA_RUNNERS.c.name == self._name, SAGA_RUNNERS.c.owner == self._owner)
+                .values(owner=None, lease_until=None))
 
     def stop(self) -> None:
         """End `run` after the event in hand (from any thread)."""

@@ -122,9 +122,12 @@ SAGA_RUNNERS = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("position", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("owner", sa.String(64)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
 )
-"""One row per saga runner: the log position up to which it has handled every event (each
-event's effect is deduplicated in `PROCESSED`, so a position that lags is safe)."""
+"""One row per saga runner name: the log position up to which it has handled every event
+(each event's effect is deduplicated in `PROCESSED`, so a position that lags is safe), and
+which process runs it now (`owner`, until `lease_until`)."""
 
 SAGA_DEADLINES = sa.Table(
     "shredstore_saga_deadlines",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 
 from keyvault import MasterKey
 from shredstore import EventStore
@@ -18,7 +19,10 @@ from tests.sagas.test_process import Checkout
 
 def main(url: str, name: str, master: str) -> int:
     with EventStore(url, master_key=MasterKey.from_base64(master)) as store:
-        runner = SagaRunner(store, [Checkout], name=name, batch_size=3, poll_interval=0.02)
+        # A short lease: a runner killed while it held its name's lease blocks a successor of
+        # that name only briefly.
+        runner = SagaRunner(store, [Checkout], name=name, batch_size=3, poll_interval=0.02,
+                            lease=timedelta(seconds=0.5))
         sys.stdout.write(json.dumps({"ready": True}) + "\n")
         sys.stdout.flush()
         if sys.stdin.readline().strip() != "go":

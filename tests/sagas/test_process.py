@@ -4,7 +4,10 @@ once, its step (state, emitted events, marker) committed whole; on every backend
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import pytest
@@ -218,3 +221,57 @@ def test_the_residue_check_finds_a_saga_correlated_by_personal_data(store: Event
         "projection": "event log", "table": "shredstore_events", "column": "stream_id",
         "rows": 1}]
     assert "ada7@example.org" not in receipt.to_json()
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_runners_of_one_name_take_turns_and_fail_over(store: EventStore) -> None:
+    """One runner of a name runs at a time: the other waits, takes over when the first
+    stops (it releases the lease), and when a holder dies (its lease expires)."""
+    first = SagaRunner(store, [Checkout], name="turns", poll_interval=0.02,
+                       lease=timedelta(seconds=30))
+    second = SagaRunner(store, [Checkout], name="turns", poll_interval=0.02,
+                        lease=timedelta(seconds=30))
+    threads = [threading.Thread(target=runner.run) for runner in (first, second)]
+    threads[0].start()
+    try:
+        assert wait_until(lambda: first.active)
+        threads[1].start()
+        time.sleep(0.3)
+        assert not second.active  # the lease is the first's
+        place(store, "1")
+        assert wait_until(lambda: (runner_view := first.load(Checkout, "1")) is not None
+                          and runner_view.status == "running")
+        first.stop()
+        threads[0].join(10)
+        assert wait_until(lambda: second.active)  # released at stop: taken at once
+        place(store, "2")
+        assert wait_until(lambda: second.load(Checkout, "2") is not None)
+    finally:
+        first.stop()
+        second.stop()
+        for thread in threads:
+            if thread.is_alive() or thread.ident is not None:
+                thread.join(10)
+    # A holder that died keeps its lease until it expires; then another takes over.
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE shredstore_saga_runners SET owner = 'dead', "
+                             "lease_until = :until WHERE name = 'turns'"),
+                     {"until": datetime.now(UTC) + timedelta(seconds=0.5)})
+    third = SagaRunner(store, [Checkout], name="turns", poll_interval=0.02)
+    thread = threading.Thread(target=third.run)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        assert not third.active
+        assert wait_until(lambda: third.active, 5.0)
+    finally:
+        third.stop()
+        thread.join(10)
