@@ -78,15 +78,18 @@ S = TypeVar("S", bound=Saga)
 
 
 class SagaView(Generic[S]):
-    """A saga as loaded: its state, status and reason, and the version of its stream."""
+    """A saga as loaded: its state, status and reason, the version of its stream, and its
+    last step as recorded (its metadata carries the saga's correlation id)."""
 
-    __slots__ = ("reason", "state", "status", "version")
+    __slots__ = ("last_step", "reason", "state", "status", "version")
 
-    def __init__(self, state: S, status: SagaStatus, reason: str, version: int) -> None:
+    def __init__(self, state: S, status: SagaStatus, reason: str, version: int,
+                 last_step: RecordedEvent) -> None:
         self.state = state
         self.status = status
         self.reason = reason
         self.version = version
+        self.last_step = last_step
 
     def __repr__(self) -> str:
         return (f"SagaView({type(self.state).__name__} {self.state.id!r}, {self.status}, "
@@ -163,7 +166,7 @@ class SagaRunner:
         if not isinstance(step, SagaStep):
             raise SagaError(f"stream {saga.stream_of(saga_id)!r} does not hold saga steps")
         return SagaView(getattr(step, "state"), step.status, step.reason,  # noqa: B009
-                        last.version)
+                        last.version, last)
 
     def _step(self, saga: type[Saga], handler: Handler, record: RecordedEvent) -> bool:
         saga_id = _saga_id(saga, handler, record)
@@ -247,13 +250,14 @@ class SagaRunner:
                                 f"{' or '.join(allowed)} saga can be {_DONE[action]}")
             state = loaded.state.model_copy(deep=True)
             step = Step()
-            if action == "resume":
-                state.resumed(step)
-            else:
-                step.status, step.reason = "cancelled", "cancelled by an operator"
             try:
-                self._save_step(saga, state, step, version=loaded.version, marker=_Marker(
-                    f"saga:{saga.__saga_name__}", marker, 0, f"operator:{action}"))
+                with caused_by(loaded.last_step):
+                    if action == "resume":
+                        state.resumed(step)
+                    else:
+                        step.status, step.reason = "cancelled", "cancelled by an operator"
+                    self._save_step(saga, state, step, version=loaded.version, marker=_Marker(
+                        f"saga:{saga.__saga_name__}", marker, 0, f"operator:{action}"))
             except WrongExpectedVersion:
                 continue
             view = self.load(saga, saga_id)
@@ -297,10 +301,12 @@ class SagaRunner:
                 return self._drop(deadline)
             state = loaded.state.model_copy(deep=True)
             step = Step()
-            handler(state, deadline, step)
             try:
-                self._save_step(saga, state, step, version=loaded.version, marker=marker,
-                                fired=deadline.id)
+                # What it emits continues the saga's correlation, caused by its last step.
+                with caused_by(loaded.last_step):
+                    handler(state, deadline, step)
+                    self._save_step(saga, state, step, version=loaded.version, marker=marker,
+                                    fired=deadline.id)
             except WrongExpectedVersion as conflict:
                 if conflict.stream_id != saga.stream_of(deadline.saga_id):
                     raise

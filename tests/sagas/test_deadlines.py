@@ -71,8 +71,12 @@ def test_a_deadline_fires_once_when_due_and_ends_the_saga(store: EventStore) -> 
     view = runner.load(Payment, "7")
     assert view is not None
     assert (view.status, view.reason) == ("failed", "payment not received in time")
-    assert [r.event_type for r in store.read_stream("order-7")][-1] == (
-        "test.deadlines.OrderCancelled")
+    placed, cancelled = list(store.read_stream("order-7"))
+    assert cancelled.event_type == "test.deadlines.OrderCancelled"
+    steps = list(store.read_stream(Payment.stream_of("7")))
+    # What a deadline emits continues the saga's correlation, caused by its previous step.
+    assert cancelled.metadata == {"correlation_id": str(placed.event_id),
+                                  "causation_id": str(steps[-2].event_id)}
     assert runner.deadlines(Payment, "7") == {}
 
 
