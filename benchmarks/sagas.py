@@ -1,9 +1,11 @@
-"""Sagas completed per second, with one runner and with two competing runner processes.
+"""Sagas completed per second: one runner, two competing runners, two partitioned runners.
 
 Each saga takes two steps (an order starts it and asks for a payment; the payment completes
 it and sends a receipt), with a customer's e-mail address sealed in its state and in the
-receipt. The orders and payments are appended first (untimed); then the runners are started
-together and timed until every saga is completed. Every step is checked afterwards: each saga
+receipt. The orders and payments are appended first (untimed); then the runner processes are
+started together and timed until every saga is completed: one runner; two that compete for
+every saga (different names); two that divide the sagas between them (partitions 0 and 1 of
+2). Every step is checked afterwards: each saga
 took exactly two steps, each receipt was sent once.
 
 Run from the repository root::
@@ -83,20 +85,23 @@ def fill(url: str, master: MasterKey, count: int) -> None:
                                                for n in range(start, min(start + 100, count))])
 
 
-def run_one(url: str, master: str, name: str) -> int:
-    """A runner process: catch up with everything there, then exit."""
+def run_one(url: str, master: str, name: str, index: str, count: str) -> int:
+    """A runner process (partition `index` of `count`): catch up with everything there, then
+    exit."""
     with EventStore(url, master_key=MasterKey.from_base64(master)) as store:
-        runner = SagaRunner(store, [Purchase], name=name)
+        runner = SagaRunner(store, [Purchase], name=name, partition=(int(index), int(count)))
         sys.stdout.write("ready\n")
         sys.stdout.flush()
         sys.stdin.readline()
         return runner.catch_up()
 
 
-def timed(url: str, master: MasterKey, runners: int) -> float:
-    """Seconds from the runners' start to the last one's end."""
+def timed(url: str, master: MasterKey, runners: int, *, partitioned: bool) -> float:
+    """Seconds from the runners' start to the last one's end: `runners` processes that
+    compete for every saga, or that divide them (`partitioned`)."""
     children = [subprocess.Popen([sys.executable, "-m", "benchmarks.sagas", "--child", url,
-                                  master.to_base64(), f"r{n}"],
+                                  master.to_base64(), f"r{n}", str(n if partitioned else 0),
+                                  str(runners if partitioned else 1)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                 for n in range(runners)]
     for child in children:
@@ -142,7 +147,7 @@ def locations(backend: str, postgres_url: str) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
     parser.add_argument("--sagas", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="100 sagas")
@@ -156,16 +161,19 @@ def main(argv: list[str] | None = None) -> int:
     backends = ("sqlite", "postgres") if options.backend == "all" else (options.backend,)
     results = []
     for backend in backends:
-        for runners in (1, 2):
+        for runners, partitioned, how in ((1, False, "1 runner"),
+                                          (2, False, "2 competing runners"),
+                                          (2, True, "2 partitioned runners")):
             for url in locations(backend, options.postgres_url):
                 master = MasterKey.generate()
                 fill(url, master, count)
-                seconds = timed(url, master, runners)
+                seconds = timed(url, master, runners, partitioned=partitioned)
                 check(url, master, count)
             rate = count / seconds
-            results.append({"backend": backend, "runners": runners, "sagas": count,
-                            "seconds": round(seconds, 3), "sagas_per_s": round(rate, 1)})
-            print(f"{backend:<9} {runners} runner(s): {count} sagas (2 steps each) in "
+            results.append({"backend": backend, "runners": runners, "partitioned": partitioned,
+                            "sagas": count, "seconds": round(seconds, 3),
+                            "sagas_per_s": round(rate, 1)})
+            print(f"{backend:<9} {how:<22}: {count} sagas (2 steps each) in "
                   f"{seconds:6.2f} s: {rate:7.1f} sagas/s", flush=True)
     if options.json:
         with open(options.json, "w", encoding="utf-8") as out:

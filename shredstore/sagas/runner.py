@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import threading
 import uuid
@@ -98,19 +99,26 @@ class SagaView(Generic[S]):
 
 class SagaRunner:
     """Runs `sagas` over `store`'s log (see the module). `name` keeps apart the positions
-    of runners that run different sets of sagas."""
+    of runners that run different sets of sagas. With ``partition=(index, count)`` the runner
+    takes only the sagas whose id hashes to `index` of `count` (its own position and lease):
+    `count` runners, one per index, divide the work."""
 
     def __init__(self, store: EventStore, sagas: Sequence[type[Saga]], *,
                  name: str = "sagas", batch_size: int = 100,
-                 poll_interval: float = 0.5, lease: timedelta = timedelta(seconds=10)) -> None:
+                 poll_interval: float = 0.5, lease: timedelta = timedelta(seconds=10),
+                 partition: tuple[int, int] = (0, 1)) -> None:
         names = [saga.__saga_name__ for saga in sagas]
         if not sagas or len(set(names)) != len(names):
             raise ConfigurationError("a saga runner needs sagas with distinct names")
         if not name or batch_size < 1 or poll_interval <= 0 or lease.total_seconds() <= 0:
             raise ConfigurationError(
                 "a runner needs a name, batch_size >= 1, poll_interval > 0 and a lease > 0")
+        index, count = partition
+        if not 0 <= index < count:
+            raise ConfigurationError("partition is (index, count) with 0 <= index < count")
+        self._partition = partition
         self._store = store
-        self._name = name
+        self._name = name if count == 1 else f"{name}#{index}of{count}"
         self._lease = lease
         self._owner = uuid.uuid4().hex
         self.active = False
@@ -143,7 +151,7 @@ class SagaRunner:
 
     def _apply_operation(self, record: RecordedEvent, operation: SagaOperation) -> int:
         saga = self._sagas.get(operation.saga)
-        if saga is None:
+        if saga is None or not self._mine(saga, operation.saga_id):
             return 0  # another runner's saga
         try:
             self._operate(saga, operation.saga_id, operation.action, marker=record.event_id)
@@ -170,7 +178,7 @@ class SagaRunner:
 
     def _step(self, saga: type[Saga], handler: Handler, record: RecordedEvent) -> bool:
         saga_id = _saga_id(saga, handler, record)
-        if saga_id is None:
+        if saga_id is None or not self._mine(saga, saga_id):
             return False
         consumer = f"saga:{saga.__saga_name__}"
         for _ in range(_ATTEMPTS):
@@ -276,9 +284,20 @@ class SagaRunner:
             due = conn.execute(sa.select(SAGA_DEADLINES).where(
                 SAGA_DEADLINES.c.due_at <= now,
                 SAGA_DEADLINES.c.saga.in_(list(self._sagas)))
-                .order_by(SAGA_DEADLINES.c.due_at).limit(limit)).all()
+                .order_by(SAGA_DEADLINES.c.due_at)
+                .limit(limit * self._partition[1])).all()  # the partition's share of them
         return sum(self._fire(self._sagas[row.saga], Deadline(
-            row.id, row.name, row.saga_id, _aware(row.due_at))) for row in due)
+            row.id, row.name, row.saga_id, _aware(row.due_at))) for row in due
+            if self._mine(self._sagas[row.saga], row.saga_id))
+
+    def _mine(self, saga: type[Saga], saga_id: str) -> bool:
+        """Whether the saga `saga_id` is in this runner's partition."""
+        index, count = self._partition
+        if count == 1:
+            return True
+        digest = hashlib.blake2b(f"{saga.__saga_name__}\0{saga_id}".encode(),
+                                 digest_size=8).digest()
+        return int.from_bytes(digest, "big") % count == index
 
     def deadlines(self, saga: type[Saga], saga_id: str) -> dict[str, datetime]:
         """The pending deadlines of the saga `saga_id`, by name."""

@@ -15,7 +15,15 @@ import sqlalchemy as sa
 
 import shredstore.testing._tampering as tampering
 from keyvault import MasterKey
-from shredstore import REDACTED, Event, EventStore, PersonalData, SubjectId, TamperedError
+from shredstore import (
+    REDACTED,
+    ConfigurationError,
+    Event,
+    EventStore,
+    PersonalData,
+    SubjectId,
+    TamperedError,
+)
 from shredstore.sagas import Saga, SagaRunner, Step, handles
 
 
@@ -275,3 +283,22 @@ def test_runners_of_one_name_take_turns_and_fail_over(store: EventStore) -> None
     finally:
         third.stop()
         thread.join(10)
+
+
+def test_partitioned_runners_divide_the_sagas_between_them(store: EventStore) -> None:
+    """Two runners, partitions 0 and 1 of 2: each saga is stepped by exactly one of them,
+    both get some, and together they take every step."""
+    for n in range(20):
+        place(store, str(n))
+        store.append(f"payment-{n}", [PaymentReceived(order_id=str(n))])
+    first = SagaRunner(store, [Checkout], partition=(0, 2))
+    second = SagaRunner(store, [Checkout], partition=(1, 2))
+    took = (first.catch_up(), second.catch_up())
+    assert sum(took) == 40
+    assert all(steps > 0 for steps in took)
+    assert all((view := first.load(Checkout, str(n))) is not None
+               and view.status == "completed" for n in range(20))
+    assert first.position > 0
+    assert second.position > 0
+    with pytest.raises(ConfigurationError):
+        SagaRunner(store, [Checkout], partition=(2, 2))
