@@ -2,11 +2,13 @@
 
 One pass over the events in scope, in constant memory: each event is rendered as it is read
 into a spooled temporary file (memory up to a few MiB, then disk), and the summary, which is
-only known at the end, is written before it. The integrity verdict is `EventStore.verify`'s.
+only known at the end, is written before it (it counts sagas by the state their last step in
+scope left them in: a few bytes per saga). The integrity verdict is `EventStore.verify`'s.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import html
 import io
@@ -66,10 +68,13 @@ def write_report(store: EventStore, out: TextIO, *, scope: Scope, fmt: str = "ht
     integrity = store.verify()
     render = _RENDERERS[fmt](reveal)
     tally = Tally()
+    sagas: dict[str, str] = {}  # each saga's state, as its last step in scope left it
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL, mode="w+", encoding="utf-8") as body:
         for done, event in enumerate(audit_events(store, scope, reveal=reveal, tally=tally),
                                      start=1):
             body.write(render.event(event))
+            if event.stream_id.startswith("saga-") and event.event_type.startswith("saga:"):
+                sagas[event.stream_id] = str(event.plain.get("status", "running"))
             if progress is not None and (done % 1000 == 0 or done == events):
                 progress(done, events)
         summary = {
@@ -85,6 +90,8 @@ def write_report(store: EventStore, out: TextIO, *, scope: Scope, fmt: str = "ht
             **({"personal_fields_erased_later": tally.erased_later_fields}
                if scope.until is not None else {}),
             "tampered_events": tally.tampered_events,
+            **({"sagas": dict(sorted(collections.Counter(sagas.values()).items()))}
+               if sagas else {}),
             "values": "revealed" if reveal else "masked",
             "access_record": access,
             "integrity": {

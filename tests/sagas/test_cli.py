@@ -120,3 +120,20 @@ def test_usage_errors_exit_2(any_url: str, args: tuple[str, ...]) -> None:
     ran = shredstore(*args, url=any_url)
     assert ran.returncode == 2
     assert ran.stderr.startswith("shredstore: ")
+
+
+def test_the_audit_report_counts_sagas_by_state(store: EventStore, any_url: str,
+                                                 tmp_path: Path) -> None:
+    runner = SagaRunner(store, [Fulfilment, Checkout])
+    failed_fulfilment(store, runner)
+    store.append("order-9", [OrderPlaced(order_id="9", customer_id="c-9",
+                                         email="nine@example.org", amount=1)])
+    runner.catch_up()
+    out = tmp_path / "report.json"
+    ran = shredstore("report", "--format", "json", "--out", str(out), url=any_url)
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(out.read_text())
+    assert report["summary"]["sagas"] == {"failed": 1, "running": 1}
+    steps = [e for e in report["events"] if e["stream"] == "saga-testcheckout-9"]
+    assert steps
+    assert "nine@example.org" not in out.read_text()
