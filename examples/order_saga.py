@@ -5,18 +5,20 @@ Run it::
     python examples/order_saga.py                       # a temporary SQLite file
     python examples/order_saga.py --url postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-The orders service orchestrates (`Fulfilment`: charge the card, then ship; refund the card if
-shipping fails; give up on a payment that never answers) and tells customers by e-mail what
-became of their order (`Notifier`, a choreographed saga that reacts to the orchestration's
-outcome). The payments and shipping services are participants: each runs its own saga runner,
-takes the commands addressed to it from the log and appends its replies. They share the event
-store (the log is how they talk); every step of every service is exactly once, and the
-customers' e-mail addresses are sealed in every event and every saga state that holds them.
+The orders service orchestrates (`Fulfilment`: reserve a parcel, charge the card, ship; undo
+what was done when a stage fails; give up on a payment that never answers) and tells customers
+by e-mail what became of their order (`Notifier`, a choreographed saga that reacts to the
+orchestration's outcome). The payments and shipping services are participants: each runs its
+own saga runner, takes the commands addressed to it from the log and appends its replies. They
+share the event store (the log is how they talk); every step of every service is exactly once,
+and the customers' e-mail addresses are sealed in every event and every saga state that holds
+them.
 
-Four orders show every path: one that goes through, one whose card is declined (nothing to
-undo), one that cannot be shipped (its payment is refunded: a compensation), and one whose
-payment service never answers (the deadline gives up, after a retry). Then a customer is
-erased, and her saga's state reads as redacted.
+Four orders show every path: one that goes through; one whose card is declined (a failing
+payment: its parcel reservation is released, a compensation); one that cannot be shipped (its
+payment is refunded, then its parcel released: compensations in reverse order); and one whose
+payment service never answers (the deadline gives up after a retry, and the reservation is
+released). Then a customer is erased, and her saga's state reads as redacted.
 """
 
 from __future__ import annotations
@@ -78,6 +80,22 @@ class CardRefunded(Event, type_name="example.CardRefunded"):
     order_id: str
 
 
+class ReserveParcel(Event, type_name="example.ReserveParcel"):
+    order_id: str
+
+
+class ParcelReserved(Event, type_name="example.ParcelReserved"):
+    order_id: str
+
+
+class ReleaseParcel(Event, type_name="example.ReleaseParcel"):
+    order_id: str
+
+
+class ParcelReleased(Event, type_name="example.ParcelReleased"):
+    order_id: str
+
+
 class ShipOrder(Event, type_name="example.ShipOrder"):
     order_id: str
     address: str
@@ -102,8 +120,9 @@ class EmailSent(Event, type_name="example.EmailSent"):
 
 
 class Fulfilment(Orchestration, name="fulfilment"):
-    """Charge, then ship; refund if shipping fails; a payment that never answers is given up
-    after one retry (its deadline)."""
+    """Reserve a parcel, charge the card, ship. A declined card releases the parcel; a failed
+    shipment refunds the card, then releases the parcel; a payment that never answers is
+    given up after one retry (its deadline), and the parcel released."""
 
     customer_id: SubjectId = ""
     email: Annotated[str, PersonalData(subject="customer_id")] = ""
@@ -113,6 +132,11 @@ class Fulfilment(Orchestration, name="fulfilment"):
     start = Start(OrderPlaced, correlate="order_id",
                   setup=lambda saga, event: saga.take(event))
     stages = (
+        Stage("reserve",
+              command=lambda saga: (f"shipping-{saga.id}", ReserveParcel(order_id=saga.id)),
+              succeeded=ParcelReserved,
+              compensation=lambda saga: (f"shipping-{saga.id}", ReleaseParcel(order_id=saga.id)),
+              compensated=ParcelReleased),
         Stage("charge",
               command=lambda saga: (f"payments-{saga.id}",
                                     ChargeCard(order_id=saga.id, amount=saga.amount)),
@@ -185,14 +209,28 @@ class Payments(Saga, name="payments"):
 
 
 class Shipping(Saga, name="shipping"):
-    """The shipping service: cannot ship to the moon."""
+    """The shipping service: reserves a parcel, ships it (not to the Moon), releases it."""
 
-    @handles(ShipOrder, correlate="order_id", start=True)
+    @handles(ReserveParcel, correlate="order_id", start=True)
+    def reserve(self, command: ReserveParcel, step: Step) -> None:
+        step.emit(f"shipping-{self.id}", ParcelReserved(order_id=self.id))
+
+    @handles(ShipOrder, correlate="order_id")
     def ship(self, command: ShipOrder, step: Step) -> None:
-        reply = CannotShip if command.address == "the Moon" else OrderShipped
-        step.emit(f"shipping-{self.id}", reply(order_id=self.id))
+        if command.address == "the Moon":
+            step.emit(f"shipping-{self.id}", CannotShip(order_id=self.id))
+        else:
+            step.emit(f"shipping-{self.id}", OrderShipped(order_id=self.id))
+            step.complete()
+
+    @handles(ReleaseParcel, correlate="order_id")
+    def release(self, command: ReleaseParcel, step: Step) -> None:
+        step.emit(f"shipping-{self.id}", ParcelReleased(order_id=self.id))
         step.complete()
 
+
+COMMANDS = (ReserveParcel, ChargeCard, ShipOrder, RefundCard, ReleaseParcel)
+"""What the orchestrator sends; the walk-through lists them per order."""
 
 SERVICES: dict[str, list[type[Saga]]] = {
     "orders": [Fulfilment, Notifier], "payments": [Payments], "shipping": [Shipping]}
@@ -212,6 +250,12 @@ def serve(url: str, master: str, service: str) -> int:
 ORDERS = [("1", "ada", 40, "Baker Street 1"), ("2", "bo", 5000, "Main Road 2"),
           ("3", "cy", 60, "the Moon"), ("4", "di", 13, "Elm Street 4")]
 EXPECTED = {"1": "completed", "2": "compensated", "3": "compensated", "4": "compensated"}
+EXPECTED_COMMANDS = {
+    "1": ["ReserveParcel", "ChargeCard", "ShipOrder"],
+    "2": ["ReserveParcel", "ChargeCard", "ChargeCard", "ReleaseParcel"],  # declined, retried
+    "3": ["ReserveParcel", "ChargeCard", "ShipOrder", "RefundCard", "ReleaseParcel"],
+    "4": ["ReserveParcel", "ChargeCard", "ChargeCard", "ReleaseParcel"],  # no answer: deadline
+}
 
 
 def walk_through(url: str) -> int:
@@ -235,9 +279,15 @@ def walk_through(url: str) -> int:
                     order_id=order, customer_id=customer, email=f"{customer}@example.org",
                     amount=amount, address=address)])
             outcomes = _wait_for_outcomes(store)
+            sent: dict[str, list[str]] = {}
+            for record in store.read_all():
+                if isinstance(record.event, COMMANDS):
+                    sent.setdefault(record.event.order_id, []).append(
+                        type(record.event).__name__)
             for order, view in sorted(outcomes.items()):
                 print(f"order {order}: {view.status}"
                       + (f" ({view.reason})" if view.reason else ""))
+                print(f"  commands sent: {', '.join(sent.get(order, []))}")
             mails = [r.event for r in store.read_all() if isinstance(r.event, EmailSent)]
             for mail in sorted(mails, key=lambda m: m.order_id):
                 print(f"  mail for order {mail.order_id}: {mail.subject}")
@@ -253,7 +303,8 @@ def walk_through(url: str) -> int:
         for process in services:
             process.wait(timeout=30)
     statuses = {order: view.status for order, view in outcomes.items()}
-    ok = statuses == EXPECTED and len(mails) == 3 and redacted
+    ok = (statuses == EXPECTED and sent == EXPECTED_COMMANDS and len(mails) == 3
+          and redacted)
     print("every order ended as expected" if ok else f"UNEXPECTED: {statuses}")
     return 0 if ok else 1
 

@@ -17,7 +17,12 @@ def test_the_order_saga_example_runs_on_each_backend(any_url: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "order 1: completed" in out
-    assert "order 3: compensated (stage 'ship' failed" in out  # the refund went through
+    assert "order 2: compensated (stage 'charge' failed" in out  # a failing payment
+    assert ("commands sent: ReserveParcel, ChargeCard, ChargeCard, ReleaseParcel"
+            in out)  # ... retried, then the reservation undone
+    assert "order 3: compensated (stage 'ship' failed" in out
+    assert ("commands sent: ReserveParcel, ChargeCard, ShipOrder, RefundCard, ReleaseParcel"
+            in out)  # compensations in reverse order
     assert "order 4: compensated (stage 'charge' failed" in out  # the deadline gave up
     assert "mail for order 3: we could not ship your order: your payment was refunded" in out
     assert "holds her e-mail as REDACTED" in out
