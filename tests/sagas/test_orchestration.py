@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from keyvault import MasterKey
-from shredstore import Event, EventStore, SagaError
+from shredstore import REDACTED, Event, EventStore, PersonalData, SagaError, SubjectId
 from shredstore.sagas import Orchestration, Retry, SagaRunner, Stage, Start
 
 
@@ -217,3 +218,40 @@ class Replies(RuleBasedStateMachine):
 TestReplies = Replies.TestCase
 TestReplies.settings = settings(max_examples=25, stateful_step_count=12, deadline=None,
                                 suppress_health_check=[HealthCheck.too_slow])
+
+
+class Customer(Event, type_name="test.orch.Customer"):
+    order_id: str
+    customer_id: SubjectId
+    email: Annotated[str, PersonalData(subject="customer_id")]
+
+
+class PersonalFulfilment(Orchestration, name="testpersonal"):
+    """The same stages, with the customer's e-mail address in the saga's state."""
+
+    customer_id: SubjectId = ""
+    email: Annotated[str, PersonalData(subject="customer_id")] = ""
+
+    start = Start(Customer, correlate="order_id", setup=lambda saga, event: saga.take(event))
+    stages = Fulfilment.stages
+
+    def take(self, event: Customer) -> None:
+        self.customer_id, self.email = event.customer_id, event.email
+
+
+def test_compensations_run_after_the_customer_was_erased(store: EventStore) -> None:
+    """Erased mid-flight: the state's address reads REDACTED, the failure still compensates
+    (the compensation needs ids only), and the saga ends compensated."""
+    runner = SagaRunner(store, [PersonalFulfilment])
+    reply(store, runner, Customer(order_id="7", customer_id="c-7", email="c7@example.org"),
+          "orders")
+    reply(store, runner, Charged(order_id="7"))
+    store.erase_subject("c-7")
+    for _ in range(3):
+        reply(store, runner, ShipRefused(order_id="7"))
+        runner.fire_due(now=later(3600))
+    reply(store, runner, Refunded(order_id="7"))
+    view = runner.load(PersonalFulfilment, "7")
+    assert view is not None
+    assert (view.status, view.state.email) == ("compensated", REDACTED)
+    assert commands(store)[-1] == "Refund"
