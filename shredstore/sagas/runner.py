@@ -360,7 +360,7 @@ class SagaRunner:
     def catch_up(self) -> int:
         """Handle every event up to the log's current head; the steps taken."""
         self._stop.clear()
-        return self._run(live=False)
+        return self._pass()
 
     def run(self, *, handle_signals: bool = False) -> None:
         """Handle events as they come and fire deadlines as they fall due, until `stop()`
@@ -377,7 +377,7 @@ class SagaRunner:
             while not self._stop.is_set():
                 self.active = self._hold_lease()
                 if self.active:
-                    self._run(live=False)
+                    self._pass()
                     if not self._stop.is_set():
                         self.fire_due()
                 self._stop.wait(self._poll)
@@ -414,12 +414,14 @@ class SagaRunner:
         if self._subscription is not None:
             self._subscription.stop()
 
-    def _run(self, *, live: bool) -> int:
+    def _pass(self) -> int:
+        """Every event from the stored position up to the log's head, in batches, the
+        position stored after each; the steps taken."""
         head = self._store.head().position
         subscription = Subscription(self._store, after=self.position,
                                     types=[*self._by_type, SagaOperation],
-                                    batch_size=self._batch_size,
-                                    live=live, poll_interval=self._poll)
+                                    batch_size=self._batch_size, live=False,
+                                    poll_interval=self._poll)
         self._subscription = subscription
         taken = 0
         try:
@@ -429,7 +431,7 @@ class SagaRunner:
                     if self._stop.is_set():
                         return taken  # the position stays: the rest comes again
                 self._save_position(batch.position)
-                if self._stop.is_set() or (not live and batch.position >= head):
+                if self._stop.is_set() or batch.position >= head:
                     break
         finally:
             subscription.close()
