@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from shredstore.store import EventStore
 
 __all__ = ["ACCESS_STREAM", "AuditEvent", "PersonalDataRevealed", "PersonalField", "Scope",
-           "Tally", "audit_events", "record_access"]
+           "Tally", "audit_events", "current_user", "record_access"]
 
 _HELD_CACHE = 100_000
 """Subjects remembered as held between pages (erased ones are all remembered: they are few)."""
@@ -119,8 +119,8 @@ def record_access(store: EventStore, kind: Literal["report", "export", "saga"],
                   *, actor: str | None = None, purpose: str | None = None) -> int:
     """Append a `PersonalDataRevealed` entry to ``$access`` before anything is revealed;
     its position. A store that cannot record it cannot reveal."""
-    entry = PersonalDataRevealed(kind=kind, actor=actor or _user(), at=datetime.now(UTC),
-                                 scope=scope, purpose=purpose)
+    entry = PersonalDataRevealed(kind=kind, actor=actor or current_user(),
+                                 at=datetime.now(UTC), scope=scope, purpose=purpose)
     try:
         return store.append_system(ACCESS_STREAM, [entry]).positions[0]
     except ReadOnlyStoreError:
@@ -211,7 +211,8 @@ def _parse_payload(row: StoredRow) -> dict[str, Any]:
     return plain if isinstance(plain, dict) else {}
 
 
-def _user() -> str:
+def current_user() -> str:
+    """Who runs this process, as recorded with a reveal or an operator's request."""
     try:
         return getpass.getuser()
     except (OSError, KeyError):

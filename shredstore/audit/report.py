@@ -35,7 +35,7 @@ from shredstore.records import (
 if TYPE_CHECKING:
     from shredstore.store import EventStore
 
-__all__ = ["FORMATS", "ReportResult", "write_report"]
+__all__ = ["FORMATS", "MASK", "ReportResult", "write_report"]
 
 FORMATS = ("html", "json", "csv", "md")
 MASK = "\u2022\u2022\u2022\u2022"

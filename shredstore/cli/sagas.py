@@ -9,23 +9,22 @@ runner of that saga applies once.
 
 from __future__ import annotations
 
-import getpass
 import json
 from typing import Any
 
 import click
 
+from shredstore.audit.report import MASK
 from shredstore.cli.command import Group, fail
 from shredstore.cli.output import emit
 from shredstore.cli.settings import Settings
-from shredstore.records import audit_events, record_access
+from shredstore.records import audit_events, current_user, record_access
 from shredstore.sagas import OPERATIONS_STREAM, SagaOperation
 from shredstore.storage.scope import Scope
 from shredstore.store import EventStore
 
 __all__ = ["sagas"]
 
-MASK = "\u2022\u2022\u2022\u2022"
 STATES = ("running", "completed", "compensated", "failed", "cancelled")
 _PREFIX = "saga-"
 
@@ -134,7 +133,7 @@ def _request(settings: Settings, saga: str, action: str, allowed: tuple[str, ...
                     f"be {'resumed' if action == 'resume' else 'cancelled'}")
         result = store.append(OPERATIONS_STREAM, [SagaOperation(
             saga=name, saga_id=saga_id, action=action,
-            actor=_user())])
+            actor=current_user())])
     emit(as_json, {"saga": saga, "requested": action, "position": result.positions[0]},
          f"{action} of {saga} requested (position {result.positions[0]}): a runner of saga "
          f"{name} applies it")
@@ -164,10 +163,3 @@ def _latest_steps(store: EventStore, *, stream: str | None = None
                            "reason": payload.get("reason", ""), "steps": row.version,
                            "updated_at": row.recorded_at.isoformat()}
     return found
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"

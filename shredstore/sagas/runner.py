@@ -242,10 +242,8 @@ class SagaRunner:
     def _operate_refused(self, saga: type[Saga], record: RecordedEvent) -> None:
         """Mark a refused operator's request handled, so that it is not tried again."""
         with self._write() as conn:
-            conn.execute(_insert_for(conn)(PROCESSED).values(
-                consumer=f"saga:{saga.__saga_name__}", event_id=record.event_id,
-                position=record.position, processed_at=datetime.now(UTC))
-                .on_conflict_do_nothing())
+            _mark(conn, _Marker(f"saga:{saga.__saga_name__}", record.event_id,
+                                record.position, "operator:refused"))
 
     def _operate(self, saga: type[S], saga_id: str, action: str, *,
                  marker: UUID) -> SagaView[S]:
@@ -501,12 +499,8 @@ class _Bookkeeping:
         """The handled event's marker (`_AlreadyHandled` if another runner stored it first:
         the step then rolls back), the fired deadline removed, the deadlines the step set or
         cancelled, and all of the saga's deadlines once it ended."""
-        step, marker = self.step, self.marker
-        inserted = conn.execute(_insert_for(conn)(PROCESSED).values(
-            consumer=marker.consumer, event_id=marker.event_id, position=marker.position,
-            processed_at=datetime.now(UTC)).on_conflict_do_nothing()
-            .returning(PROCESSED.c.position)).first()  # (rowcount: -1 on psycopg)
-        if inserted is None:
+        step = self.step
+        if not _mark(conn, self.marker):
             raise _AlreadyHandled
         this = (SAGA_DEADLINES.c.saga == self.saga, SAGA_DEADLINES.c.saga_id == self.saga_id)
         if self.fired is not None and conn.execute(SAGA_DEADLINES.delete().where(
@@ -524,6 +518,15 @@ class _Bookkeeping:
             conn.execute(SAGA_DEADLINES.insert(), [
                 {"id": new_event_id(), "saga": self.saga, "saga_id": self.saga_id,
                  "name": name, "due_at": due_at} for name, due_at in step.scheduled.items()])
+
+
+def _mark(conn: Connection, marker: _Marker) -> bool:
+    """Store the handled event's marker; False if it was there already (stored by another
+    runner: the caller's step must roll back)."""
+    return conn.execute(_insert_for(conn)(PROCESSED).values(
+        consumer=marker.consumer, event_id=marker.event_id, position=marker.position,
+        processed_at=datetime.now(UTC)).on_conflict_do_nothing()
+        .returning(PROCESSED.c.position)).first() is not None  # (rowcount: -1 on psycopg)
 
 
 def _aware(moment: datetime) -> datetime:
