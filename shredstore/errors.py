@@ -42,16 +42,19 @@ import keyvault
 
 __all__ = [
     "AggregateNotFound",
+    "BrokerUnavailable",
     "ConfigurationError",
     "DuplicateEventError",
     "EventDecodingError",
     "ImmutableLogError",
     "InvalidEventError",
+    "MessageFormatError",
     "NotInitialisedError",
     "ProjectionError",
     "SagaError",
     "ReadOnlyStoreError",
     "ReceiptParseError",
+    "RelayError",
     "ShredstoreError",
     "StorageError",
     "StoreUnavailable",
@@ -155,6 +158,24 @@ class ProjectionError(ShredstoreError):
 class SagaError(ShredstoreError):
     """A saga that cannot take a step: its stream holds something else, or other runners kept
     stepping it first."""
+
+
+class RelayError(ShredstoreError):
+    """The broker relay or a broker consumer cannot go on (`shredstore.relay`)."""
+
+
+class BrokerUnavailable(RelayError, ConnectionError):
+    """The broker cannot be reached, or did not confirm what was published in time: the relay
+    retries with backoff; nothing after the first unconfirmed message counts as sent."""
+
+    def __init__(self, message: str, *, confirmed: int = 0) -> None:
+        super().__init__(message)
+        self.confirmed = confirmed
+        """How many messages, from the first of the batch, the broker confirmed."""
+
+
+class MessageFormatError(RelayError, ValueError):
+    """A broker message that is not a relayed event (says what is wrong, never the content)."""
 
 
 class _VaultConfigurationErrors:

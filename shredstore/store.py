@@ -507,6 +507,21 @@ class EventStore:
                                           stream_prefix=stream_prefix, size=size):
             yield list(self._decode(iter([page]))), page[-1].position
 
+    def stored_window(self, *, after: int, upto: int, size: int = 500
+                      ) -> Iterator[list[StoredRow]]:
+        """Pages of the stored rows with ``after < position <= upto``, as stored (sealed),
+        each checked as every read is (its authenticator, where the store has the master key),
+        nothing opened: what the relay publishes."""
+        return self._log.read_window(after=after, upto=upto, size=size)
+
+    def open_stored(self, rows: list[StoredRow]) -> list[RecordedEvent]:
+        """The recorded events of rows that were read from this store and came back from
+        elsewhere (a broker: `shredstore.relay.open_message`): each row's authenticator is
+        checked and its sealed fields opened or redacted exactly as a read of the log does,
+        against the vault as it is now (a subject erased since reads as redacted)."""
+        checked = [self._log.check(row) for row in rows]
+        return list(self._decode(iter([checked]), refresh=True))
+
     def scan(self, scope: Scope) -> Iterator[list[StoredRow]]:
         """Pages of the stored rows in `scope`, in log order, each checked as every read is,
         nothing opened (audits render records without the application's classes)."""
@@ -759,7 +774,8 @@ class EventStore:
         cls = self._registry.find(event_type)
         return cls is not None and plan_of(cls).has_personal_data
 
-    def _decode(self, pages: Iterator[list[StoredRow]]) -> Iterator[RecordedEvent]:
+    def _decode(self, pages: Iterator[list[StoredRow]], *, refresh: bool = False
+                ) -> Iterator[RecordedEvent]:
         to_recorded = self._mapper.to_recorded
         for page in pages:
             parsed, subjects = page_subjects(page)
@@ -769,7 +785,8 @@ class EventStore:
                 continue
             # Where the vault shares the database, the page's transaction checked it for
             # erasures already (`EventLog.after_each_page`).
-            with self._keyring(True, refresh=not self._vault_shares_database) as ring:
+            with self._keyring(True, refresh=refresh or not self._vault_shares_database
+                               ) as ring:
                 if ring is not None:
                     ring.preload(subjects)
                 # One event at a time, each row's parsed column let go once it is used: a

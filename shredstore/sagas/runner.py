@@ -15,11 +15,9 @@ events again, which their markers make harmless.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,19 +25,18 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from shredstore.causation import caused_by
 from shredstore.errors import (
     ConfigurationError,
     SagaError,
-    ShredstoreError,
     WrongExpectedVersion,
 )
 from shredstore.events import RecordedEvent, new_event_id
 from shredstore.expected import ANY, NO_STREAM, ExpectedVersion
 from shredstore.personal import REDACTED
+from shredstore.projections.lease import LeasedPosition, insert_for
 from shredstore.projections.runner import stop_on_signals
 from shredstore.projections.subscription import Subscription
 from shredstore.sagas.process import (
@@ -119,8 +116,7 @@ class SagaRunner:
         self._partition = partition
         self._store = store
         self._name = name if count == 1 else f"{name}#{index}of{count}"
-        self._lease = lease
-        self._owner = uuid.uuid4().hex
+        self._position = LeasedPosition(store.engine, SAGA_RUNNERS, self._name, lease=lease)
         self.active = False
         """Whether this runner held its name's lease at its last pass (`run`)."""
         self._batch_size = batch_size
@@ -350,10 +346,7 @@ class SagaRunner:
     @property
     def position(self) -> int:
         """Every event up to here has been taken through the runner's sagas."""
-        with translate_errors(), self._store.engine.connect() as conn:
-            found = conn.execute(sa.select(SAGA_RUNNERS.c.position).where(
-                SAGA_RUNNERS.c.name == self._name)).scalar()
-        return int(found or 0)
+        return self._position.position()
 
     def catch_up(self) -> int:
         """Handle every event up to the log's current head; the steps taken."""
@@ -373,38 +366,17 @@ class SagaRunner:
         restore = stop_on_signals(self.stop) if handle_signals else None
         try:
             while not self._stop.is_set():
-                self.active = self._hold_lease()
+                self.active = self._position.hold()
                 if self.active:
                     self._pass()
                     if not self._stop.is_set():
                         self.fire_due()
                 self._stop.wait(self._poll)
         finally:
-            self._release_lease()
+            self._position.release()
             self.active = False
             if restore is not None:
                 restore()
-
-    def _hold_lease(self) -> bool:
-        """Take or renew this runner name's lease: True if this process holds it now (the
-        one that held it renewed it in time, or let it expire, or released it)."""
-        now = datetime.now(UTC)
-        with self._write() as conn:
-            conn.execute(_insert_for(conn)(SAGA_RUNNERS).values(
-                name=self._name, position=0, updated_at=now).on_conflict_do_nothing())
-            held = conn.execute(SAGA_RUNNERS.update().where(
-                SAGA_RUNNERS.c.name == self._name,
-                sa.or_(SAGA_RUNNERS.c.owner.is_(None), SAGA_RUNNERS.c.owner == self._owner,
-                       SAGA_RUNNERS.c.lease_until < now))
-                .values(owner=self._owner, lease_until=now + self._lease)
-                .returning(SAGA_RUNNERS.c.name)).first()
-        return held is not None
-
-    def _release_lease(self) -> None:
-        with contextlib.suppress(ShredstoreError), self._write() as conn:
-            conn.execute(SAGA_RUNNERS.update().where(
-                SAGA_RUNNERS.c.name == self._name, SAGA_RUNNERS.c.owner == self._owner)
-                .values(owner=None, lease_until=None))
 
     def stop(self) -> None:
         """End `run` after the event in hand (from any thread)."""
@@ -428,24 +400,13 @@ class SagaRunner:
                     taken += self.handle(record)
                     if self._stop.is_set():
                         return taken  # the position stays: the rest comes again
-                self._save_position(batch.position)
+                self._position.advance(batch.position)
                 if self._stop.is_set() or batch.position >= head:
                     break
         finally:
             subscription.close()
             self._subscription = None
         return taken
-
-    def _save_position(self, position: int) -> None:
-        now = datetime.now(UTC)
-        with self._write() as conn:
-            moved = conn.execute(SAGA_RUNNERS.update().where(
-                SAGA_RUNNERS.c.name == self._name, SAGA_RUNNERS.c.position < position)
-                .values(position=position, updated_at=now)).rowcount
-            if not moved:
-                insert = _insert_for(conn)(SAGA_RUNNERS).values(
-                    name=self._name, position=position, updated_at=now)
-                conn.execute(insert.on_conflict_do_nothing())
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -464,15 +425,6 @@ def _saga_id(saga: type[Saga], handler: Handler, record: RecordedEvent) -> str |
                      saga.__saga_name__, record.position)
         return None
     return str(saga_id)
-
-
-@functools.cache
-def _dialect_insert(name: str) -> Any:
-    return postgresql.insert if name == "postgresql" else sqlite.insert
-
-
-def _insert_for(conn: Connection) -> Any:
-    return _dialect_insert(conn.dialect.name)
 
 
 class _Marker(NamedTuple):
@@ -523,7 +475,7 @@ class _Bookkeeping:
 def _mark(conn: Connection, marker: _Marker) -> bool:
     """Store the handled event's marker; False if it was there already (stored by another
     runner: the caller's step must roll back)."""
-    return conn.execute(_insert_for(conn)(PROCESSED).values(
+    return conn.execute(insert_for(conn)(PROCESSED).values(
         consumer=marker.consumer, event_id=marker.event_id, position=marker.position,
         processed_at=datetime.now(UTC)).on_conflict_do_nothing()
         .returning(PROCESSED.c.position)).first() is not None  # (rowcount: -1 on psycopg)

@@ -172,6 +172,12 @@ class EventLog:
 
         self._to_row = checked
 
+    def check(self, row: StoredRow) -> StoredRow:
+        """`row` if it may be read: its authenticator checked as a read of this table checks
+        it (a row that came back from elsewhere, a broker, passes the same check); rows are
+        not checked by a store without the master key."""
+        return self._authenticator.check(row) if self._authenticator is not None else row
+
     def after_each_page(self, hook: Callable[[Connection], None]) -> None:
         """From now on, run `hook` in the transaction of every page read for its events (not
         of verify's raw pages), after the page's query, where the page holds personal data or

@@ -23,6 +23,7 @@ __all__ = [
     "LEDGER_KEY",
     "LOG_TABLES",
     "PROCESSED",
+    "RELAYS",
     "SAGA_DEADLINES",
     "SAGA_RUNNERS",
     "SETTINGS",
@@ -31,6 +32,7 @@ __all__ = [
     "install",
     "install_checkpoints",
     "install_processed",
+    "install_relays",
     "install_saga_runners",
     "metadata",
     "missing_triggers",
@@ -116,18 +118,27 @@ PROCESSED = sa.Table(
 """The markers of processed events, one per (consumer, event id). It holds no personal data.
 Exposed so that a migration tool can create it where the application's role may not."""
 
-SAGA_RUNNERS = sa.Table(
-    "shredstore_saga_runners",
-    metadata,
-    sa.Column("name", sa.String(200), primary_key=True),
-    sa.Column("position", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("owner", sa.String(64)),
-    sa.Column("lease_until", sa.DateTime(timezone=True)),
-)
+def _leased_positions(name: str) -> sa.Table:
+    """A table of named positions with leases (`shredstore.projections.lease`)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("position", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("owner", sa.String(64)),
+        sa.Column("lease_until", sa.DateTime(timezone=True)),
+    )
+
+
+SAGA_RUNNERS = _leased_positions("shredstore_saga_runners")
 """One row per saga runner name: the log position up to which it has handled every event
 (each event's effect is deduplicated in `PROCESSED`, so a position that lags is safe), and
 which process runs it now (`owner`, until `lease_until`)."""
+
+RELAYS = _leased_positions("shredstore_relays")
+"""One row per relay name: the log position up to which the broker confirmed every event (the
+relay's checkpoint: the log itself is the outbox), and which process relays now."""
 
 SAGA_DEADLINES = sa.Table(
     "shredstore_saga_deadlines",
@@ -252,6 +263,11 @@ def install_saga_runners(connection: Connection) -> None:
     missing; call in a transaction."""
     install_processed(connection)
     metadata.create_all(connection, tables=[SAGA_RUNNERS, SAGA_DEADLINES], checkfirst=True)
+
+
+def install_relays(connection: Connection) -> None:
+    """Create the relays' table if missing; call in a transaction."""
+    metadata.create_all(connection, tables=[RELAYS], checkfirst=True)
 
 
 def _refuse_older_format(connection: Connection) -> None:

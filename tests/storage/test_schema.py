@@ -17,7 +17,7 @@ from shredstore.storage.engine import create_engine
 STORAGE = Path(schema.__file__).parent
 TABLES = [schema.EVENTS, schema.SUBJECTS, schema.SNAPSHOTS, schema.SETTINGS,
           schema.CHECKPOINTS, schema.PROCESSED, schema.SAGA_RUNNERS,
-          schema.SAGA_DEADLINES]
+          schema.SAGA_DEADLINES, schema.RELAYS]
 
 
 def test_one_metadata_holds_every_shredstore_table() -> None:
@@ -50,12 +50,14 @@ def test_install_creates_the_log_tables_only(any_url: str) -> None:
         present = set(sa.inspect(engine).get_table_names())
         assert {table.name for table in schema.LOG_TABLES} <= present
         assert not {schema.CHECKPOINTS.name, schema.PROCESSED.name,
-                    schema.SAGA_RUNNERS.name, schema.SAGA_DEADLINES.name} & present
+                    schema.SAGA_RUNNERS.name, schema.SAGA_DEADLINES.name,
+                    schema.RELAYS.name} & present
         for _ in range(2):
             with engine.begin() as conn:
                 schema.install_checkpoints(conn)
                 schema.install_processed(conn)
                 schema.install_saga_runners(conn)
+                schema.install_relays(conn)
         assert {table.name for table in TABLES} <= set(sa.inspect(engine).get_table_names())
         with engine.begin() as conn:
             assert schema.missing_triggers(conn) == []
