@@ -31,6 +31,7 @@ PUBLIC_MODULES = (
     "shredstore.audit",
     "shredstore.erasure",
     "shredstore.projections",
+    "shredstore.relay",
     "shredstore.sagas",
     "shredstore.testing",
 )

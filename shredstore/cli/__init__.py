@@ -2,8 +2,8 @@
 
 A module per command group: `setup` (init, demo), `erasing` (erase, status, reconcile,
 scrub), `receipts` (receipt verify, receipt from-ledger), `keys` (keys new-master,
-new-signing-key, rotate-master), `audit` (verify, report, export) and `sagas` (sagas list,
-show, resume, cancel). What every command
+new-signing-key, rotate-master), `audit` (verify, report, export), `sagas` (sagas list,
+show, resume, cancel) and `relay` (relay --to a broker). What every command
 shares is in `command` (the UTF-8 check, one line and an exit code for whatever escapes),
 `settings` (opening the store), `output` and `options`.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from shredstore.cli import audit, erasing, keys, receipts, sagas, setup
+from shredstore.cli import audit, erasing, keys, receipts, relay, sagas, setup
 from shredstore.cli.command import Group
 from shredstore.cli.settings import Settings
 from shredstore.store import DEFAULT_URL
@@ -49,7 +49,7 @@ def cli(ctx: click.Context, url: str, vault_url: str | None, master_key_file: Pa
 
 for _command in (setup.init, setup.demo, erasing.erase, erasing.status, erasing.reconcile,
                  erasing.scrub, receipts.receipt, keys.keys, audit.verify, audit.report,
-                 audit.export, sagas.sagas):
+                 audit.export, sagas.sagas, relay.relay):
     cli.add_command(_command)
 
 

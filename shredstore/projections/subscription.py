@@ -22,7 +22,7 @@ from shredstore.events import Event, RecordedEvent
 if TYPE_CHECKING:
     from shredstore.store import EventStore
 
-__all__ = ["Batch", "Subscription"]
+__all__ = ["Batch", "LogWaiter", "Subscription"]
 
 _FIRST_WAIT = 0.01
 """Seconds of the first poll after the log went quiet; doubled up to `poll_interval`."""
@@ -66,7 +66,7 @@ class Subscription:
         self._live = live
         self._poll = poll_interval
         self._stopped = threading.Event()
-        self._listener: _Listener | None = None
+        self._waiter = LogWaiter(store, poll_interval)
 
     def __iter__(self) -> Iterator[RecordedEvent]:
         for batch in self.batches():
@@ -101,9 +101,7 @@ class Subscription:
     def close(self) -> None:
         """Stop, and release the notification connection (PostgreSQL)."""
         self._stopped.set()
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        self._waiter.close()
 
     def _read_up_to(self, head: int) -> Iterator[Batch]:
         pages = self._store.read_window(after=self.position, upto=head, types=self._types,
@@ -118,13 +116,33 @@ class Subscription:
             yield Batch([], head)
 
     def _wait(self, seconds: float) -> None:
+        self._waiter.wait(seconds, self._stopped)
+
+
+class LogWaiter:
+    """Waits for the log to grow: a pause of the given length, or on PostgreSQL until an
+    append's ``NOTIFY`` arrives (at most `poll_interval`: a notification is only a hint)."""
+
+    def __init__(self, store: EventStore, poll_interval: float) -> None:
+        self._store = store
+        self._poll = poll_interval
+        self._listener: _Listener | None = None
+
+    def wait(self, seconds: float, stopped: threading.Event) -> None:
+        """Until the log may have grown (`seconds` pass, or a notification) or `stopped`."""
         channel = self._store.notify_channel
         if channel is None:
-            self._stopped.wait(seconds)
+            stopped.wait(seconds)
             return
         if self._listener is None:
             self._listener = _Listener(self._store, channel)
-        self._listener.wait(self._poll, self._stopped)
+        self._listener.wait(self._poll, stopped)
+
+    def close(self) -> None:
+        """Release the notification connection (PostgreSQL); idempotent."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
 
 class _Listener:

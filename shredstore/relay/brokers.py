@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from shredstore.errors import BrokerUnavailable, ConfigurationError
 from shredstore.relay.message import Message
 
-__all__ = ["Delivery", "LoopThread", "Publisher", "Subscriber", "publisher_for",
+__all__ = ["Delivery", "LoopThread", "Publisher", "Subscriber", "publisher_for", "shown_url",
            "subscriber_for"]
 
 T = TypeVar("T")
@@ -111,6 +111,18 @@ def subscriber_for(url: str, name: str, **options: Any) -> Subscriber:
         return RabbitMQSubscriber(url, name, **options)
     from shredstore.relay.nats import NatsSubscriber  # noqa: PLC0415 (optional client)
     return NatsSubscriber(url, name, **options)
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be printed or logged: a password, or a NATS token (a user name without
+    password), replaced by ``***``."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    hidden = f"{user}:***" if colon else "***"
+    return parts._replace(netloc=f"{hidden}@{host}").geturl()
 
 
 _SCHEMES = ("amqp", "amqps", "nats", "tls")
