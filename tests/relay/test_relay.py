@@ -28,6 +28,7 @@ from shredstore import (
     SubjectId,
     TamperedError,
 )
+from shredstore.erasure import SubjectErased
 from shredstore.errors import BrokerUnavailable, MessageFormatError, RelayError
 from shredstore.projections import IdempotentConsumer
 from shredstore.relay import (
@@ -41,7 +42,6 @@ from shredstore.relay import (
     publisher_for,
     read_message,
 )
-from shredstore.system import SubjectErased
 
 SECRET_EMAIL = "ada.secret@example.org"  # noqa: S105 (a personal value, not a password)
 
