@@ -10,16 +10,23 @@ ship; docs/relay.md shows how a Kafka publisher would look.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Coroutine, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from shredstore.errors import BrokerUnavailable, ConfigurationError
+from shredstore.errors import BrokerUnavailable, ConfigurationError, RelayError
 from shredstore.relay.message import Message
 
-__all__ = ["Delivery", "LoopThread", "Publisher", "Subscriber", "publisher_for", "shown_url",
-           "subscriber_for"]
+__all__ = ["CLOSE_TIMEOUT", "GRACE", "ConfirmingPublisher", "Delivery", "Endpoint", "LoopThread",
+           "Publisher", "Subscriber", "publisher_for", "shown_url", "subscriber_for"]
+
+CLOSE_TIMEOUT = 3.0
+"""Seconds to close a connection politely before giving up on it."""
+GRACE = 5.0
+"""Seconds beyond an operation's own bound before the caller stops waiting for the loop."""
 
 T = TypeVar("T")
 
@@ -89,6 +96,114 @@ class LoopThread:
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+class Endpoint:
+    """A broker's URL, and how to name it in errors without its credentials: ``where`` is
+    the broker's kind, host and port; `describe` and `failure` blank out the password (and,
+    where `token`, a user name without password: a NATS token)."""
+
+    __slots__ = ("_secrets", "url", "where")
+
+    def __init__(self, url: str, *, broker: str, ports: Mapping[str, int], example: str,
+                 token: bool = False) -> None:
+        if not isinstance(url, str):
+            raise ConfigurationError(f"a {broker} URL is a string such as {example}")
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise ConfigurationError(f"the {broker} URL is malformed") from None
+        if parts.scheme not in ports:
+            schemes = " or ".join(f"{scheme}://" for scheme in ports)
+            raise ConfigurationError(f"a {broker} URL starts with {schemes}, such as {example}")
+        try:
+            port = parts.port or ports[parts.scheme]
+        except ValueError:
+            raise ConfigurationError(f"the {broker} URL's port is not a port number") from None
+        self.url = url
+        self.where = f"{broker} at {parts.hostname or 'localhost'}:{port}"
+        secret = parts.password if parts.password is not None else \
+            (parts.username or "") if token else ""
+        self._secrets = sorted({text for text in (secret, unquote(secret)) if text}, key=len,
+                               reverse=True)
+
+    def describe(self, error: BaseException | str) -> str:
+        """The error's kind and text, without the credentials."""
+        text = str(error)
+        for secret in self._secrets:
+            text = text.replace(secret, "******")
+        if isinstance(error, str):
+            return text
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+    def failure(self, doing: str, error: BaseException | str, timeout: float) -> str:
+        """What went wrong, for `BrokerUnavailable`."""
+        why = (f"no answer within {timeout:g} s" if isinstance(error, TimeoutError)
+               else self.describe(error))
+        return f"{self.where}: {doing}: {why}"
+
+
+class ConfirmingPublisher(ABC):
+    """The synchronous front of the shipped publishers: one connection on a `LoopThread`,
+    one batch at a time. A subclass gives `_outgoing` (a message as its client sends it),
+    `_send` (a batch, on the loop: how many were confirmed from the first, and why not all,
+    or None) and `_disconnect` (drop the connection, on the loop); `patience` bounds how long
+    the caller waits for `_send` (its own timeouts, and `GRACE`)."""
+
+    broker = "the broker"
+
+    def __init__(self, endpoint: Endpoint, *, patience: float) -> None:
+        self._endpoint = endpoint
+        self._patience = patience
+        self._lock = threading.Lock()
+        self._closed = False
+        self._loop = LoopThread(f"shredstore-{type(self).__name__}")
+
+    def publish(self, messages: Sequence[Message]) -> None:
+        """Send `messages` in order; return once the broker confirmed each one.
+
+        Raises `BrokerUnavailable` (``confirmed``: how many, from the first, were confirmed)
+        if it cannot, and `RelayError` once the publisher is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise RelayError(f"the {self.broker} publisher is closed")
+            if not messages:
+                return
+            outgoing = [self._outgoing(message) for message in messages]
+            try:
+                confirmed, failure = self._loop.run(self._send(outgoing), self._patience)
+            except BrokerUnavailable:  # the loop itself did not answer: assume nothing
+                self._forget()
+                raise
+            if failure is not None:
+                raise BrokerUnavailable(failure, confirmed=confirmed)
+
+    def close(self) -> None:
+        """Disconnect and stop the loop thread; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._forget()
+            self._loop.close()
+
+    def _forget(self) -> None:
+        """Drop the connection from the caller's thread, whatever state it is in."""
+        with contextlib.suppress(BrokerUnavailable):
+            self._loop.run(self._disconnect(), CLOSE_TIMEOUT + 1)
+
+    @abstractmethod
+    def _outgoing(self, message: Message) -> Any:
+        """`message` as the client sends it (checked here, in the caller's thread)."""
+
+    @abstractmethod
+    async def _send(self, outgoing: list[Any]) -> tuple[int, str | None]:
+        """Publish a batch on the loop: (confirmed from the first, why not all or None)."""
+
+    @abstractmethod
+    async def _disconnect(self) -> None:
+        """Drop the connection (on the loop)."""
 
 
 def publisher_for(url: str, **options: Any) -> Publisher:

@@ -44,9 +44,8 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import nats.errors
 import nats.js.errors
@@ -63,7 +62,14 @@ from nats.js.api import (
 )
 
 from shredstore.errors import BrokerUnavailable, ConfigurationError, RelayError
-from shredstore.relay.brokers import Delivery, LoopThread
+from shredstore.relay.brokers import (
+    CLOSE_TIMEOUT,
+    GRACE,
+    ConfirmingPublisher,
+    Delivery,
+    Endpoint,
+    LoopThread,
+)
 from shredstore.relay.message import Message, default_route
 
 __all__ = ["NatsPublisher", "NatsSubscriber"]
@@ -76,8 +82,6 @@ T = TypeVar("T")
 # ConnectionError are OSErrors); ValueError and EOFError for replies it could not parse.
 _FAILURES: tuple[type[BaseException], ...] = (nats.errors.Error, OSError, EOFError, ValueError)
 _CONNECT_TIMEOUT = 2  # seconds per connection attempt (nats-py wants whole seconds)
-_CLOSE_TIMEOUT = 3.0  # seconds to close a connection politely before giving up on it
-_GRACE = 5.0  # seconds beyond the operation's own bound before the caller stops waiting
 _POLL = 0.1  # seconds between looks at the connection while acknowledgements are awaited
 _SUBJECTS_OVERLAP = 10065  # JetStream's error code: the subjects overlap another stream's
 _DUPLICATE_WINDOW = 120.0  # seconds: the de-duplication window of a stream a subscriber declares
@@ -87,7 +91,7 @@ _WORD = re.compile(r"[^\s.*>\x00-\x1f\x7f]+")
 _ACK, _NAK, _TERM = Msg.Ack.Ack, Msg.Ack.Nak, Msg.Ack.Term
 
 
-class NatsPublisher:
+class NatsPublisher(ConfirmingPublisher):
     """Publishes relayed events to a NATS JetStream stream, each acknowledged by JetStream.
 
     Each message goes to the subject ``<prefix>.<route(message)>`` (by default
@@ -106,7 +110,7 @@ class NatsPublisher:
     def __init__(self, url: str, *, stream: str = "SHREDSTORE", prefix: str = "shredstore",
                  route: Callable[[Message], str] = default_route, timeout: float = 10.0,
                  declare: bool = True, duplicate_window: float = 120.0) -> None:
-        self._endpoint = _Endpoint(url)
+        endpoint = _NatsEndpoint(url)
         self._stream = _name(stream, "stream name")
         self._prefix = _prefix(prefix)
         if not callable(route):
@@ -118,42 +122,12 @@ class NatsPublisher:
         self._connection: Client | None = None
         self._js: JetStreamContext | None = None
         self._rejection: BaseException | None = None  # see _connect
-        self._lock = threading.Lock()
-        self._closed = False
-        self._loop = LoopThread("shredstore-nats-publisher")
+        super().__init__(endpoint, patience=2 * self._timeout + GRACE)
 
-    def publish(self, messages: Sequence[Message]) -> None:
-        """Send `messages` in order; return once JetStream acknowledged each one.
+    broker = "NATS"
 
-        Raises `BrokerUnavailable` (``confirmed``: how many, from the first, were
-        acknowledged) if it cannot, `ConfigurationError` for a stream that does not take the
-        prefix's subjects or a route that gives no valid subject, and `RelayError` once the
-        publisher is closed.
-        """
-        with self._lock:
-            if self._closed:
-                raise RelayError("the NATS publisher is closed")
-            if not messages:
-                return
-            outgoing = [(self._subject(message), message.body, _headers(message))
-                        for message in messages]
-            try:
-                confirmed, failure = self._loop.run(self._send(outgoing),
-                                                    2 * self._timeout + _GRACE)
-            except BrokerUnavailable:  # the loop itself did not answer: assume nothing
-                self._forget()
-                raise
-            if failure is not None:
-                raise BrokerUnavailable(failure, confirmed=confirmed)
-
-    def close(self) -> None:
-        """Disconnect and stop the loop thread; idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._forget()
-            self._loop.close()
+    def _outgoing(self, message: Message) -> tuple[str, bytes, dict[str, str]]:
+        return self._subject(message), message.body, _headers(message)
 
     def _subject(self, message: Message) -> str:
         end = self._route(message)
@@ -163,11 +137,6 @@ class NatsPublisher:
                 "non-empty words without spaces, '*' or '>')")
         return f"{self._prefix}.{end}"
 
-    def _forget(self) -> None:
-        """Drop the connection from the caller's thread, whatever state it is in."""
-        with contextlib.suppress(BrokerUnavailable):
-            self._loop.run(self._drop(), _CLOSE_TIMEOUT + 1)
-
     async def _send(self, outgoing: list[tuple[str, bytes, dict[str, str]]]
                     ) -> tuple[int, str | None]:
         """Publish on the loop: (how many were acknowledged from the first, why not all)."""
@@ -176,10 +145,10 @@ class NatsPublisher:
             async with asyncio.timeout(self._timeout):
                 js = await self._connect()
         except ConfigurationError:
-            await self._drop()
+            await self._disconnect()
             raise
         except _FAILURES as error:
-            await self._drop()
+            await self._disconnect()
             return 0, self._endpoint.failure("could not connect", error, self._timeout)
         deadline = loop.time() + self._timeout
         self._rejection = None
@@ -208,7 +177,7 @@ class NatsPublisher:
                 ack.cancel()
         if confirmed == len(outgoing):
             return confirmed, None
-        await self._drop()
+        await self._disconnect()
         return confirmed, self._endpoint.failure(
             f"acknowledged {confirmed} of {len(outgoing)} messages",
             problem or "not acknowledged", self._timeout)
@@ -229,7 +198,7 @@ class NatsPublisher:
         if (self._js is not None and self._connection is not None
                 and self._connection.is_connected):
             return self._js
-        await self._drop()
+        await self._disconnect()
         self._connection = connection = Client()
         self._rejection = None
 
@@ -248,7 +217,7 @@ class NatsPublisher:
         self._js = js
         return js
 
-    async def _drop(self) -> None:
+    async def _disconnect(self) -> None:
         connection = self._connection
         self._connection = self._js = None
         await _close(connection)
@@ -278,7 +247,7 @@ class NatsSubscriber:
                  prefix: str = "shredstore", filter_subject: str | None = None,
                  ack_wait: float = 30.0, batch: int = 100, timeout: float = 10.0,
                  declare: bool = True) -> None:
-        self._endpoint = _Endpoint(url)
+        self._endpoint = _NatsEndpoint(url)
         self._name = _name(name, "consumer name")
         self._stream = _name(stream, "stream name")
         self._prefix = _prefix(prefix)
@@ -305,7 +274,7 @@ class NatsSubscriber:
         self._loop = LoopThread(f"shredstore-nats-{self._name}")
         try:
             self._call(self._guarded(self._subscribed, "could not subscribe"),
-                       self._timeout + _GRACE)
+                       self._timeout + GRACE)
         except BaseException:
             self._forget()
             self._loop.close()
@@ -323,7 +292,7 @@ class NatsSubscriber:
             if not self._buffer:
                 wait = max(float(timeout), 0.01)  # nats-py refuses a fetch without a timeout
                 self._buffer.extend(self._call(self._fetch(wait),
-                                               wait + 2 * self._timeout + _GRACE))
+                                               wait + 2 * self._timeout + GRACE))
             if not self._buffer:
                 return None
             delivery = _NatsDelivery(self, self._buffer.popleft())
@@ -342,7 +311,7 @@ class NatsSubscriber:
             self._unsettled.clear()
             self._buffer.clear()
             with contextlib.suppress(BrokerUnavailable):
-                self._loop.run(self._release(held), self._timeout + _GRACE)
+                self._loop.run(self._release(held), self._timeout + GRACE)
             self._forget()
             self._loop.close()
 
@@ -356,7 +325,7 @@ class NatsSubscriber:
                     "delivers it again)")
             if id(delivery) not in self._unsettled:
                 raise RelayError("the message was already acknowledged or rejected")
-            self._call(self._request(delivery.message, payload, doing), self._timeout + _GRACE)
+            self._call(self._request(delivery.message, payload, doing), self._timeout + GRACE)
             del self._unsettled[id(delivery)]
 
     def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
@@ -368,7 +337,7 @@ class NatsSubscriber:
 
     def _forget(self) -> None:
         with contextlib.suppress(BrokerUnavailable):
-            self._loop.run(self._drop(), _CLOSE_TIMEOUT + 1)
+            self._loop.run(self._drop(), CLOSE_TIMEOUT + 1)
 
     async def _fetch(self, timeout: float) -> list[Msg]:
         async def fetch() -> list[Msg]:
@@ -534,50 +503,23 @@ class _NatsDelivery:
                                  "requeue" if requeue else "drop")
 
 
-class _Endpoint:
-    """The server's URL, and how to name it in errors without its credentials."""
+class _NatsEndpoint(Endpoint):
+    """A NATS URL (``nats://user:password@host`` or ``nats://token@host``), named in errors
+    without its credentials."""
 
-    __slots__ = ("_secrets", "url", "where")
+    __slots__ = ()
 
     def __init__(self, url: str) -> None:
-        if not isinstance(url, str):
-            raise ConfigurationError("a NATS URL is a string such as nats://127.0.0.1:4222")
-        parts = urlsplit(url)
-        if parts.scheme not in ("nats", "tls"):
-            raise ConfigurationError(
-                "a NATS URL starts with nats:// or tls://, such as nats://127.0.0.1:4222")
-        try:
-            port = parts.port or 4222
-        except ValueError:
-            raise ConfigurationError("the NATS URL's port is not a port number") from None
-        self.url = url
-        self.where = f"NATS at {parts.hostname or 'localhost'}:{port}"
-        # nats://user:password@host, or nats://token@host: a lone user name is a token
-        secret = parts.password if parts.password is not None else parts.username or ""
-        self._secrets = sorted({text for text in (secret, unquote(secret)) if text}, key=len,
-                               reverse=True)
-
-    def describe(self, error: BaseException | str) -> str:
-        """The error's kind and text, without the credentials."""
-        text = str(error)
-        for secret in self._secrets:
-            text = text.replace(secret, "******")
-        if isinstance(error, str):
-            return text
-        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+        super().__init__(url, broker="NATS", ports={"nats": 4222, "tls": 4222},
+                         example="nats://127.0.0.1:4222", token=True)
 
     def failure(self, doing: str, error: BaseException | str, timeout: float) -> str:
-        """What went wrong, for `BrokerUnavailable`."""
-        if isinstance(error, TimeoutError):
-            why = f"no answer within {timeout:g} s"
-        elif isinstance(error, nats.js.errors.NoStreamResponseError):
-            why = "no JetStream stream takes the subject (or JetStream is not enabled)"
-        else:
-            why = self.describe(error)
-        return f"{self.where}: {doing}: {why}"
+        if isinstance(error, nats.js.errors.NoStreamResponseError):
+            error = "no JetStream stream takes the subject (or JetStream is not enabled)"
+        return super().failure(doing, error, timeout)
 
 
-async def _open(connection: Client, endpoint: _Endpoint, timeout: float,
+async def _open(connection: Client, endpoint: Endpoint, timeout: float,
                 on_error: Callable[[Exception], None] | None = None) -> None:
     """Connect `connection` to the server: two quick attempts, no reconnection later.
     `on_error` sees the errors nats-py reports asynchronously (the caller gets the rest)."""
@@ -631,7 +573,7 @@ async def _close(connection: Client | None) -> None:
         return
     # AssertionError: nats-py's way of saying that a connection never got far enough to close
     with contextlib.suppress(*_FAILURES, AssertionError):
-        async with asyncio.timeout(_CLOSE_TIMEOUT):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
             await connection.close()
     await asyncio.sleep(0)  # let its cancelled tasks finish
 

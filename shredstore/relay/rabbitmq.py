@@ -32,10 +32,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import Any, cast
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
@@ -49,7 +49,14 @@ from aio_pika.exceptions import (
 )
 
 from shredstore.errors import BrokerUnavailable, ConfigurationError, RelayError
-from shredstore.relay.brokers import Delivery, LoopThread
+from shredstore.relay.brokers import (
+    CLOSE_TIMEOUT,
+    GRACE,
+    ConfirmingPublisher,
+    Delivery,
+    Endpoint,
+    LoopThread,
+)
 from shredstore.relay.message import Message, default_route
 
 __all__ = ["RabbitMQPublisher", "RabbitMQSubscriber"]
@@ -57,11 +64,9 @@ __all__ = ["RabbitMQPublisher", "RabbitMQSubscriber"]
 _MAX_SHORT_STRING = 255  # AMQP's limit in UTF-8 bytes: routing keys, names, short properties
 _HASH_CHARS = 32  # hex digits of SHA-256 that end a shortened routing key (128 bits)
 _FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_EXCEPTIONS, TimeoutError)
-_CLOSE_TIMEOUT = 3.0  # seconds to close a connection politely before giving up on it
-_GRACE = 5.0  # seconds beyond `timeout` before the caller stops waiting for the loop at all
 
 
-class RabbitMQPublisher:
+class RabbitMQPublisher(ConfirmingPublisher):
     """Publishes relayed events to a RabbitMQ topic exchange, with publisher confirms.
 
     Each message goes to the durable topic exchange `exchange` (declared on connecting, unless
@@ -85,7 +90,7 @@ class RabbitMQPublisher:
     def __init__(self, url: str, *, exchange: str = "shredstore",
                  route: Callable[[Message], str] = default_route, timeout: float = 10.0,
                  declare: bool = True) -> None:
-        self._endpoint = _Endpoint(url)
+        endpoint = _endpoint(url)
         self._exchange_name = _short_name(exchange, "exchange")
         if not callable(route):
             raise ConfigurationError("route is a function from a Message to a routing key")
@@ -96,52 +101,16 @@ class RabbitMQPublisher:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._closing: set[asyncio.Future[None]] = set()  # connections being closed
-        self._lock = threading.Lock()
-        self._closed = False
-        self._loop = LoopThread("shredstore-rabbitmq-publisher")
+        super().__init__(endpoint, patience=self._timeout + GRACE)
 
-    def publish(self, messages: Sequence[Message]) -> None:
-        """Send `messages` in order; return once RabbitMQ confirmed each one.
+    broker = "RabbitMQ"
 
-        Raises `BrokerUnavailable` (``confirmed``: how many, from the first, were confirmed)
-        if it cannot, and `RelayError` once the publisher is closed.
-        """
-        with self._lock:
-            if self._closed:
-                raise RelayError("the RabbitMQ publisher is closed")
-            if not messages:
-                return
-            outgoing = [(self._routing_key(message), _amqp_message(message))
-                        for message in messages]
-            try:
-                confirmed, failure = self._loop.run(self._send(outgoing),
-                                                    self._timeout + _GRACE)
-            except BrokerUnavailable:  # the loop itself did not answer: assume nothing
-                self._forget()
-                raise
-            if failure is not None:
-                raise BrokerUnavailable(failure, confirmed=confirmed)
-
-    def close(self) -> None:
-        """Disconnect and stop the loop thread; idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._forget()
-            self._loop.close()
-
-    def _routing_key(self, message: Message) -> str:
+    def _outgoing(self, message: Message) -> tuple[str, aio_pika.Message]:
         key = self._route(message)
         if not isinstance(key, str):
             raise ConfigurationError(
                 f"route returned a {type(key).__name__}, not a routing key (str)")
-        return _shortened_routing_key(key)
-
-    def _forget(self) -> None:
-        """Drop the connection from the caller's thread, whatever state it is in."""
-        with contextlib.suppress(BrokerUnavailable):
-            self._loop.run(self._shut(), _CLOSE_TIMEOUT + 1)
+        return _shortened_routing_key(key), _amqp_message(message)
 
     async def _send(self, outgoing: list[tuple[str, aio_pika.Message]]) -> tuple[int, str | None]:
         """Publish on the loop: (how many were confirmed from the first, why not all)."""
@@ -156,7 +125,13 @@ class RabbitMQPublisher:
                 f"could not connect to the exchange {self._exchange_name!r}", error,
                 self._timeout)
         # Started in order, each task reaches the channel lock (FIFO) before any other runs.
-        tasks = [asyncio.ensure_future(exchange.publish(message, key, mandatory=False))
+        # aiormq's own publish, without waiting for each frame to be written before the next
+        # takes the lock (``wait=False``): the confirms are what is awaited.
+        assert self._channel is not None  # noqa: S101 (set by _connect)
+        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        tasks = [asyncio.ensure_future(channel.basic_publish(
+                     message.body, exchange=exchange.name, routing_key=key,
+                     properties=message.properties, mandatory=False, wait=False))
                  for key, message in outgoing]
         try:
             await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()),
@@ -201,10 +176,10 @@ class RabbitMQPublisher:
             self._closing.add(closing)
             closing.add_done_callback(self._closing.discard)
 
-    async def _shut(self) -> None:
+    async def _disconnect(self) -> None:
         self._drop()
         if self._closing:
-            await asyncio.wait(set(self._closing))  # each gives up after _CLOSE_TIMEOUT
+            await asyncio.wait(set(self._closing))  # each gives up after CLOSE_TIMEOUT
 
 
 class RabbitMQSubscriber:
@@ -225,7 +200,7 @@ class RabbitMQSubscriber:
     def __init__(self, url: str, name: str, *, exchange: str = "shredstore",
                  bindings: Sequence[str] = ("#",), prefetch: int = 100, timeout: float = 10.0,
                  declare: bool = True) -> None:
-        self._endpoint = _Endpoint(url)
+        self._endpoint = _endpoint(url)
         self._name = _short_name(name, "queue name")
         self._exchange_name = _short_name(exchange, "exchange")
         if isinstance(bindings, str) or not isinstance(bindings, Sequence):
@@ -313,12 +288,12 @@ class RabbitMQSubscriber:
         self._generation += 1
         self._drain()
         self._forget()
-        self._loop.run(self._consume(self._generation), self._timeout + _GRACE)
+        self._loop.run(self._consume(self._generation), self._timeout + GRACE)
         self._broken = False
 
     def _forget(self) -> None:
         with contextlib.suppress(BrokerUnavailable):
-            self._loop.run(self._drop(), _CLOSE_TIMEOUT + 1)
+            self._loop.run(self._drop(), CLOSE_TIMEOUT + 1)
 
     def _drain(self) -> None:
         with contextlib.suppress(queue.Empty):
@@ -401,48 +376,9 @@ def _shortened_routing_key(key: str) -> str:
     return f"{prefix}~{digest}"
 
 
-class _Endpoint:
-    """The broker's URL, and how to name it in errors without its credentials."""
-
-    __slots__ = ("_secrets", "url", "where")
-
-    def __init__(self, url: str) -> None:
-        if not isinstance(url, str):
-            raise ConfigurationError("a RabbitMQ URL is a string such as "
-                                     "amqp://guest:guest@127.0.0.1:5672/")
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            raise ConfigurationError("the RabbitMQ URL is malformed") from None
-        if parts.scheme not in ("amqp", "amqps"):
-            raise ConfigurationError("a RabbitMQ URL starts with amqp:// or amqps://, such as "
-                                     "amqp://guest:guest@127.0.0.1:5672/")
-        try:
-            port = parts.port or (5671 if parts.scheme == "amqps" else 5672)
-        except ValueError:
-            raise ConfigurationError("the RabbitMQ URL's port is not a port number") from None
-        self.url = url
-        self.where = f"RabbitMQ at {parts.hostname or 'localhost'}:{port}"
-        password = parts.password or ""
-        self._secrets = sorted({secret for secret in (password, unquote(password)) if secret},
-                               key=len, reverse=True)
-
-    def describe(self, error: BaseException) -> str:
-        """The error's kind and text, without the password."""
-        text = str(error)
-        for secret in self._secrets:
-            text = text.replace(secret, "******")
-        return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-    def failure(self, doing: str, error: BaseException | str, timeout: float) -> str:
-        """What went wrong, for `BrokerUnavailable`."""
-        if isinstance(error, TimeoutError):
-            why = f"no answer within {timeout:g} s"
-        elif isinstance(error, str):
-            why = error
-        else:
-            why = self.describe(error)
-        return f"{self.where}: {doing}: {why}"
+def _endpoint(url: str) -> Endpoint:
+    return Endpoint(url, broker="RabbitMQ", ports={"amqp": 5672, "amqps": 5671},
+                    example="amqp://guest:guest@127.0.0.1:5672/")
 
 
 async def _exchange(channel: AbstractChannel, name: str, declare: bool) -> AbstractExchange:
@@ -456,7 +392,7 @@ async def _close(connection: AbstractConnection | None) -> None:
     if connection is None:
         return
     with contextlib.suppress(*_FAILURES):
-        async with asyncio.timeout(_CLOSE_TIMEOUT):
+        async with asyncio.timeout(CLOSE_TIMEOUT):
             await connection.close()
 
 
