@@ -35,10 +35,14 @@ __all__ = ["relay"]
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True,
               help="Events per publish (and per checkpoint).")
 @click.option("--once", is_flag=True, help="Publish what the log holds now, then exit.")
+@click.option("--retry-for", type=click.FloatRange(0, min_open=True), default=60.0,
+              show_default=True, metavar="SECONDS",
+              help="With --once: give up (exit 1) once the broker was unavailable this long.")
 @click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
 @click.pass_obj
 def relay(settings: Settings, *, to: str, name: str, exchange: str, jetstream: str,
-          subject_prefix: str, batch_size: int, once: bool, as_json: bool) -> None:
+          subject_prefix: str, batch_size: int, once: bool, retry_for: float,
+          as_json: bool) -> None:
     """Publish every event of the log to a broker, in commit order, at least once, personal
     fields sealed (consumers open them with the key vault: docs/relay.md)."""
     options = ({"exchange": exchange} if to.startswith("amqp")
@@ -53,7 +57,7 @@ def relay(settings: Settings, *, to: str, name: str, exchange: str, jetstream: s
                 click.echo(f"relaying to {shown_url(to)} as {name!r} from position {start}; "
                            "Ctrl-C stops", err=True)
             if once:
-                worker.relay_pending()
+                worker.relay_pending(retry_for=retry_for)
             else:
                 worker.run(handle_signals=True)
             result = {"relay": name, "to": shown_url(to), "published": worker.published,

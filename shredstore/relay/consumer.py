@@ -133,7 +133,9 @@ class Inbox(_Consumer):
 
     `store` opens the messages: it must share the sending store's key vault. An event whose
     subject was erased (its personal fields read as redacted) is not copied: acknowledged,
-    counted in `skipped`, and logged with its position only.
+    counted in `skipped`, and logged with its position only. `handled` counts the events
+    that are in the store once their delivery was taken (appended then, or found appended:
+    the store tells a retry from a first append only by storing nothing).
     """
 
     def __init__(self, store: EventStore, subscriber: Subscriber, *,

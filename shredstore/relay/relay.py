@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -81,6 +82,7 @@ class Relay:
         """Messages this relay had confirmed by the broker (retries counted once each)."""
         self.retries = 0
         """Publishes that failed and were tried again."""
+        self._retry_for: float | None = None
 
     @property
     def name(self) -> str:
@@ -91,16 +93,20 @@ class Relay:
         """The checkpoint: the broker confirmed every event up to this position."""
         return self._checkpoint.position()
 
-    def relay_pending(self) -> int:
+    def relay_pending(self, *, retry_for: float | None = None) -> int:
         """Publish everything up to the log's current head, once, and return how many events
-        were published; `RelayError` if another relay of this name is active."""
+        were published; `RelayError` if another relay of this name is active. A broker that
+        stays unavailable for `retry_for` seconds (None: retry until stopped) ends it with
+        `BrokerUnavailable`; the checkpoint keeps what was confirmed."""
         self._stop.clear()
         if not self._checkpoint.hold():
             raise RelayError(f"another relay named {self.name!r} is running (it holds the "
                              "lease); stop it, or wait for its lease to expire")
+        self._retry_for = retry_for
         try:
             return self._pass()
         finally:
+            self._retry_for = None
             self._checkpoint.release()
 
     def run(self, *, handle_signals: bool = False) -> None:
@@ -157,6 +163,8 @@ class Relay:
         broker confirmed them all (True) or the relay was stopped or lost its lease (False)."""
         pending = messages
         pause = self._backoff[0]
+        retry_for = self._retry_for
+        give_up = None if retry_for is None else time.monotonic() + retry_for
         while True:
             try:
                 self._publisher.publish(pending)
@@ -164,6 +172,10 @@ class Relay:
                 confirmed = max(0, min(error.confirmed, len(pending)))
                 self.published += confirmed
                 pending = pending[confirmed:]
+                if retry_for is not None and confirmed:  # progress: the broker is back
+                    give_up = time.monotonic() + retry_for
+                elif give_up is not None and time.monotonic() >= give_up:
+                    raise
                 self.retries += 1
                 _log.warning("relay %s: %s; %d message(s) to send again in %.1f s",
                              self.name, error, len(pending), pause)

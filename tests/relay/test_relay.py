@@ -390,3 +390,47 @@ def test_an_inbox_copies_events_into_a_store_sharing_the_vault_once(tmp_path: Pa
         assert copied[1].metadata["correlation_id"] == "corr-1"
         orders.erase_subject("c0")  # one vault: the copy is shredded with the original
         assert next(iter(payments.read_all())).event.email is REDACTED
+
+
+def test_relay_pending_gives_up_on_a_broker_that_stays_down(store: EventStore) -> None:
+    register(store, 2)
+    publisher = DownPublisher()
+    relay = Relay(store, publisher, backoff=(0.01, 0.05))
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable):
+        relay.relay_pending(retry_for=0.3)
+    assert 0.3 <= time.monotonic() - started < 5
+    assert publisher.attempts >= 3
+    assert relay.position == 0
+    assert Relay(store, MemoryPublisher()).relay_pending() == 2  # the lease was released
+
+
+def test_of_two_running_relays_one_publishes_and_the_other_takes_over(
+        store: EventStore) -> None:
+    publishers = [MemoryPublisher(), MemoryPublisher()]
+    relays = [Relay(store, publisher, poll_interval=0.05, lease=timedelta(seconds=1))
+              for publisher in publishers]
+    threads = [threading.Thread(target=relay.run) for relay in relays]
+    for thread in threads:
+        thread.start()
+    try:
+        register(store, 5)
+        wait = time.monotonic() + 10
+        while sum(len(p.confirmed) for p in publishers) < 5 and time.monotonic() < wait:
+            time.sleep(0.02)
+        counts = sorted(len(p.confirmed) for p in publishers)
+        assert counts == [0, 5]  # exactly one is active
+        active = next(n for n, p in enumerate(publishers) if p.confirmed)
+        relays[active].stop()  # it stops (or dies: then its lease runs out)
+        threads[active].join(10)
+        register(store, 3, first=5)
+        other = publishers[1 - active]
+        wait = time.monotonic() + 10
+        while len(other.confirmed) < 3 and time.monotonic() < wait:
+            time.sleep(0.02)
+        assert [m.position for m in other.confirmed] == [6, 7, 8]
+    finally:
+        for relay in relays:
+            relay.stop()
+        for thread in threads:
+            thread.join(10)
