@@ -8,6 +8,7 @@ pydantic models. See README.md and docs/ for the whole story.
 # implementation (see shredstore.store.use_erasure_workflow).
 import shredstore.erasure  # noqa: F401
 from shredstore.aggregates import Aggregate, Repository
+from shredstore.aio import AsyncEventStore
 from shredstore.causation import caused_by, current_cause
 from shredstore.errors import (
     AggregateNotFound,
@@ -53,6 +54,7 @@ __all__ = [
     "Aggregate",
     "AggregateNotFound",
     "AppendResult",
+    "AsyncEventStore",
     "BrokerUnavailable",
     "ConfigurationError",
     "DEFAULT_URL",

@@ -1,0 +1,273 @@
+"""`AsyncEventStore`: the shipped contract suites run against it on both backends (through a
+blocking front that drives it from a loop of its own), and what only the async side promises:
+no blocking call on the event loop, the caller's context in each operation, concurrent
+operations, subscriptions that end with the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import inspect
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import pytest
+
+from keyvault import MasterKey
+from shredstore import (
+    NO_STREAM,
+    REDACTED,
+    AsyncEventStore,
+    Event,
+    EventStore,
+    PersonalData,
+    SubjectId,
+    WrongExpectedVersion,
+    caused_by,
+)
+from shredstore.testing import EventStoreContract, ShreddingContract
+from shredstore.testing._shredding_events import REGISTRY as SHREDDING_REGISTRY
+from shredstore.testing._store_events import REGISTRY as STORE_REGISTRY
+
+T = TypeVar("T")
+
+
+class Blocking:
+    """An `AsyncEventStore` driven from synchronous code: each coroutine runs on a loop in a
+    thread of its own and is waited for, each async iterator is read to its end. What the
+    async store does not offer (the engine, the vault) comes from the store underneath."""
+
+    def __init__(self, store: AsyncEventStore) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._async = store
+        self.run(store.open())
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(120)
+
+    def __getattr__(self, name: str) -> Any:
+        if not hasattr(AsyncEventStore, name):
+            return getattr(self._async.sync, name)
+        attribute = getattr(self._async, name)
+        if inspect.iscoroutinefunction(attribute):
+            return lambda *args, **kwargs: self.run(attribute(*args, **kwargs))
+        if inspect.isasyncgenfunction(attribute) or name.startswith("read_"):
+            return lambda *args, **kwargs: iter(self.run(_collect(attribute(*args, **kwargs))))
+        return attribute
+
+    def close(self) -> None:
+        self.run(self._async.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> Blocking:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _collect(items: AsyncIterator[T]) -> list[T]:
+    return [item async for item in items]
+
+
+class TestAsyncEventStore(EventStoreContract):
+    @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+    def url(self, request: pytest.FixtureRequest) -> str:
+        url: str = request.getfixturevalue(f"{request.param}_url")
+        return url
+
+    @pytest.fixture
+    def store(self, url: str) -> Iterator[Any]:
+        with Blocking(AsyncEventStore(url, registry=STORE_REGISTRY)) as store:
+            yield store
+
+
+class TestAsyncShredding(ShreddingContract):
+    @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+    def backend(self, request: pytest.FixtureRequest) -> str:
+        backend: str = request.param
+        return backend
+
+    @pytest.fixture
+    def url(self, backend: str, request: pytest.FixtureRequest) -> str:
+        url: str = request.getfixturevalue(f"{backend}_url")
+        return url
+
+    @pytest.fixture
+    def vault_url(self, backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path / 'vault.db'}"
+        url: str = request.getfixturevalue("second_postgres_url")
+        return url
+
+    @pytest.fixture
+    def store(self, url: str, master: MasterKey) -> Iterator[Any]:
+        with Blocking(AsyncEventStore(url, master_key=master,
+                                      registry=SHREDDING_REGISTRY)) as store:
+            yield store
+
+
+# --- what only the async side promises --------------------------------------------------------
+
+
+class Registered(Event, type_name="test.aio.Registered"):
+    customer_id: SubjectId
+    email: Annotated[str, PersonalData(subject="customer_id")]
+
+
+def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in a fresh loop in debug mode, failing it if any callback or task
+    step held the loop for more than 50 ms (a blocking call on the event loop). The objects of
+    the tests that ran before are frozen first: a collection of the whole test run's garbage
+    is a pause of the garbage collector's, not of the store's."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        slow: list[str] = []
+
+        class Catch(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if "took" in record.getMessage():
+                    slow.append(record.getMessage())
+
+        handler = Catch()
+        logging.getLogger("asyncio").addHandler(handler)
+        gc.collect()
+        gc.freeze()
+        loop = asyncio.new_event_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.05
+        try:
+            loop.run_until_complete(test(*args, **kwargs))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            logging.getLogger("asyncio").removeHandler(handler)
+            gc.unfreeze()
+        assert slow == [], slow
+
+    return run
+
+
+@pytest.fixture
+def opened(any_url: str) -> Callable[[], AsyncEventStore]:
+    master = MasterKey.generate()
+
+    def make() -> AsyncEventStore:
+        store = AsyncEventStore(any_url, master_key=master)
+        if store.registry.find(Registered.__event_type__) is None:
+            store.registry.register(Registered)
+        return store
+
+    return make
+
+
+@in_loop
+async def test_a_service_workload_never_blocks_the_loop(
+        opened: Callable[[], AsyncEventStore]) -> None:
+    async with opened() as store:
+        # Many requests at once, as a web service has them.
+        await asyncio.gather(*(
+            store.append(f"customer-{n}", [Registered(customer_id=f"c{n}",
+                                                       email=f"{n}@example.org")],
+                         expected_version=NO_STREAM) for n in range(40)))
+        records = [record async for record in store.read_all()]
+        assert len(records) == 40
+        await store.erase_subject("c3")
+        erased = [r async for r in store.read_stream("customer-3")]
+        assert erased[0].event.email is REDACTED
+        assert (await store.subject_status("c3")).state == "erased"
+        assert [r.stream_id async for r in store.read_subject("c5")] == ["customer-5"]
+        assert (await store.verify()).ok
+        assert (await store.head()).position == 41  # with the ledger's entry
+
+
+@in_loop
+async def test_expected_versions_hold_between_concurrent_appends(
+        opened: Callable[[], AsyncEventStore]) -> None:
+    async with opened() as store:
+        await store.append("race", [Registered(customer_id="c", email="c@example.org")],
+                           expected_version=NO_STREAM)
+        outcomes = await asyncio.gather(*(
+            store.append("race", [Registered(customer_id="c", email=f"{n}@example.org")],
+                         expected_version=1) for n in range(6)), return_exceptions=True)
+        assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
+        assert all(isinstance(o, WrongExpectedVersion) for o in outcomes
+                   if isinstance(o, BaseException))
+        assert await store.stream_version("race") == 2
+
+
+@in_loop
+async def test_the_callers_cause_goes_with_each_operation(
+        opened: Callable[[], AsyncEventStore]) -> None:
+    async with opened() as store:
+        await store.append("cause", [Registered(customer_id="c", email="c@example.org")])
+        (first,) = [r async for r in store.read_stream("cause")]
+        with caused_by(first):
+            await store.append("effect", [Registered(customer_id="c", email="d@example.org")])
+        (effect,) = [r async for r in store.read_stream("effect")]
+        assert effect.metadata["causation_id"] == str(first.event_id)
+
+
+@in_loop
+async def test_a_live_subscription_follows_appends_and_ends_with_its_loop(
+        opened: Callable[[], AsyncEventStore]) -> None:
+    async with opened() as store:
+        await store.append("s", [Registered(customer_id="c", email="c@example.org")])
+        seen: list[int] = []
+
+        async def follow() -> None:
+            async for record in store.subscribe(poll_interval=0.05):
+                seen.append(record.position)
+                if len(seen) == 3:
+                    break
+
+        follower = asyncio.create_task(follow())
+        await asyncio.sleep(0.1)
+        for _ in range(2):
+            await store.append("s", [Registered(customer_id="c", email="c@example.org")])
+        await asyncio.wait_for(follower, 10)
+        assert seen == [1, 2, 3]
+        # A subscription cancelled while it waits for events stops too.
+        waiting = asyncio.create_task(follow())
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+
+def test_a_closed_or_unopened_store_says_so(sqlite_url: str) -> None:
+    store = AsyncEventStore(sqlite_url)
+    with pytest.raises(Exception, match="not open"):
+        store.sync  # noqa: B018
+
+    async def reads() -> None:
+        async for _ in store.read_all():
+            pass
+
+    with pytest.raises(Exception, match="not open"):
+        asyncio.run(reads())
+    with EventStore(sqlite_url):
+        pass
+
+
+def test_the_detector_catches_a_blocking_call() -> None:
+    """`in_loop` fails a test that blocks its loop (the check above cannot pass vacuously)."""
+    import time
+
+    @in_loop
+    async def blocking() -> None:
+        await asyncio.sleep(0)
+        time.sleep(0.12)  # what a synchronous database call in a handler does
+        await asyncio.sleep(0)
+
+    with pytest.raises(AssertionError, match="took"):
+        blocking()
