@@ -5,7 +5,9 @@ docs/keyvault.md for the key hierarchy, the threat model and operations.
 
 Modules: `vault` (`KeyVault`, the facade, and `KeyRing`), `keys` (subjects' data keys: load,
 cache, create), `erasure` (tombstones and statuses), `service_keys`, `rotation`, `scrub`,
-`envelope` (the sealed format), `master` (master keys and KMS providers), `cache`, `names`
+`envelope` (the sealed format), `master` (master keys and the `KeyProvider` interface), `kms`
+(AWS KMS, and `EnvelopeKey`: one KMS call per process), `transit` (HashiCorp Vault's transit
+engine), `cache`, `names`
 (what ids are accepted), `schema` (the tables), `statements` (the hot-path SQL), `engine`
 (engine set-up and the translation of driver errors), `errors`.
 """
@@ -16,6 +18,10 @@ from keyvault.errors import (
     KeyErasedError,
     KeyNotFoundError,
     KeyVaultError,
+    KmsAccessDenied,
+    KmsError,
+    KmsThrottled,
+    KmsUnavailable,
     RotationError,
     SubjectErasedError,
     TamperedError,
@@ -24,12 +30,16 @@ from keyvault.errors import (
     VaultUnavailable,
     WrongMasterKeyError,
 )
+from keyvault.kms import AwsKms, EnvelopeKey
 from keyvault.master import KeyProvider, MasterKey
 from keyvault.rotation import RotationResult
 from keyvault.scrub import ScrubResult, TableScrub
+from keyvault.transit import VaultTransit
 from keyvault.vault import KeyRing, KeyVault
 
 __all__ = [
+    "AwsKms",
+    "EnvelopeKey",
     "ErasureRecord",
     "ErasureResult",
     "KeyCreationConflict",
@@ -39,6 +49,10 @@ __all__ = [
     "KeyRing",
     "KeyVault",
     "KeyVaultError",
+    "KmsAccessDenied",
+    "KmsError",
+    "KmsThrottled",
+    "KmsUnavailable",
     "MasterKey",
     "RotationError",
     "RotationResult",
@@ -49,6 +63,7 @@ __all__ = [
     "TamperedError",
     "VaultConfigurationError",
     "VaultStorageError",
+    "VaultTransit",
     "VaultUnavailable",
     "WrongMasterKeyError",
 ]

@@ -14,11 +14,15 @@ Every one derives from `KeyVaultError`; where a builtin fits, a class inherits i
     ├── RotationError                          a master-key rotation cannot proceed
     ├── KeyCreationConflict                    a key created in a transaction lost a race:
     │                                          seal again (`KeyRing` with deferred creation)
+    ├── KmsError                               the KMS holding the master key refused or failed
+    │   ├── KmsAccessDenied                    denied: the key is disabled, gone, or not ours
+    │   ├── KmsThrottled                       throttled: retry later
+    │   └── KmsUnavailable                     unreachable or failing: retry later
     └── VaultStorageError                      the database failed or refused
         └── VaultUnavailable                   cannot connect
 
 Redacted means exactly `KeyErasedError`. A failed authentication is `TamperedError` and a wrong
-master key `WrongMasterKeyError`; neither is ever an erasure. Messages never contain key
+master key `WrongMasterKeyError`; neither is ever an erasure, and neither is a `KmsError`. Messages never contain key
 material or sealed plaintext.
 """
 
@@ -29,6 +33,10 @@ __all__ = [
     "KeyErasedError",
     "KeyNotFoundError",
     "KeyVaultError",
+    "KmsAccessDenied",
+    "KmsError",
+    "KmsThrottled",
+    "KmsUnavailable",
     "RotationError",
     "SubjectErasedError",
     "TamperedError",
@@ -95,3 +103,26 @@ class VaultStorageError(KeyVaultError):
 
 class VaultUnavailable(VaultStorageError):
     """The database cannot be reached; check the URL, the server and the credentials."""
+
+
+class KmsError(KeyVaultError):
+    """The KMS that wraps the master key (AWS KMS, Vault's transit engine, ...) failed or refused.
+
+    Never an erasure, never read as redacted: nothing was opened. Messages name the KMS key and
+    the operation, never key material.
+    """
+
+
+class KmsAccessDenied(KmsError):
+    """The KMS refused the key: denied by its policy or the credentials, disabled, pending
+    deletion, not found, or not usable for encryption. Fix the key or the permissions."""
+
+
+class KmsThrottled(KmsError):
+    """The KMS refused the request for its rate limit; retry later, or make fewer calls (an
+    `EnvelopeKey` makes one per process start)."""
+
+
+class KmsUnavailable(KmsError):
+    """The KMS cannot be reached or did not answer in time (connection refused, timeout, a
+    server error or a sealed Vault); retry when it is back."""
