@@ -7,11 +7,12 @@ Modules: `vault` (`KeyVault`, the facade, and `KeyRing`), `keys` (subjects' data
 cache, create), `erasure` (tombstones and statuses), `service_keys`, `rotation`, `scrub`,
 `envelope` (the sealed format), `master` (master keys and the `KeyProvider` interface), `kms`
 (AWS KMS, and `EnvelopeKey`: one KMS call per process), `transit` (HashiCorp Vault's transit
-engine), `cache`, `names`
+engine), `config` (master keys named by a string), `cache`, `names`
 (what ids are accepted), `schema` (the tables), `statements` (the hot-path SQL), `engine`
 (engine set-up and the translation of driver errors), `errors`.
 """
 
+from keyvault.config import kms_from, master_key_from
 from keyvault.erasure import ErasureRecord, ErasureResult, SubjectStatus
 from keyvault.errors import (
     KeyCreationConflict,
@@ -66,4 +67,6 @@ __all__ = [
     "VaultTransit",
     "VaultUnavailable",
     "WrongMasterKeyError",
+    "kms_from",
+    "master_key_from",
 ]

@@ -22,8 +22,8 @@ Every one derives from `KeyVaultError`; where a builtin fits, a class inherits i
         └── VaultUnavailable                   cannot connect
 
 Redacted means exactly `KeyErasedError`. A failed authentication is `TamperedError` and a wrong
-master key `WrongMasterKeyError`; neither is ever an erasure, and neither is a `KmsError`. Messages never contain key
-material or sealed plaintext.
+master key `WrongMasterKeyError`; neither is ever an erasure. A KMS that fails is a `KmsError`,
+never either of them. Messages never contain key material or sealed plaintext.
 """
 
 from __future__ import annotations

@@ -38,13 +38,20 @@ __all__ = ["cli", "main"]
                    "SHREDSTORE_VAULT_URL).")
 @click.option("--master-key-file", envvar="SHREDSTORE_MASTER_KEY_FILE",
               type=click.Path(dir_okay=False, path_type=Path),
-              help="File holding the base64 master key, mode 600 (or SHREDSTORE_MASTER_KEY_FILE;"
-                   " or the key itself in SHREDSTORE_MASTER_KEY).")
+              help="File holding the base64 master key, mode 600, or an envelope key file of a "
+                   "KMS (or SHREDSTORE_MASTER_KEY_FILE; or the key itself, or kms:<KMS key>, in "
+                   "SHREDSTORE_MASTER_KEY).")
+@click.option("--master-key", "master_key", metavar="SPEC",
+              help="The master key in a KMS: kms:aws-kms:<key ARN> or "
+                   "kms:vault-transit:<URL>/<mount>/<key> (docs/kms.md); or file:PATH.")
 @click.pass_context
-def cli(ctx: click.Context, url: str, vault_url: str | None, master_key_file: Path | None
-        ) -> None:
+def cli(ctx: click.Context, url: str, vault_url: str | None, master_key_file: Path | None,
+        master_key: str | None) -> None:
     """An event store that honours the right to be forgotten."""
-    ctx.obj = Settings(url, vault_url, master_key_file)
+    if master_key is not None and not master_key.startswith(("kms:", "file:")):
+        raise click.UsageError("--master-key takes kms:<KMS key> or file:PATH; never put a key "
+                               "itself on a command line (use a file, or SHREDSTORE_MASTER_KEY)")
+    ctx.obj = Settings(url, vault_url, master_key_file, master_key)
 
 
 for _command in (setup.init, setup.demo, erasing.erase, erasing.status, erasing.reconcile,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from keyvault import MasterKey
+from keyvault import KeyProvider, MasterKey, master_key_from
 from shredstore.errors import ConfigurationError, ReadOnlyStoreError
 from shredstore.store import EventStore
 
@@ -24,17 +24,25 @@ class Settings:
     url: str
     vault_url: str | None
     master_key_file: Path | None
+    master_key_spec: str | None = None
+    """``--master-key``: ``kms:<KMS key>`` or ``file:PATH`` (`keyvault.master_key_from`)."""
 
-    def master_key(self, *, required: bool) -> MasterKey | None:
+    def master_key(self, *, required: bool) -> KeyProvider | None:
+        """The master key: ``--master-key``, ``--master-key-file`` (a key file or an envelope
+        key file), ``SHREDSTORE_MASTER_KEY_FILE``, or ``SHREDSTORE_MASTER_KEY`` (the key in
+        base64, or ``kms:<KMS key>``), in that order."""
+        if self.master_key_spec is not None:
+            return master_key_from(self.master_key_spec)
         if self.master_key_file is not None:
-            return MasterKey.from_file(self.master_key_file)
+            return master_key_from(str(self.master_key_file))
         text = os.environ.get("SHREDSTORE_MASTER_KEY")
         if text:
-            return MasterKey.from_base64(text)
+            return master_key_from(text) if text.startswith("kms:") else \
+                MasterKey.from_base64(text)
         if required:
             raise ConfigurationError(
-                "this command needs the master key: pass --master-key-file, or set "
-                "SHREDSTORE_MASTER_KEY_FILE or SHREDSTORE_MASTER_KEY")
+                "this command needs the master key: pass --master-key-file or --master-key, "
+                "or set SHREDSTORE_MASTER_KEY_FILE or SHREDSTORE_MASTER_KEY")
         return None
 
     @contextmanager

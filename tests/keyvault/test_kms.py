@@ -49,6 +49,7 @@ from keyvault import (
     KmsUnavailable,
     TamperedError,
     VaultConfigurationError,
+    master_key_from,
 )
 from shredstore.testing import KeyProviderContract
 
@@ -561,3 +562,51 @@ def test_bad_configuration_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(VaultConfigurationError,
                        match=r"needs boto3: pip install 'shredstore\[kms\]'"):
         AwsKms("k")
+
+
+def test_the_command_line_makes_uses_and_rewraps_an_envelope_key(
+        endpoint: str, admin: Any, new_key: Callable[[], str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`keys new-master --kms`, a store opened through the envelope file (one KMS call), or
+    through `--master-key kms:...`, and `keys rewrap-kms` to a new KMS key, after which the
+    old one is disabled and nothing notices."""
+    from shredstore import EventStore
+    from tests.cli.runner import shredstore
+    from tests.relay.test_relay import CustomerRegistered
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", endpoint)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    first, second = new_key(), new_key()
+    key_file = tmp_path / "envelope.json"
+    made = shredstore("keys", "new-master", "--kms", f"aws-kms:{first}", "--out", str(key_file))
+    assert made.returncode == 0, made.stderr
+    master = master_key_from(str(key_file))
+    assert isinstance(master, EnvelopeKey)
+    assert master.kms.calls == 1  # type: ignore[attr-defined]
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    with EventStore(url, master_key=master) as store:
+        store.registry.register(CustomerRegistered)
+        store.append("customer-1", [CustomerRegistered(customer_id="c1", email="c1@example.org",
+                                                       plan="basic")])
+
+    def exported(*options: str) -> dict[str, Any]:
+        ran = shredstore(*options, "export", "c1", url=url)
+        assert ran.returncode == 0, ran.stderr
+        document: dict[str, Any] = json.loads(ran.stdout)
+        return document
+
+    assert exported("--master-key-file", str(key_file))["events"][0]["personal"] == {
+        "email": "c1@example.org"}
+    rewrapped = shredstore("keys", "rewrap-kms", "--key-file", str(key_file), "--kms",
+                           f"aws-kms:{second}")
+    assert rewrapped.returncode == 0, rewrapped.stderr
+    admin.disable_key(KeyId=first.rsplit("/", 1)[-1])
+    assert exported("--master-key", f"file:{key_file}")["state"] == "active"
+    refused = shredstore("--master-key", "c2VjcmV0", "status", "c1", url=url)
+    assert refused.returncode == 2  # a key itself on the command line is refused
+    plain = tmp_path / "plain.key"
+    assert shredstore("keys", "new-master", "--out", str(plain)).returncode == 0
+    not_envelope = shredstore("keys", "rewrap-kms", "--key-file", str(plain), "--kms",
+                              f"aws-kms:{second}")
+    assert not_envelope.returncode == 2
+    assert "not an envelope key file" in not_envelope.stderr
