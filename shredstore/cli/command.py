@@ -67,8 +67,8 @@ def _errors() -> Iterator[None]:
     except click.UsageError as error:  # a subcommand's bad option: one line, as the rest
         fail(EXIT_USAGE, error.format_message())
     except (ConfigurationError, StoreUnavailable, keyvault.VaultConfigurationError,
-            keyvault.WrongMasterKeyError, keyvault.VaultUnavailable, keyvault.RotationError
-            ) as error:
+            keyvault.WrongMasterKeyError, keyvault.VaultUnavailable, keyvault.RotationError,
+            keyvault.KmsError) as error:
         fail(EXIT_USAGE, error)
     except (ShredstoreError, keyvault.KeyVaultError) as error:
         fail(EXIT_PROBLEM, error)

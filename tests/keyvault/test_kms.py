@@ -610,3 +610,11 @@ def test_the_command_line_makes_uses_and_rewraps_an_envelope_key(
                               f"aws-kms:{second}")
     assert not_envelope.returncode == 2
     assert "not an envelope key file" in not_envelope.stderr
+    with socket.socket() as sock:  # a KMS that cannot be reached: one line, exit 2
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KMS", f"http://127.0.0.1:{closed}")
+    down = shredstore("--master-key-file", str(key_file), "export", "c1", url=url)
+    assert down.returncode == 2
+    assert "KMS" in down.stderr
+    assert "Traceback" not in down.stderr
