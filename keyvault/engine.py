@@ -48,6 +48,7 @@ __all__ = [
     "DriverFailure",
     "Transactions",
     "checkpoint_wal",
+    "create_async_postgres_engine",
     "create_engine",
     "driver_failure",
     "driver_message",
@@ -153,6 +154,29 @@ def _postgres_engine(url: URL) -> Engine:
     engine = sa.create_engine(url)
     event.listen(engine, "checkin", _mark_idle)
     event.listen(engine, "checkout", functools.partial(_check_if_idle, engine.dialect))
+    return engine
+
+
+def create_async_postgres_engine(url: str | URL) -> Any:
+    """An `AsyncEngine` on psycopg's async driver for a PostgreSQL `url`, configured as
+    `create_engine` configures a blocking one. Its ``sync_engine`` runs the vault's (and the
+    event store's) synchronous code on the event loop, inside SQLAlchemy's ``greenlet_spawn``:
+    each round trip is awaited, no thread is used. Needs greenlet (``sqlalchemy[asyncio]``)."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() not in _POSTGRES_ALIASES:
+        raise ConfigurationError("an async engine is made for PostgreSQL URLs only")
+    if importlib.util.find_spec("psycopg") is None:
+        raise ConfigurationError("PostgreSQL needs psycopg 3: pip install 'shredstore[postgres]'")
+    if importlib.util.find_spec("greenlet") is None:
+        raise ConfigurationError(
+            "async PostgreSQL needs greenlet: pip install 'shredstore[postgres]'")
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415 (needs greenlet)
+
+    engine = create_async_engine(parsed)
+    sync = engine.sync_engine
+    event.listen(sync, "checkin", _mark_idle)
+    event.listen(sync, "checkout", functools.partial(_check_if_idle, sync.dialect))
+    _configure(sync)
     return engine
 
 

@@ -1,18 +1,24 @@
 """`AsyncEventStore`: the event store for asyncio services (FastAPI, Starlette, aiohttp).
 
 The same operations with the same semantics as `EventStore`, awaited, and no blocking call on
-the event loop: each operation runs on a small pool of worker threads of the store's own, over
-one `EventStore`, and the loop only awaits it. Reads are async iterators that fetch a page at
-a time in a worker (`page` events) and hand the events out on the loop.
+the event loop. Every invariant of the store (the append's lock and guards, the authentication
+of each row, the erasure checks of each page, the vault's caches) lives once, in the
+synchronous store's code, and the async store runs that code, so the two cannot drift apart:
+the contract suites run against both. It runs it one of two ways:
 
-Why threads, and not an async database driver: every invariant of the store (the append's
-lock and guards, authentication of each row, the erasure checks of each page, the vault's
-caches) lives once, in the synchronous store, and the async one cannot drift from it; the
-contract suites run against both. The cost is a hop to a worker and back per operation (see
-docs/performance.md for the figures against the synchronous store). The context of the caller
-(`shredstore.causation.caused_by`) travels with each operation into its worker.
+- **PostgreSQL** (given by URL): on psycopg's async driver, on the event loop itself. The
+  store's code runs inside SQLAlchemy's ``greenlet_spawn``, and each of its round trips is
+  awaited: no thread, and as many operations in flight as the pool has connections. (Through
+  the async driver the store sends statements one at a time: no pipeline and no COPY, see
+  `shredstore.storage.log`.)
+- **SQLite** (or an `Engine` given, or ``read_only``): on a small pool of worker threads of
+  the store's own (`workers`), which is what an async SQLite driver does too.
 
-    async with AsyncEventStore("sqlite:///events.db", master_key=master) as store:
+Reads are async iterators that fetch a page at a time (500 events) and hand the events out on
+the loop. The context of the caller (`shredstore.causation.caused_by`) goes with each
+operation.
+
+    async with AsyncEventStore("postgresql+psycopg://...", master_key=master) as store:
         await store.append("customer-42", [CustomerRegistered(...)], expected_version=NO_STREAM)
         async for record in store.read_all(after=0):
             ...
@@ -27,9 +33,10 @@ import itertools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TYPE_CHECKING, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.util import greenlet_spawn
 
 from keyvault import KeyProvider
 from shredstore.errors import ConfigurationError
@@ -37,6 +44,7 @@ from shredstore.events import Event, EventRegistry, RecordedEvent, default_regis
 from shredstore.expected import ANY, ExpectedVersion
 from shredstore.projections.subscription import Subscription
 from shredstore.storage.chain import LogHead, VerifyReport
+from shredstore.storage.engine import create_async_postgres_engine
 from shredstore.storage.log import AppendResult
 from shredstore.store import DEFAULT_URL, EventStore, Metadata
 
@@ -52,7 +60,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 PAGE = 500
-"""Events an async read fetches per hop to a worker thread."""
+"""Events an async read fetches per hop to a worker thread (or per awaited read)."""
+_FIRST_WAIT = 0.01
+"""Seconds of a native subscription's first pause once the log went quiet."""
 
 
 class AsyncEventStore:
@@ -76,40 +86,70 @@ class AsyncEventStore:
     ) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigurationError("workers is the number of worker threads, at least 1")
-        self._open = functools.partial(
-            EventStore, url, master_key=master_key, vault_url=vault_url, registry=registry,
-            cache_size=cache_size, create=create, read_only=read_only)
+        self._url = url
+        self._vault_url = vault_url
+        self._open_store = functools.partial(
+            EventStore, master_key=master_key, registry=registry, cache_size=cache_size,
+            create=create, read_only=read_only)
         self._registry = registry
         self._workers = workers
+        self._native = (_is_postgres(url) and not read_only
+                        and (vault_url is None or _is_postgres(vault_url)))
+        self._engines: list[Any] = []
         self._executor: ThreadPoolExecutor | None = None
         self._store: EventStore | None = None
+
+    @property
+    def native(self) -> bool:
+        """Whether the store runs on psycopg's async driver (PostgreSQL given by URL), rather
+        than on worker threads (SQLite, or an `Engine` given)."""
+        return self._native
 
     # --- opening and closing ----------------------------------------------------------------
 
     async def open(self) -> Self:
-        """Open the store (in a worker: it creates tables and reads the vault)."""
+        """Open the store (it creates tables and reads the vault: awaited)."""
         if self._store is not None:
             return self
-        self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="shredstore-aio")
+        if not self._native:
+            self._executor = ThreadPoolExecutor(self._workers,
+                                                thread_name_prefix="shredstore-aio")
         try:
-            self._store = await self._call(self._open)
+            url: str | URL | Engine = self._url
+            vault_url = self._vault_url
+            if self._native:
+                url = self._async_engine(url)
+                if vault_url is not None and vault_url != self._url:
+                    vault_url = self._async_engine(vault_url)
+            self._store = await self._call(self._open_store, url, vault_url=vault_url)
         except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
+            await self._release()
             raise
         return self
 
     async def close(self) -> None:
-        """Close the store and its workers; idempotent."""
+        """Close the store (and its workers or connections); idempotent."""
         store, self._store = self._store, None
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
         try:
             if store is not None:
-                await asyncio.get_running_loop().run_in_executor(executor, store.close)
+                await self._call(store.close)
         finally:
+            await self._release()
+
+    def _async_engine(self, url: str | URL | Engine) -> Engine:
+        """The blocking face of a new async engine (see `create_async_postgres_engine`)."""
+        engine = create_async_postgres_engine(url)  # type: ignore[arg-type]
+        self._engines.append(engine)
+        sync: Engine = engine.sync_engine
+        return sync
+
+    async def _release(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
             executor.shutdown(wait=False)
+        engines, self._engines = self._engines, []
+        for engine in engines:
+            await engine.dispose()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -125,8 +165,9 @@ class AsyncEventStore:
 
     @property
     def sync(self) -> EventStore:
-        """The `EventStore` underneath, for code that runs in a thread of its own (a
-        projection runner, a relay). Never call it on the event loop: it blocks."""
+        """The `EventStore` underneath. Call it only through `run` (``await
+        store.run(write_export, store.sync, ...)``): on the native path its code needs the
+        store's greenlet, and on threads it blocks."""
         return self._opened()
 
     # --- writing ----------------------------------------------------------------------------
@@ -204,6 +245,12 @@ class AsyncEventStore:
         never skipping one. Each batch is awaited in a thread of its own (not one of the
         store's workers, which a quiet log would otherwise hold); leaving the loop
         (``break``, or the task cancelled) stops the subscription."""
+        if self._native:
+            async for record in self._poll(after=after, types=types,
+                                           stream_prefix=stream_prefix, batch_size=batch_size,
+                                           live=live, poll_interval=poll_interval):
+                yield record
+            return
         subscription = Subscription(self._opened(), after=after, types=types,
                                     stream_prefix=stream_prefix, batch_size=batch_size,
                                     live=live, poll_interval=poll_interval)
@@ -217,6 +264,32 @@ class AsyncEventStore:
                     yield record
         finally:
             subscription.close()
+
+    async def _poll(self, *, after: int, types: Iterable[str | type[Event]] | None,
+                    stream_prefix: str | None, batch_size: int, live: bool,
+                    poll_interval: float) -> AsyncIterator[RecordedEvent]:
+        """`subscribe` on the native path: catch up (a subscription that stops at the head,
+        its batches awaited), then look again after a pause that doubles from 10 ms up to
+        `poll_interval` while the log is quiet."""
+        position, wait = after, _FIRST_WAIT
+        while True:
+            subscription = Subscription(self._opened(), after=position, types=types,
+                                        stream_prefix=stream_prefix, batch_size=batch_size,
+                                        live=False, poll_interval=poll_interval)
+            batches = subscription.batches()
+            moved = False
+            try:
+                while (batch := await self._call(next, batches, None)) is not None:
+                    moved = moved or batch.position > position
+                    position = batch.position
+                    for record in batch.events:
+                        yield record
+            finally:
+                subscription.close()
+            if not live:
+                return
+            wait = _FIRST_WAIT if moved else min(wait * 2, poll_interval)
+            await asyncio.sleep(wait)
 
     async def stream_version(self, stream_id: str) -> int:
         """`EventStore.stream_version`, awaited."""
@@ -235,8 +308,8 @@ class AsyncEventStore:
         return await self._call(self._opened().verify, expected_head=expected_head)
 
     async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a blocking `function` (one that takes the `sync` store, say) in the store's
-        workers, with the caller's context."""
+        """Run a blocking `function` that uses the `sync` store (a snapshot, an export, a
+        repository) as the store runs its own operations, with the caller's context."""
         return await self._call(function, *args, **kwargs)
 
     # --- the hop to a worker ----------------------------------------------------------------
@@ -248,6 +321,11 @@ class AsyncEventStore:
         return self._store
 
     async def _call(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run blocking `function`: on the loop inside ``greenlet_spawn`` (native: each of
+        its round trips awaited), or in a worker thread with the caller's context."""
+        if self._native:
+            result: T = await greenlet_spawn(functools.partial(function, *args, **kwargs))
+            return result
         if self._executor is None:
             raise ConfigurationError("the AsyncEventStore is not open")
         context = contextvars.copy_context()  # caused_by(...) follows the operation
@@ -268,3 +346,13 @@ class AsyncEventStore:
 
 def _take(iterator: Iterator[T], count: int) -> list[T]:
     return list(itertools.islice(iterator, count))
+
+
+def _is_postgres(url: str | URL | Engine) -> bool:
+    """Whether `url` is a PostgreSQL URL (an `Engine` given is used as it is: threads)."""
+    if isinstance(url, Engine):
+        return False
+    try:
+        return make_url(url).get_backend_name() in ("postgres", "postgresql")
+    except Exception:  # noqa: BLE001 (a malformed URL: EventStore says what is wrong)
+        return False

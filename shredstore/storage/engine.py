@@ -30,6 +30,7 @@ from keyvault.engine import (
     is_sqlite,
     reader,
 )
+from keyvault.engine import create_async_postgres_engine as _async_postgres_engine
 from keyvault.engine import create_engine as _configured_engine
 from shredstore.errors import (
     ConfigurationError,
@@ -43,6 +44,7 @@ from shredstore.errors import (
 __all__ = [
     "INTEGRITY_ERRORS",
     "WRITE",
+    "create_async_postgres_engine",
     "create_engine",
     "create_read_only_engine",
     "driver_rows",
@@ -110,6 +112,13 @@ def create_engine(url: str | URL | Engine) -> Engine:
     is configured in place)."""
     with vault_configuration_errors():
         return _configured_engine(url)
+
+
+def create_async_postgres_engine(url: str | URL) -> Any:
+    """An `AsyncEngine` for a PostgreSQL `url` on psycopg's async driver, configured as the
+    event store's engines are (`keyvault.engine.create_async_postgres_engine`)."""
+    with vault_configuration_errors():
+        return _async_postgres_engine(url)
 
 
 def create_read_only_engine(url: str | URL) -> tuple[Engine, str | None]:

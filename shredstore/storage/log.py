@@ -147,7 +147,11 @@ class EventLog:
         self._ledger_ids: dict[str, UUID] = {}
         self._lock_key: tuple[int, int] | None = None
         postgres = is_postgres(engine)
-        self._copies = postgres
+        self._copies = postgres and not engine.dialect.is_async
+        """PostgreSQL's COPY and psycopg's pipeline mode: through the blocking driver only.
+        Through psycopg's async driver (`shredstore.aio` on PostgreSQL) statements go one at a
+        time: SQLAlchemy's adapted cursor buffers a statement's rows when it is executed,
+        which in a pipeline would be before they arrive."""
         if postgres and not sa.event.contains(engine, "before_cursor_execute", _not_pipelined):
             sa.event.listen(engine, "before_cursor_execute", _not_pipelined)
         self._sql = Statements("%s" if postgres else "?")

@@ -53,7 +53,12 @@ class Blocking:
 
     def __getattr__(self, name: str) -> Any:
         if not hasattr(AsyncEventStore, name):
-            return getattr(self._async.sync, name)
+            # What only the blocking store has, run as the async store runs everything (on the
+            # native path, in its greenlet).
+            attribute = getattr(self._async.sync, name)
+            if not callable(attribute):
+                return attribute
+            return lambda *args, **kwargs: self.run(self._async.run(attribute, *args, **kwargs))
         attribute = getattr(self._async, name)
         if inspect.iscoroutinefunction(attribute):
             return lambda *args, **kwargs: self.run(attribute(*args, **kwargs))
