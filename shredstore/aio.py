@@ -27,6 +27,7 @@ operation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import itertools
@@ -54,6 +55,11 @@ if TYPE_CHECKING:
     from keyvault import SubjectStatus
     from shredstore.evidence import ErasureReceipt
 
+# Imported now, not on the event loop when the first native store opens (a tenth of a second,
+# which the loop-blocking check of the tests caught). Without greenlet, PostgreSQL says so then.
+with contextlib.suppress(ImportError):
+    import sqlalchemy.ext.asyncio  # noqa: F401
+
 __all__ = ["AsyncEventStore"]
 
 P = ParamSpec("P")
@@ -67,7 +73,9 @@ _FIRST_WAIT = 0.01
 
 class AsyncEventStore:
     """`EventStore`'s operations, awaited (see the module). The arguments are `EventStore`'s;
-    `workers` is the size of the store's thread pool (operations beyond it wait their turn).
+    `workers` is the size of the thread pool where threads are used (operations beyond it
+    wait their turn). ``threads=True`` uses threads on PostgreSQL too: the blocking driver
+    pipelines an append's statements, which the async one cannot (docs/performance.md).
 
     Open it with ``async with`` (or ``await store.open()`` and ``await store.close()``).
     """
@@ -83,6 +91,7 @@ class AsyncEventStore:
         create: bool = True,
         read_only: bool = False,
         workers: int = 4,
+        threads: bool = False,
     ) -> None:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigurationError("workers is the number of worker threads, at least 1")
@@ -93,7 +102,7 @@ class AsyncEventStore:
             create=create, read_only=read_only)
         self._registry = registry
         self._workers = workers
-        self._native = (_is_postgres(url) and not read_only
+        self._native = (_is_postgres(url) and not read_only and not threads
                         and (vault_url is None or _is_postgres(vault_url)))
         self._engines: list[Any] = []
         self._executor: ThreadPoolExecutor | None = None

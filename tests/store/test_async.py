@@ -276,3 +276,24 @@ def test_the_detector_catches_a_blocking_call() -> None:
 
     with pytest.raises(AssertionError, match="took"):
         blocking()
+
+
+@pytest.mark.postgres
+def test_threads_can_be_chosen_on_postgresql(postgres_url: str) -> None:
+    @in_loop
+    async def scenario() -> None:
+        master = MasterKey.generate()
+        native = AsyncEventStore(postgres_url, master_key=master)
+        threaded = AsyncEventStore(postgres_url, master_key=master, threads=True)
+        assert native.native
+        assert not threaded.native
+        async with threaded as store:
+            if store.registry.find(Registered.__event_type__) is None:
+                store.registry.register(Registered)
+            await asyncio.gather(*(store.append(f"t-{n}", [Registered(
+                customer_id=f"c{n}", email=f"{n}@example.org")]) for n in range(10)))
+            assert len([r async for r in store.read_all()]) == 10
+        async with native as store:  # the same log, read through the async driver
+            assert len([r async for r in store.read_all()]) == 10
+
+    scenario()
