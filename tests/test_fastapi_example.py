@@ -33,10 +33,14 @@ def example() -> ModuleType:
 def test_the_service_registers_reads_exports_and_erases(any_url: str) -> None:
     app = example().create_app(any_url, MasterKey.generate())
 
+    # Made before the loop runs: a client builds its TLS context (certificates read from
+    # disk) when it is made, which is the test's own blocking work, not the service's.
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                               base_url="http://service", trust_env=False)
+
     @in_loop
     async def scenario() -> None:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://service") as client:
+        async with app.router.lifespan_context(app), client:
             ada = {"customer_id": "42", "name": "Ada", "email": "ada@example.org",
                    "plan": "pro"}
             created = await client.post("/customers", json=ada)
