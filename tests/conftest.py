@@ -129,10 +129,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "postgres_url" in getattr(item, "fixturenames", ()) or "postgres" in item.nodeid.lower():
             item.add_marker(pytest.mark.postgres)
-        if item.nodeid.startswith("tests/relay/"):
-            # One worker runs every broker test in turn (pytest-xdist's --dist loadgroup): the
-            # chaos test stops and starts the brokers themselves.
-            item.add_marker(pytest.mark.xdist_group("brokers"))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

@@ -8,10 +8,14 @@ by `broker_name`), deleted at the end.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -38,6 +42,20 @@ def _broker_url(env: str, default_port: int) -> str:
             pytest.fail(f"{reason}, and {REQUIRE_ENV}=1 forbids skipping", pytrace=False)
         pytest.skip(reason)
     return url
+
+
+BROKER_LOCK = Path(tempfile.gettempdir()) / "shredstore-test-brokers.lock"
+"""Taken shared by every test here, and exclusive by a test that stops and starts the
+brokers (marker ``restarts_brokers``): tests running at once (pytest-xdist's workers, another
+run on the machine) never see a broker go down under them."""
+
+
+@pytest.fixture(autouse=True)
+def _brokers_stay_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    exclusive = request.node.get_closest_marker("restarts_brokers") is not None
+    with BROKER_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
 
 
 @pytest.fixture

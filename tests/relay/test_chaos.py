@@ -26,7 +26,7 @@ from shredstore.relay import Delivery, Subscriber, open_message, read_message, s
 from tests.processes import Child
 from tests.relay.conftest import wait_for_port
 
-pytestmark = pytest.mark.processes
+pytestmark = [pytest.mark.processes, pytest.mark.restarts_brokers]
 
 STREAMS = 12
 EVENTS_PER_STREAM = 15
