@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,7 @@ def open_message(store: EventStore, body: bytes) -> RecordedEvent:
     return record
 
 
-class _Consumer:
+class _Consumer(ABC):
     """A loop over a subscriber's deliveries; `handle` is the subclass's."""
 
     def __init__(self, store: EventStore, subscriber: Subscriber) -> None:
@@ -59,8 +60,9 @@ class _Consumer:
         self.duplicates = 0
         """Deliveries of events that had taken effect already (acknowledged, not handled)."""
 
+    @abstractmethod
     def handle(self, delivery: Delivery) -> bool:
-        raise NotImplementedError
+        """Take one delivery (see the subclasses)."""
 
     def _open(self, delivery: Delivery) -> RecordedEvent:
         """The delivery's event; a message that is not a relayed event, or fails

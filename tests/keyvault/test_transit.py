@@ -174,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass
+        """Quiet: http.server would print a line per request on stderr."""
 
 
 class _Server(ThreadingHTTPServer):

@@ -55,7 +55,7 @@ def receive_all(subscriber: Subscriber, count: int, *, timeout: float = 15,
 class BrokerContract:
     @pytest.fixture
     def broker(self) -> Iterator[Any]:
-        raise NotImplementedError
+        raise NotImplementedError("subclasses provide the broker to check")
 
     def test_messages_arrive_in_order_and_intact(self, broker: Broker) -> None:
         subscriber = broker.subscriber("orders")

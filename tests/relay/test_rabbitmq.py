@@ -360,7 +360,7 @@ class Proxy:
                 self.flowing.wait()
                 target.sendall(data)
         except OSError:
-            pass
+            return  # the proxy was cut, or a side closed: this direction is done
 
     def cut(self) -> None:
         """Drop every connection made so far (new ones are relayed)."""

@@ -355,7 +355,7 @@ class FakeSubscriber:
         return self._deliveries.pop(0) if self._deliveries else None
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the deliveries are in memory."""
 
 
 def test_an_inbox_copies_events_into_a_store_sharing_the_vault_once(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from shredstore import (
     NO_STREAM,
     REDACTED,
     AsyncEventStore,
+    ConfigurationError,
     Event,
     EventStore,
     PersonalData,
@@ -270,17 +271,22 @@ async def test_a_live_subscription_follows_appends_and_ends_with_its_loop(
 
 def test_a_closed_or_unopened_store_says_so(sqlite_url: str) -> None:
     store = AsyncEventStore(sqlite_url)
-    with pytest.raises(Exception, match="not open"):
+    with pytest.raises(ConfigurationError, match="not open"):
         store.sync  # noqa: B018
 
-    async def reads() -> None:
-        async for _ in store.read_all():
-            pass
+    async def reads() -> list[int]:
+        return [record.position async for record in store.read_all()]
 
-    with pytest.raises(Exception, match="not open"):
+    async def opened_then_closed() -> None:
+        async with store:
+            assert await reads() == []
+        await store.close()  # idempotent
+
+    with pytest.raises(ConfigurationError, match="not open"):
         asyncio.run(reads())
-    with EventStore(sqlite_url):
-        pass
+    asyncio.run(opened_then_closed())
+    with pytest.raises(ConfigurationError, match="not open"):
+        asyncio.run(reads())
 
 
 def test_the_detector_catches_a_blocking_call(sqlite_url: str) -> None:
