@@ -315,8 +315,8 @@ def test_a_lost_connection_is_reported_then_replaced(nats_broker: NatsBroker) ->
         cutter.start()
         started = time.monotonic()
         with pytest.raises(BrokerUnavailable):  # closed under a waiting fetch
-            subscriber.receive(3.0)
-        assert time.monotonic() - started < 2
+            subscriber.receive(30.0)
+        assert time.monotonic() - started < 10  # at the cut, not at the end of the wait
         cutter.join()
         publisher.publish(sample_messages(1, first=3))
         assert len(receive_all(subscriber, 1)) == 1  # connected again

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import inspect
-import logging
+import socket
+import sqlite3
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -131,53 +133,64 @@ class Registered(Event, type_name="test.aio.Registered"):
     email: Annotated[str, PersonalData(subject="customer_id")]
 
 
+_WATCHED: list[Callable[[str, tuple[Any, ...]], None]] = []
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    for watch in _WATCHED:
+        watch(event, args)
+
+
+sys.addaudithook(_audit)  # audit hooks cannot be removed: this one calls the current watchers
+
+
 def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test in a fresh loop, failing it on a blocking call on the loop, found two
-    ways:
+    """Run an async test in a fresh loop, failing it on a blocking call made on the loop's
+    thread, found without timing anything (a timed check fails on a busy machine):
 
-    - any database connection taken from a blocking driver's pool in the loop's thread (every
-      statement the store runs needs one; the async driver's connections are the native
-      path's, whose round trips are awaited);
-    - any callback or task step that held the loop for more than 100 ms (debug mode's slow
-      callback check: an import, a sleep, CPU-bound work in the wrong place).
-
-    The objects of the tests that ran before are frozen first: a collection of the whole test
-    run's garbage is a pause of the garbage collector's, not of the store's."""
+    - a database connection taken from a blocking driver's pool (every statement the store
+      runs needs one; the async driver's connections are the native path's, whose round trips
+      are awaited);
+    - `time.sleep`, and what Python's audit events show: a SQLite database opened, a blocking
+      socket connected (an HTTP client's call to a key-management service, say)."""
 
     @functools.wraps(test)
     def run(*args: Any, **kwargs: Any) -> None:
-        slow: list[str] = []
         blocking: list[str] = []
         loop_thread = threading.get_ident()
-
-        class Catch(logging.Handler):
-            def emit(self, record: logging.LogRecord) -> None:
-                if "took" in record.getMessage():
-                    slow.append(record.getMessage())
 
         def checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
             kind = type(dbapi_connection).__name__
             if threading.get_ident() == loop_thread and not kind.startswith("AsyncAdapt"):
                 blocking.append(f"a {kind} connection taken on the event loop")
 
-        handler = Catch()
-        logging.getLogger("asyncio").addHandler(handler)
+        def watch(event: str, args: tuple[Any, ...]) -> None:
+            if threading.get_ident() != loop_thread:
+                return
+            if event == "sqlite3.connect":
+                blocking.append("a SQLite database opened on the event loop")
+            elif event == "socket.connect" and args[0].gettimeout() != 0.0:
+                blocking.append(f"a blocking socket connected to {args[1]!r} on the event loop")
+
+        def sleep(seconds: float) -> None:
+            if threading.get_ident() == loop_thread and seconds > 0:
+                blocking.append(f"time.sleep({seconds}) on the event loop")
+            real_sleep(seconds)
+
         sa.event.listen(Pool, "checkout", checkout)
-        gc.collect()
-        gc.freeze()
+        _WATCHED.append(watch)
+        real_sleep, time.sleep = time.sleep, sleep  # Python 3.11 has no audit event for it
         loop = asyncio.new_event_loop()
-        loop.set_debug(True)
-        loop.slow_callback_duration = 0.1
+        loop.set_debug(True)  # also reports callbacks and coroutines never awaited
         try:
             loop.run_until_complete(test(*args, **kwargs))
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+            time.sleep = real_sleep
+            _WATCHED.remove(watch)
             sa.event.remove(Pool, "checkout", checkout)
-            logging.getLogger("asyncio").removeHandler(handler)
-            gc.unfreeze()
         assert blocking == [], blocking
-        assert slow == [], slow
 
     return run
 
@@ -291,9 +304,8 @@ def test_a_closed_or_unopened_store_says_so(sqlite_url: str) -> None:
 
 def test_the_detector_catches_a_blocking_call(sqlite_url: str) -> None:
     """`in_loop` fails a test that blocks its loop (the checks above cannot pass vacuously):
-    a blocking store used on the loop, however short each call, and a long pause."""
-    import time
-
+    a blocking store used on the loop, however short each call, a sleep, a SQLite database
+    opened and a blocking socket connected on the loop."""
     @in_loop
     async def blocking_store() -> None:
         with EventStore(sqlite_url) as store:  # what a synchronous store in a handler does
@@ -305,7 +317,22 @@ def test_the_detector_catches_a_blocking_call(sqlite_url: str) -> None:
         time.sleep(0.25)
         await asyncio.sleep(0)
 
+    @in_loop
+    async def opening_sqlite() -> None:
+        sqlite3.connect(":memory:").close()
+
+    @in_loop
+    async def connecting() -> None:
+        with socket.socket() as listener, socket.socket() as client:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            client.connect(listener.getsockname())
+
     with pytest.raises(AssertionError, match="connection taken on the event loop"):
         blocking_store()
-    with pytest.raises(AssertionError, match="took"):
+    with pytest.raises(AssertionError, match="SQLite database opened on the event loop"):
+        opening_sqlite()
+    with pytest.raises(AssertionError, match="blocking socket connected"):
+        connecting()
+    with pytest.raises(AssertionError, match=r"time\.sleep\(0\.25\) on the event loop"):
         sleeping()
