@@ -102,12 +102,13 @@ def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
         emit(as_json, {"result": "invalid", "problem": problem}, f"skipped: {problem}")
     batch = Batch()
     with settings.store(needs_key=verify_residue and not dry_run) as store, \
-            signals_deferred() as stop:
-        for request in progress(requests, "erasing" if not dry_run else "checking"):
+            signals_deferred() as stop, \
+            progress(requests, "erasing" if not dry_run else "checking") as (each, echo):
+        for request in each:
             if stop.signal is not None:
                 break
             outcome = erase_one(store, request, options)
-            emit(as_json, outcome.data, outcome.text)
+            emit(as_json, outcome.data, outcome.text, echo=echo)
             batch.add(request, outcome)
     click.echo(batch.summary(bad) or "nothing to do", err=as_json)
     if stop.signal is not None and batch.done < len(requests):

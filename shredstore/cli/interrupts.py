@@ -7,7 +7,6 @@ then says how far the batch got and how to resume, and exits 128 + the signal's 
 
 from __future__ import annotations
 
-import os
 import shlex
 import signal
 import sys
@@ -18,7 +17,7 @@ from types import FrameType
 from typing import NoReturn
 
 from shredstore.cli.batch import Batch
-from shredstore.cli.output import emit
+from shredstore.cli.output import emit, interject
 from shredstore.erasure.requests import ErasureRequest
 
 __all__ = ["Stop", "signals_deferred", "stopped"]
@@ -41,8 +40,7 @@ class Stop:
             text = (f"{name} again: still finishing the subject in hand, then stopping (kill "
                     "-9 would stop at once, but could leave its key destroyed and not yet "
                     "recorded in the ledger until `shredstore reconcile`)")
-        # os.write, not click.echo: a handler may run in the middle of a write to stderr.
-        os.write(2, f"shredstore: {text}\n".encode())
+        interject(f"shredstore: {text}")  # in the bar's place, if one is drawn
 
 
 @contextmanager
