@@ -57,6 +57,27 @@ def test_a_dry_run_shows_what_would_be_erased_and_changes_nothing(filled: str, t
     assert not (tmp_path / "erasure-receipts").exists()
 
 
+def test_a_dry_run_of_an_erased_subject_says_when_it_was_erased_and_that_nothing_is_left(
+        filled: str, tmp_path: Path) -> None:
+    """Not "would make N event(s) read as redacted", as if its erasure were pending."""
+    assert run("erase", "c-2", "--request-id", "REQ-2", url=filled, cwd=tmp_path).returncode == 0
+    with EventStore(filled) as store:
+        erased_at = store.subject_status("c-2").erased_at
+    assert erased_at is not None
+    dry = run("erase", "c-2", "c-1", "--dry-run", url=filled, cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0] == (f"c-2: already erased at {erased_at.isoformat()} (request REQ-2); "
+                        "nothing to do")
+    assert lines[1].startswith("c-1: active; would make 1 event(s) in 1 stream(s)")
+    assert lines[-1] == "1 already erased, 1 would erase"
+    answers = [json.loads(line) for line in run(
+        "erase", "c-2", "c-1", "--dry-run", "--json", url=filled, cwd=tmp_path).stdout.splitlines()]
+    assert [(a["subject"], a["result"], a["state"], a["erased_at"], a["erasure_request_id"])
+            for a in answers] == [("c-2", "dry run", "erased", erased_at.isoformat(), "REQ-2"),
+                                  ("c-1", "dry run", "active", None, None)]
+
+
 def test_erase_writes_a_receipt_and_the_ledger_entry(filled: str, tmp_path: Path,
                                                      master_file: Path) -> None:
     result = run("erase", "c-1", "--request-id", "REQ-1", "--reason", "Art. 17", "--json",
@@ -116,6 +137,42 @@ def test_a_csv_batch_file(filled: str, tmp_path: Path) -> None:
     result = run("erase", "--from-file", str(bad_header), url=filled, cwd=tmp_path)
     assert result.returncode == 2
     assert "line 1: the CSV header must name a 'subject' column" in result.stderr
+
+
+@pytest.mark.parametrize(("name", "text", "first"), [
+    ("requests.csv", "subject,request_id\r\nc-1,R-1\r\nc-2,R-2\r\n", 2),  # as Excel saves
+    ("requests.jsonl", '{"subject": "c-1"}\n{"subject": "c-2"}\n', 1),
+    ("requests.txt", '{"subject": "c-1"}\n{"subject": "c-2"}\n', 1),  # JSON lines by content
+])
+def test_a_batch_file_with_a_byte_order_mark_reads_as_without_one(
+        filled: str, tmp_path: Path, name: str, text: str, first: int) -> None:
+    """A UTF-8 byte-order mark, as spreadsheet programs write, is no part of the header or of
+    the first request."""
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+    result = run("erase", "--from-file", name, "--dry-run", url=filled, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line.split(";")[0] for line in result.stdout.splitlines()
+            if line.startswith("line ")] == [
+        f"line {first}: c-1: active", f"line {first + 1}: c-2: active"]
+
+
+@pytest.mark.parametrize(("name", "content", "why"), [
+    ("requests.csv", b"", "the file is empty"),
+    ("requests.csv", b"\xef\xbb\xbf", "the file is empty"),
+    ("requests.csv", b"\n\n  \n", "the file is blank lines only"),
+    ("requests.csv", b"subject,request_id,reason\n", "a header and no row under it"),
+    ("requests.csv", b"\xef\xbb\xbfsubject\r\n\r\n,\r\n", "a header and no row under it"),
+    ("requests.csv", b",,\n,\n", "no header, no row"),
+    ("requests.jsonl", b"\n\n", "the file is blank lines only"),
+])
+def test_a_batch_file_without_requests_is_a_usage_error(
+        filled: str, tmp_path: Path, name: str, content: bytes, why: str) -> None:
+    """Exit 2 and one line saying the file holds no requests, rather than an empty batch that
+    does nothing, or a complaint about the command line."""
+    (tmp_path / name).write_bytes(content)
+    result = run("erase", "--from-file", name, url=filled, cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"shredstore: {name} holds no requests: {why}\n"
 
 
 def test_a_signed_receipt_verifies_and_an_edited_one_fails(filled: str, tmp_path: Path) -> None:

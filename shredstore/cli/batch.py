@@ -94,11 +94,8 @@ def erase_one(store: EventStore, request: ErasureRequest, options: ErasureOption
     residue = options.residue
     try:
         if options.dry_run:
-            found = erasure.plan(store, subject, allow_unknown=options.allow_unknown)
-            return Outcome("already erased" if found.already_erased else "would erase",
-                           {"subject": subject, "result": "dry run", "state": found.state,
-                            **found.footprint.to_dict()},
-                           _describe_footprint(where, found.state, found.footprint))
+            return _dry_run(where, erasure.plan(store, subject,
+                                                allow_unknown=options.allow_unknown))
         receipt = erasure.erase(
             store, subject, reason=request.reason, request_id=request.request_id,
             signing_key=options.signing_key, verify_residue=residue is not None,
@@ -156,6 +153,23 @@ def _scrubbed_text(receipt: erasure.ErasureReceipt) -> str:
 
 def _residue_text(report: ResidueReport | None) -> str:
     return "" if report is None else f"{report.summary()}; "
+
+
+def _dry_run(where: str, found: erasure.ErasurePlan) -> Outcome:
+    """What a dry run says of a subject: what would read as redacted, or, for a subject erased
+    before, when that was and that nothing is left to do."""
+    status, erased = found.status, found.already_erased
+    erased_at = status.erased_at.isoformat() if erased and status.erased_at else None
+    data = {"subject": found.subject_id, "result": "dry run", "state": found.state,
+            "erased_at": erased_at, "erasure_request_id": status.request_id if erased else None,
+            **found.footprint.to_dict()}
+    if not erased:
+        return Outcome("would erase", data,
+                       _describe_footprint(where, found.state, found.footprint))
+    when = f" at {erased_at}" if erased_at else ""
+    request = f" (request {status.request_id})" if status.request_id else ""
+    return Outcome("already erased", data,
+                   f"{where}{found.subject_id}: already erased{when}{request}; nothing to do")
 
 
 def _describe_footprint(where: str, state: str, footprint: erasure.Footprint) -> str:

@@ -3,8 +3,9 @@
 CSV has a header row naming at least ``subject`` (also ``request_id`` and ``reason``); JSON
 lines hold one object per line with the same keys. A file ending in ``.csv`` is CSV, one ending
 in ``.jsonl``, ``.ndjson`` or ``.json`` is JSON lines; otherwise a first character ``{`` says
-JSON lines. Problems name the line and what is wrong, never the line's content (it may hold
-personal data).
+JSON lines. A UTF-8 byte-order mark (spreadsheet programs write one) is ignored. Problems name
+the line and what is wrong, never the line's content (it may hold personal data); a file that
+holds no request at all (empty, blank lines, a header alone) is an error, not an empty batch.
 """
 
 from __future__ import annotations
@@ -37,18 +38,29 @@ class ErasureRequest:
 
 
 def read_requests(path: Path) -> tuple[list[ErasureRequest], list[str]]:
-    """The good requests of a file, and a problem per bad line (``"line N: ..."``)."""
+    """The good requests of a file, and a problem per bad line (``"line N: ..."``).
+
+    Raises `ConfigurationError` if the file cannot be read, is not UTF-8, has no CSV header
+    naming ``subject``, or holds no request at all (not even a bad one).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # without a byte-order mark, if any
     except OSError as error:
         raise ConfigurationError(f"cannot read {path}: {error.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigurationError(f"{path} is not UTF-8 text") from None
+    if not text.strip():
+        raise ConfigurationError(f"{path} holds no requests: the file is "
+                                 + ("empty" if not text else "blank lines only"))
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json") or (
             suffix != ".csv" and text.lstrip().startswith("{")):
-        return _json_lines(text)
-    return _csv(text, path)
+        requests, problems = _json_lines(text)
+    else:
+        requests, problems = _csv(text, path)
+    if not requests and not problems:
+        raise ConfigurationError(f"{path} holds no requests: a header and no row under it")
+    return requests, problems
 
 
 def _json_lines(text: str) -> tuple[list[ErasureRequest], list[str]]:
@@ -75,14 +87,16 @@ def _json_lines(text: str) -> tuple[list[ErasureRequest], list[str]]:
 def _csv(text: str, path: Path) -> tuple[list[ErasureRequest], list[str]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = [name.strip().lower() for name in next(reader)]
-    except StopIteration:
-        return [], []
+        header: list[str] = []
+        while not any(header):  # the first line that is not blank
+            header = [name.strip().lower() for name in next(reader)]
+    except StopIteration:  # nothing but empty cells
+        raise ConfigurationError(f"{path} holds no requests: no header, no row") from None
     except csv.Error:
-        raise ConfigurationError(f"{path}: line 1: not a CSV header") from None
+        raise ConfigurationError(f"{path}: line {reader.line_num}: not a CSV header") from None
     if "subject" not in header:
         raise ConfigurationError(
-            f"{path}: line 1: the CSV header must name a 'subject' column "
+            f"{path}: line {reader.line_num}: the CSV header must name a 'subject' column "
             "(and optionally request_id, reason)")
     requests, problems = [], []
     while True:
