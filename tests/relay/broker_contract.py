@@ -37,7 +37,7 @@ def sample_messages(count: int, *, stream: str = "order-1", first: int = 1) -> l
         prev_hash=b"", hash=b"")) for n in range(count)]
 
 
-def receive_all(subscriber: Subscriber, count: int, *, timeout: float = 15,
+def receive_all(subscriber: Subscriber, count: int, *, timeout: float = 30,
                 ack: bool = True) -> list[Delivery]:
     """`count` deliveries (acknowledged, unless not `ack`), failing after `timeout` s."""
     got: list[Delivery] = []

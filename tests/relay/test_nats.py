@@ -155,12 +155,12 @@ def test_a_filter_subject_selects_one_stream(nats_broker: NatsBroker) -> None:
 
 def test_a_long_batch_arrives_in_order(nats_broker: NatsBroker) -> None:
     subscriber = nats_broker.subscriber("long", batch=500)
-    publisher = nats_broker.publisher()
+    publisher = nats_broker.publisher(timeout=60)  # generous bounds: CI's machine is busy
     try:
         sent = sample_messages(3000)
         publisher.publish(sent)
         assert stored_count(nats_broker.url, nats_broker.stream) == 3000
-        got = receive_all(subscriber, 3000)
+        got = receive_all(subscriber, 3000, timeout=60)
         assert [d.body for d in got] == [m.body for m in sent]
     finally:
         publisher.close()
