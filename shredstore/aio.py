@@ -41,7 +41,16 @@ from sqlalchemy.util import greenlet_spawn
 
 from keyvault import KeyProvider
 from shredstore.errors import ConfigurationError
-from shredstore.events import Event, EventRegistry, RecordedEvent, default_registry
+from shredstore.events import (
+    E2,
+    E3,
+    E,
+    Event,
+    EventClassesOf,
+    EventRegistry,
+    RecordedEvent,
+    default_registry,
+)
 from shredstore.expected import ANY, ExpectedVersion
 from shredstore.projections.subscription import Subscription
 from shredstore.storage.chain import LogHead, VerifyReport
@@ -224,25 +233,29 @@ class AsyncEventStore:
     # --- reading ----------------------------------------------------------------------------
 
     def read_stream(self, stream_id: str, *, from_version: int | None = None,
-                    backwards: bool = False, limit: int | None = None
-                    ) -> AsyncIterator[RecordedEvent]:
+                    backwards: bool = False, limit: int | None = None,
+                    of: EventClassesOf[E, E2, E3] | None = None
+                    ) -> AsyncIterator[RecordedEvent[E | E2 | E3]]:
         """`EventStore.read_stream`, as an async iterator."""
         return self._iterate(functools.partial(
             self._opened().read_stream, stream_id, from_version=from_version,
-            backwards=backwards, limit=limit))
+            backwards=backwards, limit=limit, of=of))
 
     def read_all(self, *, after: int = 0, limit: int | None = None,
-                 types: Iterable[str | type[Event]] | None = None
-                 ) -> AsyncIterator[RecordedEvent]:
+                 types: Iterable[str | type[Event]] | None = None,
+                 of: EventClassesOf[E, E2, E3] | None = None
+                 ) -> AsyncIterator[RecordedEvent[E | E2 | E3]]:
         """`EventStore.read_all`, as an async iterator."""
         kinds = None if types is None else list(types)
         return self._iterate(functools.partial(self._opened().read_all, after=after,
-                                               limit=limit, types=kinds))
+                                               limit=limit, types=kinds, of=of))
 
-    def read_subject(self, subject_id: str, *, after: int = 0) -> AsyncIterator[RecordedEvent]:
+    def read_subject(self, subject_id: str, *, after: int = 0,
+                     of: EventClassesOf[E, E2, E3] | None = None
+                     ) -> AsyncIterator[RecordedEvent[E | E2 | E3]]:
         """`EventStore.read_subject`, as an async iterator."""
         return self._iterate(functools.partial(self._opened().read_subject, subject_id,
-                                               after=after))
+                                               after=after, of=of))
 
     async def subscribe(self, *, after: int = 0,
                         types: Iterable[str | type[Event]] | None = None,

@@ -10,6 +10,7 @@ too, so ``except LookupError`` keeps working for callers that never heard of shr
     ├── DuplicateEventError (ValueError)      an event id already stored elsewhere
     ├── InvalidEventError (ValueError)        an event its readers could not return as written
     ├── UnknownEventType (LookupError)        no class is registered for a stored type name
+    ├── UnexpectedEventType (TypeError)       a stream holds an event its read's `of=` excludes
     ├── EventDecodingError (ValueError)       a stored event does not fit its class
     ├── SubjectErasedError (LookupError)      personal data for an erased subject
     ├── TamperedError (ValueError)            stored ciphertext failed authentication
@@ -60,6 +61,7 @@ __all__ = [
     "StoreUnavailable",
     "SubjectErasedError",
     "TamperedError",
+    "UnexpectedEventType",
     "UnknownEventType",
     "UnknownSubjectError",
     "WrongExpectedVersion",
@@ -112,6 +114,12 @@ class InvalidEventError(ShredstoreError, ValueError):
 
 class UnknownEventType(ShredstoreError, LookupError):
     """No event class is registered under a stored event's type name."""
+
+
+class UnexpectedEventType(ShredstoreError, TypeError):
+    """`read_stream(..., of=Cls)` reached an event that is not a `Cls`: the stream holds
+    something the reader did not expect. The message names the stream, the version, the
+    position and the types, never the event's fields; the events before it were returned."""
 
 
 class EventDecodingError(ShredstoreError, ValueError):

@@ -7,30 +7,45 @@ event, so a stored record names its own type without the class that wrote it.
 
 from __future__ import annotations
 
+import itertools
 import os
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, Never
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from shredstore.errors import ConfigurationError, UnknownEventType
+from shredstore.errors import ConfigurationError, UnexpectedEventType, UnknownEventType
 from shredstore.personal import is_complete, plan_of
 from shredstore.upcasting import Upcaster, Upcasters
 
+if sys.version_info >= (3, 13):
+    from typing import TypeVar
+else:  # a type parameter's default (PEP 696) before Python 3.13
+    from typing_extensions import TypeVar
+
 __all__ = [
+    "E",
+    "E2",
+    "E3",
     "Event",
+    "EventClasses",
+    "EventClassesOf",
     "EventRegistry",
     "RecordedEvent",
     "UnknownEvent",
     "default_registry",
+    "check_event_classes",
+    "checked_records",
     "new_event_id",
     "recorded_event",
+    "selected_records",
     "upcaster",
 ]
 
@@ -71,6 +86,18 @@ class EventRegistry:
     def find(self, type_name: str) -> type[Event] | None:
         """Return the class registered under `type_name`, or None."""
         return self._classes.get(type_name)
+
+    def names_of(self, classes: EventClasses) -> list[str] | None:
+        """The type names whose events read as instances of `classes` (a class or a tuple of
+        them, subclasses included), or None where that is every stored event or cannot be
+        told by name (`Event` itself; `UnknownEvent`, which is every unregistered name)."""
+        check_event_classes(classes)
+        wanted = classes if isinstance(classes, tuple) else (classes,)
+        if any(issubclass(UnknownEvent, cls) or issubclass(cls, UnknownEvent)
+               for cls in wanted):
+            return None
+        with self._lock:
+            return [name for name, cls in self._classes.items() if issubclass(cls, classes)]
 
     def __contains__(self, type_name: object) -> bool:
         return type_name in self._classes
@@ -118,6 +145,7 @@ class Event(BaseModel):
     `event_id` identifies the event in the log. It is created with the instance (a
     time-ordered `new_event_id`, unless given), so appending the same instances again is
     recognised as a retry and stored once.
+
     """
 
     model_config = ConfigDict(frozen=True)
@@ -166,6 +194,7 @@ class Event(BaseModel):
         super().__init_subclass__(**kwargs)
 
 
+
 class UnknownEvent(Event, register=False):
     """A stored event whose type name has no registered class, read as plain data.
 
@@ -177,9 +206,31 @@ class UnknownEvent(Event, register=False):
     data: dict[str, Any]
 
 
+_E_co = TypeVar("_E_co", bound=Event, default=Event, covariant=True)
+
+E = TypeVar("E", bound=Event, default=Event)
+E2 = TypeVar("E2", bound=Event, default=Never)
+E3 = TypeVar("E3", bound=Event, default=Never)
+
+EventClassesOf = type[E] | tuple[type[E]] | tuple[type[E], type[E2]] | tuple[
+    type[E], type[E2], type[E3]]
+"""The reads' ``of=``, typed: a class, or a tuple of up to three, whose records are typed
+``RecordedEvent[E | E2 | E3]`` (without ``of=``: ``RecordedEvent[Event]``, E's default).
+One generic signature, not overloads: with pydantic's mypy plugin, overloads made a list of
+classes given to ``types=`` an error. A longer tuple works at run time; to the type checker,
+name a base class instead."""
+
+EventClasses = type[Event] | tuple[type[Event], ...]
+"""What ``of=`` takes at run time: an event class, or a tuple of them (as `isinstance`)."""
+
+
 @dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """An event as the log holds it: where it is, when it was written, and the event itself."""
+class RecordedEvent(Generic[_E_co]):
+    """An event as the log holds it: where it is, when it was written, and the event itself.
+
+    ``RecordedEvent[CustomerRegistered]`` is a record whose `event` is a `CustomerRegistered`
+    (what the reads' ``of=`` return); a bare `RecordedEvent` is ``RecordedEvent[Event]``.
+    """
 
     position: int
     """Global position in the log: increases in commit order, without gaps."""
@@ -191,11 +242,56 @@ class RecordedEvent:
     schema_version: int
     recorded_at: datetime
     metadata: Mapping[str, JsonValue]
-    event: Event
+    event: _E_co
     redacted_fields: frozenset[str] = frozenset()
     """The (dotted) fields whose subject was erased: they read as their replacement or REDACTED."""
     personal_fields: frozenset[str] = frozenset()
     """The (dotted) fields stored as personal data, as they were named when written."""
+
+
+def checked_records(records: Iterator[RecordedEvent], of: EventClasses, *, stream_id: str
+                    ) -> Iterator[RecordedEvent[Any]]:
+    """`records` (of one stream), each checked to be an instance of `of`: `read_stream`'s
+    ``of=``. An event that is not raises `UnexpectedEventType` when it is reached."""
+    check_event_classes(of)
+    return _checked(records, of, stream_id)
+
+
+def _checked(records: Iterator[RecordedEvent], of: EventClasses, stream_id: str
+             ) -> Iterator[RecordedEvent[Any]]:
+    for record in records:
+        if not isinstance(record.event, of):
+            raise _unexpected(record, of, stream_id)
+        yield record
+
+
+def selected_records(records: Iterator[RecordedEvent], of: EventClasses,
+                     limit: int | None = None) -> Iterator[RecordedEvent[Any]]:
+    """The records of `records` whose event is an instance of `of`, at most `limit` of them:
+    the ``of=`` of `read_all` and `read_subject`."""
+    check_event_classes(of)
+    selected = (record for record in records if isinstance(record.event, of))
+    return selected if limit is None else itertools.islice(selected, limit)
+
+
+def check_event_classes(of: object) -> None:
+    """Refuse an ``of=`` that is not an `Event` class or a non-empty tuple of them, when the
+    read is called (not at its first event)."""
+    classes = of if isinstance(of, tuple) else (of,)
+    if not classes or not all(isinstance(cls, type) and issubclass(cls, Event)
+                              for cls in classes):
+        # Its type, not its value: an event given by mistake would show its fields.
+        raise ConfigurationError("of= takes an Event class or a non-empty tuple of them, "
+                                 f"not a {type(of).__qualname__}")
+
+
+def _unexpected(record: RecordedEvent, of: EventClasses, stream_id: str) -> UnexpectedEventType:
+    wanted = " or ".join(cls.__qualname__ for cls in (of if isinstance(of, tuple) else (of,)))
+    return UnexpectedEventType(
+        f"stream {stream_id!r} holds a {record.event_type!r} event "
+        f"({type(record.event).__qualname__}) at version {record.version} (position "
+        f"{record.position}), not a {wanted} as the read's of= expects; widen of= (a tuple, or "
+        "a base class of the stream's events) or read without it")
 
 
 def upcaster(

@@ -34,7 +34,18 @@ from shredstore.errors import (
     TamperedError,
     vault_configuration_errors,
 )
-from shredstore.events import Event, EventRegistry, RecordedEvent, default_registry
+from shredstore.events import (
+    E2,
+    E3,
+    E,
+    Event,
+    EventClassesOf,
+    EventRegistry,
+    RecordedEvent,
+    checked_records,
+    default_registry,
+    selected_records,
+)
 from shredstore.evidence import ErasureReceipt
 from shredstore.expected import ANY, ExpectedVersion
 from shredstore.mapping.column import try_decode_column
@@ -292,18 +303,25 @@ class EventStore:
         from_version: int | None = None,
         backwards: bool = False,
         limit: int | None = None,
-    ) -> Iterator[RecordedEvent]:
+        of: EventClassesOf[E, E2, E3] | None = None,
+    ) -> Iterator[RecordedEvent[E | E2 | E3]]:
         """The events of one stream by version; an unknown stream reads as empty.
 
         Forwards from `from_version` (default: the first), or with ``backwards=True`` down from
         it (default: the last). At most `limit` events.
+
+        ``of=Cls`` (or a tuple of classes) says what the stream holds, for the type checker
+        (records typed ``RecordedEvent[Cls]``) and checked as it is read: an event that is not
+        an instance raises `UnexpectedEventType` when the read reaches it. Nothing is skipped:
+        a fold over a stream must see every event.
         """
         _check_stream_id(stream_id)
         _check_count("from_version", from_version, minimum=1)
         _check_count("limit", limit, minimum=0)
-        return self._decode(self._log.read_stream(
+        records: Iterator[RecordedEvent[Any]] = self._decode(self._log.read_stream(
             stream_id, from_version=from_version, backwards=backwards, limit=limit
         ))
+        return records if of is None else checked_records(records, of, stream_id=stream_id)
 
     def read_all(
         self,
@@ -311,25 +329,49 @@ class EventStore:
         after: int = 0,
         limit: int | None = None,
         types: Iterable[str | type[Event]] | None = None,
-    ) -> Iterator[RecordedEvent]:
+        of: EventClassesOf[E, E2, E3] | None = None,
+    ) -> Iterator[RecordedEvent[E | E2 | E3]]:
         """Every event after position `after`, in global order; optionally only some types.
 
         A reader that remembers the last position it saw and calls again with ``after=`` that
         position never misses an event, even while other processes append.
+
+        ``types=`` selects by stored type name, exactly. ``of=Cls`` (or a tuple of classes)
+        selects the events that read as instances of it, subclasses included, and types the
+        records ``RecordedEvent[Cls]``; with both, an event must pass both. Both are
+        filters in the database (``of=`` through the registered classes' type names), so
+        `limit` counts the selected events; ``of=UnknownEvent`` alone is told apart as the
+        events are read.
         """
         _check_count("after", after, minimum=0)
         _check_count("limit", limit, minimum=0)
         names = None if types is None else [
             kind if isinstance(kind, str) else kind.__event_type__ for kind in types
         ]
-        return self._decode(self._log.read_all(after=after, limit=limit, types=names))
+        if of is None:
+            records: Iterator[RecordedEvent[Any]] = self._decode(
+                self._log.read_all(after=after, limit=limit, types=names))
+            return records
+        by_class = self._registry.names_of(of)
+        if by_class is None:  # not told apart by name: limit what passes the check
+            return selected_records(
+                self._decode(self._log.read_all(after=after, types=names)), of, limit)
+        if names is not None:
+            by_class = sorted(set(by_class).intersection(names))
+        return selected_records(
+            self._decode(self._log.read_all(after=after, limit=limit, types=by_class)), of)
 
-    def read_subject(self, subject_id: str, *, after: int = 0) -> Iterator[RecordedEvent]:
+    def read_subject(self, subject_id: str, *, after: int = 0,
+                     of: EventClassesOf[E, E2, E3] | None = None
+                     ) -> Iterator[RecordedEvent[E | E2 | E3]]:
         """Every event that names `subject_id`, in global order, found through the index
-        (only events whose own stored subjects name it: a forged index entry shows nothing)."""
+        (only events whose own stored subjects name it: a forged index entry shows nothing).
+        ``of=`` selects, as in `read_all`."""
         _check_subject(subject_id)
         _check_count("after", after, minimum=0)
-        return self._decode(self._log.read_subject(subject_id, after=after))
+        records: Iterator[RecordedEvent[Any]] = self._decode(
+            self._log.read_subject(subject_id, after=after))
+        return records if of is None else selected_records(records, of)
 
     def erase_subject(
         self,
