@@ -118,12 +118,12 @@ def _same_terminal(one: TextIO, other: TextIO) -> bool:
 
 @contextmanager
 def _bar(console: Console, label: str, total: int | None) -> Iterator[tuple[Progress, TaskID]]:
-    """A transient bar on `console`; what else is written to the bar's own stream meanwhile
-    is printed above it (never moved to the other stream)."""
-    on_stdout = console.file is sys.stdout
+    """A transient bar on `console`. Drawn on stderr, whatever else goes to sys.stderr
+    meanwhile is printed above it; sys.stdout is never redirected (a document written there
+    must reach it unchanged, not re-rendered by rich), nor moved to the other stream."""
     with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=console,
-                  transient=True, redirect_stdout=on_stdout,
-                  redirect_stderr=not on_stdout) as bar:
+                  transient=True, redirect_stdout=False,
+                  redirect_stderr=console.file is not sys.stdout) as bar:
         _bars_shown.append(bar)
         try:
             yield bar, bar.add_task(label, total=total)
