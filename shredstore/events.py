@@ -146,6 +146,12 @@ class Event(BaseModel):
     time-ordered `new_event_id`, unless given), so appending the same instances again is
     recognised as a retry and stored once.
 
+    An event is a fact with an identity: two events are equal when they are of the same class
+    with the same fields *and the same* `event_id` (two deposits of 10 are two facts, and a
+    set of events keeps both); the hash agrees. An event read back is equal to the instance
+    that was appended (its id is stored with it). To compare with an event built afresh, give
+    it the id (``Cls(..., event_id=record.event_id)``) or compare ``model_dump()``, which
+    leaves the id out. The repr shows the id last, so two unequal events never print alike.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -158,6 +164,7 @@ class Event(BaseModel):
     Other events refuse it: an erased value cannot be stored again."""
 
     event_id: UUID = Field(default_factory=new_event_id, exclude=True, repr=False)
+    """Not in ``model_dump()`` (the payload); in the repr, after the fields (`__repr_args__`)."""
 
     @classmethod
     def __pydantic_init_subclass__(
@@ -193,6 +200,10 @@ class Event(BaseModel):
             kwargs.pop(option, None)
         super().__init_subclass__(**kwargs)
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # The event's data first, its identity last: part of equality, so part of the repr.
+        yield from super().__repr_args__()
+        yield "event_id", self.event_id
 
 
 class UnknownEvent(Event, register=False):

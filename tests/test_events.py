@@ -7,7 +7,14 @@ import uuid
 
 import pytest
 
-from shredstore import ConfigurationError, Event, EventRegistry, UnknownEventType, default_registry
+from shredstore import (
+    ConfigurationError,
+    Event,
+    EventRegistry,
+    EventStore,
+    UnknownEventType,
+    default_registry,
+)
 from shredstore.events import new_event_id
 
 
@@ -117,3 +124,53 @@ def test_event_ids_are_version_7_uuids_ordered_by_time() -> None:
     assert max(earlier) < later
     made_at = later.int >> 80  # milliseconds since the epoch
     assert abs(made_at - time.time() * 1000) < 60_000
+
+
+class Deposited(Event, type_name="test.events.Deposited"):
+    """Two deposits of the same amount are two facts."""
+
+    cents: int
+
+
+def test_unequal_events_never_print_alike() -> None:
+    """Events with the same fields and different ids are unequal, and their reprs differ (a
+    failed ``assert read == expected`` shows why), the id after the data."""
+    a, b = Deposited(cents=10), Deposited(cents=10)
+    assert a != b
+    assert repr(a) != repr(b)
+    assert repr(a) == f"Deposited(cents=10, event_id={a.event_id!r})"
+    assert str(a) == f"cents=10 event_id={a.event_id!r}"
+
+
+def test_equality_is_class_fields_and_id_and_the_hash_agrees() -> None:
+    """Equal means same class, same fields, same id; equal events hash alike, and a set keeps
+    two facts with the same data."""
+
+    class Withdrawn(Event, type_name="test.events.Withdrawn"):
+        cents: int
+
+    a = Deposited(cents=10)
+    same = Deposited(cents=10, event_id=a.event_id)
+    assert a == same
+    assert hash(a) == hash(same)
+    assert repr(a) == repr(same)
+    assert a == a.model_copy()
+    assert a != Deposited(cents=11, event_id=a.event_id)
+    assert a != Withdrawn(cents=10, event_id=a.event_id)
+    assert len({a, same, Deposited(cents=10)}) == 2
+
+
+def test_an_event_read_back_equals_the_one_appended_but_not_a_fresh_copy() -> None:
+    """The stored id comes back: a read event equals (and prints as) the appended instance;
+    one built afresh has another id, unequal and printed differently, until given the id."""
+    appended = Deposited(cents=10)
+    with EventStore("sqlite://") as store:
+        store.append("account", [appended])
+        read = next(store.read_stream("account")).event
+    assert read == appended
+    assert repr(read) == repr(appended)
+    fresh = Deposited(cents=10)
+    assert read != fresh
+    assert repr(read) != repr(fresh)
+    assert read == Deposited(cents=10, event_id=appended.event_id)
+    assert read.model_dump() == fresh.model_dump() == {"cents": 10}
