@@ -58,6 +58,8 @@ class Screen:
 
 @dataclass(frozen=True)
 class Batch:
+    """A store with a key for each of `subjects`, and requests.csv in `folder` naming them."""
+
     folder: Path
     url: str
     master: Path
