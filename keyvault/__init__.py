@@ -12,6 +12,8 @@ engine), `config` (master keys named by a string), `cache`, `names`
 (engine set-up and the translation of driver errors), `errors`.
 """
 
+from importlib import metadata as _metadata
+
 from keyvault.config import kms_from, master_key_from
 from keyvault.erasure import ErasureRecord, ErasureResult, SubjectStatus
 from keyvault.errors import (
@@ -37,6 +39,12 @@ from keyvault.rotation import RotationResult
 from keyvault.scrub import ScrubResult, TableScrub
 from keyvault.transit import VaultTransit
 from keyvault.vault import KeyRing, KeyVault
+
+try:
+    __version__ = _metadata.version("shredstore")
+    """The installed distribution's version (``shredstore --version`` prints it)."""
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AwsKms",
@@ -67,6 +75,7 @@ __all__ = [
     "VaultTransit",
     "VaultUnavailable",
     "WrongMasterKeyError",
+    "__version__",
     "kms_from",
     "master_key_from",
 ]

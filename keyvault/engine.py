@@ -404,6 +404,7 @@ def _unreachable(orig: BaseException | None, *, invalidated: bool) -> bool:
     text = str(orig).lower()
     if any(sign in text for sign in (
         "connection refused", "could not connect", "unable to open database file",
+        "file is not a database",  # the URL names a file, but not an SQLite database
         "connection failed", "could not translate host name", "server closed the connection",
     )):
         return True

@@ -4,6 +4,8 @@ Events are appended to an immutable, hash-chained log in SQLite or PostgreSQL an
 pydantic models. See README.md and docs/ for the whole story.
 """
 
+from importlib import metadata as _metadata
+
 # The erasure workflow sits above the facade; importing it hands EventStore.erase_subject its
 # implementation (see shredstore.store.use_erasure_workflow).
 import shredstore.erasure  # noqa: F401
@@ -49,6 +51,12 @@ from shredstore.personal import REDACTED, PersonalData, Redacted, SubjectId
 from shredstore.storage.chain import Finding, LogHead, StoredRow, VerifyReport
 from shredstore.storage.log import AppendResult
 from shredstore.store import DEFAULT_URL, EventStore
+
+try:
+    __version__ = _metadata.version("shredstore")
+    """The installed distribution's version (``shredstore --version`` prints it)."""
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ANY",
@@ -96,6 +104,7 @@ __all__ = [
     "UnknownSubjectError",
     "VerifyReport",
     "WrongExpectedVersion",
+    "__version__",
     "caused_by",
     "current_cause",
     "default_registry",

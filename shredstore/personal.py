@@ -70,8 +70,11 @@ class Redacted:
         return "REDACTED"
 
 
-REDACTED: Final = Redacted()
-"""What a personal field of an erased subject reads as, where no replacement is declared."""
+REDACTED: Final[Any] = Redacted()
+"""What a personal field of an erased subject reads as, where no replacement is declared.
+
+Typed `Any`: it stands in a field of any declared type (``name: str`` reads as REDACTED once
+its subject is erased), so ``rec.event.name is REDACTED`` type-checks for every field."""
 
 _UNSET: Any = object()
 

@@ -4,54 +4,46 @@ A module per command group: `setup` (init, demo), `erasing` (erase, status, reco
 scrub), `receipts` (receipt verify, receipt from-ledger), `keys` (keys new-master,
 new-signing-key, rotate-master), `audit` (verify, report, export), `sagas` (sagas list,
 show, resume, cancel) and `relay` (relay --to a broker). What every command
-shares is in `command` (the UTF-8 check, one line and an exit code for whatever escapes),
-`settings` (opening the store), `output` and `options`.
+shares: `globals` (the global options, also after a command's name), `settings` (the
+configuration file, the settings they make, opening the store), `command` (the UTF-8 check,
+one line and an exit code for whatever escapes), `output`, `paint` (colour for verdicts) and
+`options`. docs/cli.md is the user's side of it.
 
 Exit codes: 0 done; 1 the command ran and found a problem (verify found tampering, an erasure
 failed or has no receipt, a request file had bad lines, a receipt does not verify); 2 a usage
-or configuration error (one line on stderr, never a traceback); 130 or 143: `erase` stopped by
+or configuration error (one line on stderr, never a traceback; a bad subject id, a file that
+is not a database, a bad configuration file); 130 or 143: `erase` stopped by
 SIGINT or SIGTERM between two subjects, saying how to resume. Personal data is never printed:
 the commands work on subject ids, counts, field names and fingerprints.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import click
 
 from shredstore.cli import audit, erasing, keys, receipts, relay, sagas, setup
-from shredstore.cli.command import Group
-from shredstore.cli.settings import Settings
-from shredstore.store import DEFAULT_URL
+from shredstore.cli.command import RootGroup
+from shredstore.cli.globals import group_options, settings_from
 
 __all__ = ["cli", "main"]
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shredstore", prog_name="shredstore",
                       message="%(prog)s %(version)s")
-@click.option("--url", envvar="SHREDSTORE_URL", default=DEFAULT_URL, show_default=True,
-              help="Database URL of the event store (or SHREDSTORE_URL).")
-@click.option("--vault-url", envvar="SHREDSTORE_VAULT_URL",
-              help="Database URL of the key vault, if not the event store's (or "
-                   "SHREDSTORE_VAULT_URL).")
-@click.option("--master-key-file", envvar="SHREDSTORE_MASTER_KEY_FILE",
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="File holding the base64 master key, mode 600, or an envelope key file of a "
-                   "KMS (or SHREDSTORE_MASTER_KEY_FILE; or the key itself, or kms:<KMS key>, in "
-                   "SHREDSTORE_MASTER_KEY).")
-@click.option("--master-key", "master_key", metavar="SPEC",
-              help="The master key in a KMS: kms:aws-kms:<key ARN> or "
-                   "kms:vault-transit:<URL>/<mount>/<key> (docs/kms.md); or file:PATH.")
+@group_options
 @click.pass_context
-def cli(ctx: click.Context, url: str, vault_url: str | None, master_key_file: Path | None,
-        master_key: str | None) -> None:
-    """An event store that honours the right to be forgotten."""
-    if master_key is not None and not master_key.startswith(("kms:", "file:")):
-        raise click.UsageError("--master-key takes kms:<KMS key> or file:PATH; never put a key "
-                               "itself on a command line (use a file, or SHREDSTORE_MASTER_KEY)")
-    ctx.obj = Settings(url, vault_url, master_key_file, master_key)
+def cli(ctx: click.Context, /, **options: Any) -> None:
+    """An event store that honours the right to be forgotten.
+
+    The global options may also follow a command's name (`shredstore status --url URL S`).
+    Each option falls back to its environment variable, then to the configuration file
+    (shredstore.toml, or [tool.shredstore] in pyproject.toml: docs/cli.md), then to its
+    default.
+    """
+    ctx.obj = settings_from(ctx, options)
 
 
 for _command in (setup.init, setup.demo, erasing.erase, erasing.status, erasing.reconcile,

@@ -1,11 +1,14 @@
-"""What every command shares: the check that its text is UTF-8, and one line and an exit code
-for whatever escapes it.
+"""What every command shares: the global options after its name, defaults from the
+configuration file, the check that its text is UTF-8, and one line and an exit code for
+whatever escapes it.
 
-Every command is a `Command` under a `Group`: before a command runs, its arguments, options
-and environment values are checked to be valid UTF-8 text (a non-UTF-8 byte arrives from the
-operating system as a lone surrogate, which no database, file or terminal can take), and
-whatever `ShredstoreError`, `KeyVaultError`, `OSError` or `UnicodeError` escapes a command
-becomes one line on stderr and its exit code: both in one place, for every command.
+Every command is a `Command` under a `Group`: it takes the global options (`globals`) after
+its name too; its options' defaults come from the configuration file where it names them
+(`Context`); before it runs, its arguments, options and environment values are checked to be
+valid UTF-8 text (a non-UTF-8 byte arrives from the operating system as a lone surrogate,
+which no database, file or terminal can take), and whatever `ShredstoreError`,
+`KeyVaultError`, `OSError` or `UnicodeError` escapes it becomes one line on stderr and its
+exit code: all in one place, for every command.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from typing import Any, NoReturn
 import click
 
 import keyvault
+from shredstore.cli.globals import CONFIG, apply_verbosity, command_options
+from shredstore.cli.settings import Settings
 from shredstore.errors import ConfigurationError, ShredstoreError, StoreUnavailable
 
-__all__ = ["EXIT_PROBLEM", "EXIT_USAGE", "Command", "Group", "fail"]
+__all__ = ["EXIT_PROBLEM", "EXIT_USAGE", "Command", "Context", "Group", "RootGroup",
+           "fail"]
 
 EXIT_PROBLEM = 1
 """The command ran and found a problem (tampering, a failed erasure, a missing receipt)."""
@@ -29,26 +35,67 @@ EXIT_USAGE = 2
 """A usage or configuration error: one line on stderr, never a traceback."""
 
 
+class Context(click.Context):
+    """A context whose options default to the configuration file's values (by parameter
+    name, in every command), after their environment variables."""
+
+    def lookup_default(self, name: str, call: bool = True) -> Any:
+        value = super().lookup_default(name, call)  # type: ignore[call-overload]
+        if value is None:
+            value = self.meta.get(CONFIG, (None, {}))[1].get(name)
+        return value
+
+
 class Command(click.Command):
-    """A command that refuses text that is not valid UTF-8 before it runs."""
+    """A command that takes the global options after its name, and refuses text that is not
+    valid UTF-8 before it runs."""
+
+    context_class = Context
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(command_options())
 
     def invoke(self, ctx: click.Context) -> Any:
         _refuse_bad_text(ctx)
         with _errors():
+            apply_verbosity(ctx.ensure_object(Settings))
             return super().invoke(ctx)
 
 
 class Group(click.Group):
-    """A command group whose commands and subgroups check their text and turn errors into
-    one line and an exit code (see the module's docstring)."""
+    """A command group whose commands and subgroups take the global options, check their
+    text and turn errors into one line and an exit code (see the module's docstring)."""
 
+    context_class = Context
     command_class = Command
     group_class = type  # subgroups are Group too
+    takes_global_options = True
+    """False for the root group, which declares them with their variables (`globals`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.takes_global_options:
+            self.params.extend(command_options())
 
     def invoke(self, ctx: click.Context) -> Any:
         _refuse_bad_text(ctx)
         with _errors():
             return super().invoke(ctx)
+
+
+class RootGroup(Group):
+    """The ``shredstore`` group: it declares the global options itself, with their
+    variables, and says what is wrong with a configuration file in one line."""
+
+    takes_global_options = False
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except ConfigurationError as error:
+            fail(EXIT_USAGE, error)
 
 
 def fail(code: int, error: Exception | str) -> NoReturn:

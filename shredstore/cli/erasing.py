@@ -14,8 +14,9 @@ from shredstore import erasure
 from shredstore.cli.batch import Batch, ErasureOptions, Residue, erase_one
 from shredstore.cli.command import EXIT_PROBLEM, Command, fail
 from shredstore.cli.interrupts import signals_deferred, stopped
-from shredstore.cli.options import receipts_option, signing_key_option
+from shredstore.cli.options import receipts_option, signing_key_option, subject_ids
 from shredstore.cli.output import emit, progress
+from shredstore.cli.paint import verdict
 from shredstore.cli.settings import Settings
 from shredstore.erasure import scrubbing
 from shredstore.erasure.requests import ErasureRequest, read_requests
@@ -24,7 +25,7 @@ __all__ = ["erase", "reconcile", "scrub", "status"]
 
 
 @click.command(cls=Command)
-@click.argument("subject")
+@click.argument("subject", callback=subject_ids)
 @click.pass_obj
 def status(settings: Settings, subject: str) -> None:
     """What the vault and the log hold of SUBJECT; exit 1 if the store knows nothing of it, or
@@ -33,14 +34,23 @@ def status(settings: Settings, subject: str) -> None:
         found = erasure.plan(store, subject)
         disagreement = erasure.consistency(store, subject)
     state, footprint = found.status, found.footprint
-    click.echo(f"{subject}: {state.state}")
-    if state.state == "erased" and state.erased_at is not None:
-        click.echo(f"  erased at {state.erased_at.isoformat()}"
-                   + (f", request {state.request_id}" if state.request_id else ""))
-    if state.key_fingerprint:
-        click.echo(f"  key fingerprint {state.key_fingerprint}")
-    click.echo(f"  {footprint.events} event(s) in {len(footprint.streams)} stream(s) hold its "
-               "personal data")
+    if settings.as_json:
+        click.echo(json.dumps({
+            "subject": subject, "state": state.state if found.known else "unknown",
+            "erased_at": state.erased_at.isoformat() if state.erased_at else None,
+            "request_id": state.request_id, "key_fingerprint": state.key_fingerprint,
+            "events": footprint.events, "streams": len(footprint.streams),
+            "problem": disagreement.message if disagreement is not None else None},
+            ensure_ascii=False))
+    else:
+        click.echo(f"{subject}: {verdict(state.state)}")
+        if state.state == "erased" and state.erased_at is not None:
+            click.echo(f"  erased at {state.erased_at.isoformat()}"
+                       + (f", request {state.request_id}" if state.request_id else ""))
+        if state.key_fingerprint:
+            click.echo(f"  key fingerprint {state.key_fingerprint}")
+        click.echo(f"  {footprint.events} event(s) in {len(footprint.streams)} stream(s) hold "
+                   "its personal data")
     if not found.known:
         fail(EXIT_PROBLEM, "unknown subject: no key, no erasure record, no events")
     if disagreement is not None:
@@ -48,7 +58,7 @@ def status(settings: Settings, subject: str) -> None:
 
 
 @click.command(cls=Command)
-@click.argument("subjects", nargs=-1)
+@click.argument("subjects", nargs=-1, callback=subject_ids)
 @click.option("--reason", help="Why (e.g. 'GDPR Art. 17'); stored: no personal data.")
 @click.option("--request-id", help="The erasure request's id; stored: no personal data.")
 @click.option("--from-file", "request_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -56,7 +66,6 @@ def status(settings: Settings, subject: str) -> None:
 @click.option("--start-line", type=click.IntRange(min=1),
               help="Skip the file's requests before this line (to resume a stopped batch).")
 @click.option("--dry-run", is_flag=True, help="Show what would be erased; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per result.")
 @receipts_option
 @signing_key_option
 @click.option("--allow-unknown", is_flag=True,
@@ -71,24 +80,31 @@ def status(settings: Settings, subject: str) -> None:
 @click.pass_obj
 def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
           request_id: str | None, request_file: Path | None, start_line: int | None,
-          dry_run: bool, as_json: bool, receipt_dir: Path, signing_key_file: Path | None,
+          dry_run: bool, receipt_dir: Path, signing_key_file: Path | None,
           allow_unknown: bool, verify_residue: bool, read_model_url: str | None,
           residue_timeout: float) -> None:
     """Erase SUBJECT...: destroy their keys, record it in the log, write receipts.
     Exit 1 if an erasure failed, a receipt could not be written, or --verify-residue found
-    the subject in a read model.
+    the subject in a read model; 2 if a batch file holds no request, or none from
+    --start-line on.
 
     SIGINT (Ctrl-C) or SIGTERM stops a batch between two subjects, never inside one: the
     subject in hand is finished (its key destroyed and recorded together), the run says how
     far it got and how to resume, and exits 130 (SIGINT) or 143 (SIGTERM).
     """
+    as_json = settings.as_json
     requests = [ErasureRequest(0, subject, request_id, reason) for subject in subjects]
     bad: list[str] = []
     if start_line is not None and request_file is None:
         raise click.UsageError("--start-line needs --from-file")
     if request_file is not None:
         parsed, bad = read_requests(request_file)
-        requests += [r for r in parsed if start_line is None or r.line >= start_line]
+        kept = [r for r in parsed if start_line is None or r.line >= start_line]
+        if parsed and not kept and not bad:
+            raise click.UsageError(f"--start-line {start_line}: {request_file} holds no "
+                                   f"request from line {start_line} on (its last is line "
+                                   f"{parsed[-1].line}): nothing to resume")
+        requests += kept
     if not requests and not bad:
         raise click.UsageError("name at least one SUBJECT, or --from-file")
     options = ErasureOptions(
@@ -103,7 +119,8 @@ def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
     batch = Batch()
     with settings.store(needs_key=verify_residue and not dry_run) as store, \
             signals_deferred() as stop, \
-            progress(requests, "erasing" if not dry_run else "checking") as (each, echo):
+            progress(requests, "erasing" if not dry_run else "checking",
+                     quiet=settings.quiet) as (each, echo):
         for request in each:
             if stop.signal is not None:
                 break
@@ -123,16 +140,15 @@ def erase(settings: Settings, *, subjects: tuple[str, ...], reason: str | None,
                    "tables are scrubbed too).")
 @click.option("--wait", type=click.FloatRange(min=0), default=erasure.SCRUB_WAIT_SECONDS,
               show_default=True, help="Seconds to wait for a reader or a lock, each time.")
-@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
 @click.pass_obj
-def scrub(settings: Settings, read_model_url: str | None, wait: float, as_json: bool) -> None:
+def scrub(settings: Settings, read_model_url: str | None, wait: float) -> None:
     """Make erased keys, rotation's old key wrappings and forgotten read-model rows leave the
     live database files, as far as the backend allows (SQLite: WAL checkpoint over
     secure_delete; PostgreSQL: VACUUM FULL and CHECKPOINT). Exit 1 if it could not complete
     (a reader, a lock, a missing privilege): it says why; run it again."""
     with settings.store() as store:
         found = scrubbing.scrub(store, read_models=read_model_url, wait=wait)
-    if as_json:
+    if settings.as_json:
         click.echo(json.dumps(found.to_dict(), ensure_ascii=False))
     else:
         for line in found.lines():
@@ -147,10 +163,16 @@ def reconcile(settings: Settings) -> None:
     """Erase again every key the vault holds for a subject the log's ledger says is erased."""
     with settings.store() as store:
         done = erasure.reconcile(store)
+    if settings.as_json:
+        click.echo(json.dumps({"ledger_entries": done.ledger_entries,
+                               "re_erased": list(done.re_erased),
+                               "recorded": list(done.recorded), "changed": done.changed},
+                              ensure_ascii=False))
+        return
     for subject in done.re_erased:
         click.echo(f"re-erased {subject}: the vault held its key again or had no tombstone")
     for subject in done.recorded:
         click.echo(f"recorded {subject} in the ledger: erased in the vault, missing from the log")
     click.echo(f"{done.ledger_entries} ledger entries checked: "
-               + ("nothing to do" if not done.changed else
+               + (verdict("nothing to do") if not done.changed else
                   f"{len(done.re_erased)} re-erased, {len(done.recorded)} recorded"))

@@ -20,7 +20,7 @@ from rich.text import Text
 from shredstore.errors import ConfigurationError
 from shredstore.files import private_file
 
-__all__ = ["Echo", "emit", "interject", "output_file", "progress", "progress_bar"]
+__all__ = ["Echo", "emit", "interject", "note", "output_file", "progress", "progress_bar"]
 
 T = TypeVar("T")
 
@@ -95,6 +95,15 @@ def interject(text: str) -> None:
     it, instead of the line being glued to the bar and the bar left behind."""
     start = "\r\x1b[2K" if _bars_shown else ""
     os.write(2, f"{start}{text}\n".encode(errors="backslashreplace"))
+
+
+def note(text: str) -> None:
+    """A line on stderr (a note, a log record) that never sticks to a progress bar: while one
+    is shown, it takes the bar's place (`interject`)."""
+    if _bars_shown:
+        interject(text)
+    else:
+        click.echo(text, err=True)
 
 
 def _bar_console() -> Console | None:

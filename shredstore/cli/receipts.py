@@ -3,14 +3,16 @@ the erasure ledger."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from shredstore import erasure
 from shredstore.cli.command import EXIT_PROBLEM, Group, fail
-from shredstore.cli.options import receipts_option, signing_key_option
+from shredstore.cli.options import receipts_option, signing_key_option, subject_ids
 from shredstore.cli.output import emit
+from shredstore.cli.paint import verdict
 from shredstore.cli.settings import Settings
 from shredstore.errors import ConfigurationError
 
@@ -26,7 +28,8 @@ def receipt() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path),
               help="The signer's Ed25519 key (PEM); without it, the key the receipt names.")
-def receipt_verify(file: Path, public_key: Path | None) -> None:
+@click.pass_obj
+def receipt_verify(settings: Settings, file: Path, public_key: Path | None) -> None:
     """Check the signature of an erasure receipt; exit 1 if it does not hold (an edited,
     unsigned, duplicated-key or older-format receipt), 2 if FILE or the key cannot be read."""
     try:
@@ -35,20 +38,24 @@ def receipt_verify(file: Path, public_key: Path | None) -> None:
         raise ConfigurationError(f"cannot read {file}: {error.strerror}") from None
     key = erasure.load_public_key(public_key) if public_key is not None else None
     check = erasure.verify_receipt(data, public_key=key)
+    if settings.as_json:
+        click.echo(json.dumps({"file": str(file), "ok": check.ok, "message": check.message,
+                               "key_id": check.key_id, "signer_checked": public_key is not None},
+                              ensure_ascii=False))
     if not check.ok:
         fail(EXIT_PROBLEM, f"{file}: {check.message}")
-    click.echo(f"{file}: {check.message}"
-               + ("" if public_key else "; pass --public-key to check whose key it is"))
+    if not settings.as_json:
+        click.echo(f"{file}: {check.message.replace('valid', verdict('valid'), 1)}"
+                   + ("" if public_key else "; pass --public-key to check whose key it is"))
 
 
 @receipt.command("from-ledger")
-@click.argument("subject")
+@click.argument("subject", callback=subject_ids)
 @receipts_option
 @signing_key_option
-@click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
 @click.pass_obj
 def receipt_from_ledger(settings: Settings, subject: str, receipt_dir: Path,
-                        signing_key_file: Path | None, as_json: bool) -> None:
+                        signing_key_file: Path | None) -> None:
     """Write the receipt of SUBJECT's erasure from the erasure ledger: for an erasure whose
     receipt could not be written (a full or read-only folder) or was lost. Its time, request
     and key fingerprint are the ledger's; what is held and the check are made now. Exit 1 if
@@ -59,7 +66,7 @@ def receipt_from_ledger(settings: Settings, subject: str, receipt_dir: Path,
         made = erasure.receipt_from_ledger(store, subject, signing_key=signing_key)
     path = erasure.write_receipt(receipt_dir, made)
     check = made.check.to_dict()["result"]
-    emit(as_json, {"subject": subject, "request_id": made.request_id,
+    emit(settings.as_json, {"subject": subject, "request_id": made.request_id,
                    "result": "receipt written", "receipt": str(path),
                    "erased_at": made.erased_at.isoformat(),
                    "ledger_position": made.ledger_position, "check": check,

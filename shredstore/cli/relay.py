@@ -12,6 +12,8 @@ import logging
 
 import click
 
+from shredstore.cli.command import Command
+from shredstore.cli.globals import apply_verbosity
 from shredstore.cli.output import emit
 from shredstore.cli.settings import Settings
 from shredstore.relay import Relay, publisher_for
@@ -20,7 +22,7 @@ from shredstore.relay.brokers import shown_url
 __all__ = ["relay"]
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--to", "to", envvar="SHREDSTORE_RELAY_TO", required=True, metavar="URL",
               help="The broker: amqp://user:password@host:5672/ (RabbitMQ) or "
                    "nats://host:4222 (NATS JetStream) (or SHREDSTORE_RELAY_TO).")
@@ -38,22 +40,20 @@ __all__ = ["relay"]
 @click.option("--retry-for", type=click.FloatRange(0, min_open=True), default=60.0,
               show_default=True, metavar="SECONDS",
               help="With --once: give up (exit 1) once the broker was unavailable this long.")
-@click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
 @click.pass_obj
 def relay(settings: Settings, *, to: str, name: str, exchange: str, jetstream: str,
-          subject_prefix: str, batch_size: int, once: bool, retry_for: float,
-          as_json: bool) -> None:
+          subject_prefix: str, batch_size: int, once: bool, retry_for: float) -> None:
     """Publish every event of the log to a broker, in commit order, at least once, personal
     fields sealed (consumers open them with the key vault: docs/relay.md)."""
     options = ({"exchange": exchange} if to.startswith("amqp")
                else {"stream": jetstream, "prefix": subject_prefix})
     publisher = publisher_for(to, **options)
-    _log_to_stderr()
+    apply_verbosity(settings, default=logging.INFO)  # retries and takeovers, a line each
     try:
         with settings.store() as store:
             worker = Relay(store, publisher, name=name, batch_size=batch_size)
             start = worker.position
-            if not once:
+            if not once and not settings.quiet:
                 click.echo(f"relaying to {shown_url(to)} as {name!r} from position {start}; "
                            "Ctrl-C stops", err=True)
             if once:
@@ -64,16 +64,7 @@ def relay(settings: Settings, *, to: str, name: str, exchange: str, jetstream: s
                       "retries": worker.retries, "position": worker.position}
     finally:
         publisher.close()
-    emit(as_json, result, f"relayed {result['published']} event(s) to {result['to']}; "
+    emit(settings.as_json, result, f"relayed {result['published']} event(s) to {result['to']}; "
                           f"checkpoint {result['position']}"
                           + (f" ({worker.retries} retries)" if worker.retries else ""))
 
-
-def _log_to_stderr() -> None:
-    """Retries and takeovers, one line each on stderr."""
-    logger = logging.getLogger("shredstore.relay")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("shredstore: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)

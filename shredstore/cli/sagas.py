@@ -36,12 +36,12 @@ def sagas() -> None:
 
 @sagas.command("list")
 @click.option("--state", type=click.Choice(STATES), help="Only sagas in this state.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per saga.")
 @click.pass_obj
-def list_sagas(settings: Settings, state: str | None, as_json: bool) -> None:
+def list_sagas(settings: Settings, state: str | None) -> None:
     """Every saga with its state, its last step and, if it ended badly, why."""
     with settings.store(read_only=True) as store:
         found = _latest_steps(store)
+    as_json = settings.as_json
     shown = [entry for entry in found.values() if state is None or entry["state"] == state]
     for entry in shown:
         emit(as_json, entry, f"{entry['saga']:<32} {entry['state']:<12} step "
@@ -56,10 +56,8 @@ def list_sagas(settings: Settings, state: str | None, as_json: bool) -> None:
 @click.option("--reveal", is_flag=True,
               help="Show personal values in the clear (needs the master key; recorded).")
 @click.option("--purpose", help="Why the values are revealed; recorded with the access.")
-@click.option("--json", "as_json", is_flag=True, help="The saga as one JSON object.")
 @click.pass_obj
-def show(settings: Settings, saga: str, reveal: bool, purpose: str | None,
-         as_json: bool) -> None:
+def show(settings: Settings, saga: str, reveal: bool, purpose: str | None) -> None:
     """SAGA (NAME-ID, as `sagas list` names it): its state, personal fields masked unless
     --reveal, and its steps."""
     if purpose and not reveal:
@@ -88,7 +86,7 @@ def show(settings: Settings, saga: str, reveal: bool, purpose: str | None,
             "steps": [{"version": step.version, "handled": step.plain.get("handled_type"),
                        "state": step.plain.get("status"),
                        "at": step.recorded_at.isoformat()} for step in steps]}
-    if as_json:
+    if settings.as_json:
         click.echo(json.dumps(data, ensure_ascii=False, default=str))
         return
     click.echo(f"{saga}: {data['state']}" + (f" ({data['reason']})" if data["reason"] else ""))
@@ -105,24 +103,21 @@ def show(settings: Settings, saga: str, reveal: bool, purpose: str | None,
 
 @sagas.command("resume")
 @click.argument("saga")
-@click.option("--json", "as_json", is_flag=True, help="The request as one JSON object.")
 @click.pass_obj
-def resume(settings: Settings, saga: str, as_json: bool) -> None:
+def resume(settings: Settings, saga: str) -> None:
     """Ask the runners to run the failed SAGA again (it sends again what it waited for)."""
-    _request(settings, saga, "resume", ("failed",), as_json)
+    _request(settings, saga, "resume", ("failed",))
 
 
 @sagas.command("cancel")
 @click.argument("saga")
-@click.option("--json", "as_json", is_flag=True, help="The request as one JSON object.")
 @click.pass_obj
-def cancel(settings: Settings, saga: str, as_json: bool) -> None:
+def cancel(settings: Settings, saga: str) -> None:
     """Ask the runners to end the running or failed SAGA as cancelled (no compensation)."""
-    _request(settings, saga, "cancel", ("running", "failed"), as_json)
+    _request(settings, saga, "cancel", ("running", "failed"))
 
 
-def _request(settings: Settings, saga: str, action: str, allowed: tuple[str, ...],
-             as_json: bool) -> None:
+def _request(settings: Settings, saga: str, action: str, allowed: tuple[str, ...]) -> None:
     name, _, saga_id = saga.partition("-")
     with settings.store() as store:
         entry = _latest_steps(store, stream=_stream(saga)).get(saga)
@@ -134,7 +129,7 @@ def _request(settings: Settings, saga: str, action: str, allowed: tuple[str, ...
         result = store.append(OPERATIONS_STREAM, [SagaOperation(
             saga=name, saga_id=saga_id, action=action,
             actor=current_user())])
-    emit(as_json, {"saga": saga, "requested": action, "position": result.positions[0]},
+    emit(settings.as_json, {"saga": saga, "requested": action, "position": result.positions[0]},
          f"{action} of {saga} requested (position {result.positions[0]}): a runner of saga "
          f"{name} applies it")
 

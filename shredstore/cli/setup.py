@@ -3,6 +3,7 @@ whole job on a throw-away one."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 from rich.console import Console
 
 from shredstore.cli.command import EXIT_PROBLEM, Command
+from shredstore.cli.paint import verdict
 from shredstore.cli.settings import Settings
 from shredstore.demo import run_demo
 
@@ -21,8 +23,10 @@ __all__ = ["demo", "init"]
               help="An empty folder for the demo's files (default: a new temporary folder).")
 @click.option("--reveal", is_flag=True,
               help="Show the demo's (invented) personal values instead of masking them.")
-def demo(folder: Path | None, reveal: bool) -> None:
+@click.pass_obj
+def demo(settings: Settings, folder: Path | None, reveal: bool) -> None:
     """Crypto-shredding in a minute: append, replay, erase a customer, replay, verify."""
+    settings.refuse_json("demo")
     if not run_demo(folder, Console(highlight=False), reveal=reveal):
         sys.exit(EXIT_PROBLEM)
 
@@ -33,6 +37,9 @@ def init(settings: Settings) -> None:
     """Create the tables and triggers if missing (idempotent); restore dropped triggers."""
     with settings.store(create=True) as store:
         restored = store.restore_protection()
+    if settings.as_json:
+        click.echo(json.dumps({"result": "ready", "restored_triggers": list(restored)}))
+        return
     for name in restored:
         click.echo(f"restored the missing immutability trigger {name}")
-    click.echo("event store ready")
+    click.echo(f"event store {verdict('ready')}")

@@ -33,19 +33,22 @@ class Ran:
 
 
 def shredstore(*args: str, url: str | None = None, master: Path | None = None,
-               cwd: Path | None = None, env: Mapping[str, str | None] | None = None) -> Ran:
+               cwd: Path | None = None, env: Mapping[str, str | None] | None = None,
+               color: bool = False) -> Ran:
     """`shredstore ARGS...` in this process, with SHREDSTORE_URL `url` and
-    SHREDSTORE_MASTER_KEY_FILE `master` if given, and `env` on top."""
+    SHREDSTORE_MASTER_KEY_FILE `master` if given, and `env` on top; `color`: as on a
+    terminal that shows colour (else click drops it, as for a pipe)."""
     environment: dict[str, str | None] = {
         name: None for name in os.environ if name.startswith("SHREDSTORE_") or name in (
-            "COLUMNS", "LINES")}
+            "COLUMNS", "LINES", "NO_COLOR")}
     if url is not None:
         environment["SHREDSTORE_URL"] = url
     if master is not None:
         environment["SHREDSTORE_MASTER_KEY_FILE"] = str(master)
     environment.update(env or {})
     with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
-        result = CliRunner().invoke(cli, list(args), env=environment, prog_name="shredstore")
+        result = CliRunner().invoke(cli, list(args), env=environment, prog_name="shredstore",
+                                    color=color)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return Ran(result.exit_code, result.stdout, result.stderr)
