@@ -4,6 +4,8 @@ One pass over the events in scope, in constant memory: each event is rendered as
 into a spooled temporary file (memory up to a few MiB, then disk), and the summary, which is
 only known at the end, is written before it (it counts sagas by the state their last step in
 scope left them in: a few bytes per saga). The integrity verdict is `EventStore.verify`'s.
+JSON, CSV and Markdown are rendered here; the HTML page in `html_report`. Every format shows
+text from the log as text: nothing in it can act as markup, a link or a formula.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ def write_report(store: EventStore, out: TextIO, *, scope: Scope, fmt: str = "ht
     render = _RENDERERS[fmt](reveal, scope)
     tally = Tally()
     sagas: dict[str, str] = {}  # each saga's state, as its last step in scope left it
+    # newline="": read back as written (a CR in a CSV field stays in its quoted field)
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL, mode="w+", encoding="utf-8",
                                        newline="") as body:
         for done, event in enumerate(audit_events(store, scope, reveal=reveal, tally=tally),
