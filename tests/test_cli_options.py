@@ -359,3 +359,19 @@ def test_shell_completion_completes_commands_and_options() -> None:
     words = shredstore(env={"_SHREDSTORE_COMPLETE": "bash_complete",
                             "COMP_WORDS": "shredstore ke", "COMP_CWORD": "1"})
     assert words.stdout.splitlines() == ["plain,keys"]
+
+
+def test_erasure_results_are_coloured_by_verdict(tmp_path: Path, master_file: Path) -> None:
+    url = erased_log(f"sqlite:///{tmp_path / 'e.db'}", master_file)
+    ran = shredstore("erase", "c-1", "c-2", "nobody", "--receipts", str(tmp_path / "r"),
+                     url=url, color=True)
+    lines = ran.stdout.splitlines()
+    magenta, red = "\x1b[35m", "\x1b[31m"
+    assert lines[0].startswith(f"c-1: {magenta}")
+    assert click.unstyle(lines[0]).startswith("c-1: erased;")
+    assert lines[1].startswith(f"c-2: {magenta}")
+    assert click.unstyle(lines[1]).startswith("c-2: already erased;")
+    assert lines[2].startswith(f"nobody: {red}")
+    assert click.unstyle(lines[2]).startswith("nobody: unknown subject:")
+    assert "\x1b[" not in shredstore("erase", "c-1", "--receipts", str(tmp_path / "r"),
+                                     url=url).stdout

@@ -17,6 +17,7 @@ from typing import Any
 
 import keyvault
 from shredstore import erasure
+from shredstore.cli.paint import verdict
 from shredstore.erasure.requests import ErasureRequest
 from shredstore.erasure.residue import ResidueReport
 from shredstore.errors import ConfigurationError
@@ -105,7 +106,7 @@ def erase_one(store: EventStore, request: ErasureRequest, options: ErasureOption
     except erasure.UnknownSubjectError:
         return Outcome("failed", {"subject": subject, "request_id": request.request_id,
                                   "result": "failed", "problem": "unknown subject"},
-                       f"{where}{subject}: unknown subject: nothing held "
+                       f"{where}{subject}: {verdict('unknown subject')}: nothing held "
                        "(--allow-unknown records the erasure anyway)")
     except (ConfigurationError, keyvault.VaultConfigurationError) as error:
         return Outcome("failed", {"subject": subject, "result": "failed", "problem": str(error)},
@@ -126,11 +127,12 @@ def erase_one(store: EventStore, request: ErasureRequest, options: ErasureOption
         later = f"shredstore receipt from-ledger {shlex.quote(subject)}"
         return Outcome(result, {**data, "receipt": None, "receipt_problem": str(error),
                                 "write_receipt_with": later},
-                       f"{where}{subject}: {result}, but no receipt ({error}); {details}the "
+                       f"{where}{subject}: {verdict(result)}, but no receipt ({error}); "
+                       f"{details}the "
                        "erasure IS done and recorded in the ledger: write its receipt later "
                        f"with `{later}`", receipt_missing=True)
     return Outcome(result, {**data, "receipt": str(path)},
-                   f"{where}{subject}: {result}; {details}receipt {path}")
+                   f"{where}{subject}: {verdict(result)}; {details}receipt {path}")
 
 
 def _result(receipt: erasure.ErasureReceipt) -> str:
@@ -169,13 +171,14 @@ def _dry_run(where: str, found: erasure.ErasurePlan) -> Outcome:
     when = f" at {erased_at}" if erased_at else ""
     request = f" (request {status.request_id})" if status.request_id else ""
     return Outcome("already erased", data,
-                   f"{where}{found.subject_id}: already erased{when}{request}; nothing to do")
+                   f"{where}{found.subject_id}: {verdict('already erased')}{when}{request}; "
+                   "nothing to do")
 
 
 def _describe_footprint(where: str, state: str, footprint: erasure.Footprint) -> str:
-    lines = [f"{where}{footprint.subject_id}: {state}; would make {footprint.events} event(s) "
-             f"in {len(footprint.streams)} stream(s) and {footprint.snapshots} snapshot(s) "
-             "read as redacted"]
+    lines = [f"{where}{footprint.subject_id}: {verdict(state)}; would make {footprint.events} "
+             f"event(s) in {len(footprint.streams)} stream(s) and {footprint.snapshots} "
+             "snapshot(s) read as redacted"]
     if footprint.event_types:
         lines.append(f"  event types: {', '.join(footprint.event_types)}")
     if footprint.personal_fields:

@@ -16,6 +16,7 @@ __all__ = ["verdict"]
 _COLOURS = {
     "failed": ("red", True), "FAILED": ("red", True), "refused": ("red", True),
     "tampered": ("red", True), "problem(s)": ("red", True), "residue found": ("red", True),
+    "unknown subject": ("red", True),
     "intact": ("green", False), "valid": ("green", False), "ok": ("green", False),
     "ready": ("green", False), "active": ("green", False), "held": ("green", False),
     "erased": ("magenta", True), "already erased": ("magenta", False),
