@@ -58,6 +58,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 _SUMMARY = re.compile(r"^(\d+) event\(s\), (\d+) erased subject\(s\), (\d+) redacted field\(s\)"
                       r"; integrity: intact", re.MULTILINE)
 _MD_EVENT = re.compile(r"^\| \d+ \|")
+_HTML_EVENT = re.compile(r"\[\d+,")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ def count_events(path: Path, fmt: str) -> int:
             return sum(1 for _ in _changes(positions))
         starts: Callable[[str], bool] = {
             "json": lambda line: line.startswith('{"position"'),
-            "html": lambda line: line.startswith("<tr><td>"),
+            "html": lambda line: _HTML_EVENT.match(line) is not None,  # the data block's rows
             "md": lambda line: _MD_EVENT.match(line) is not None,
         }[fmt]
         return sum(1 for line in file if starts(line))
