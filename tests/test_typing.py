@@ -264,3 +264,23 @@ def test_the_async_store_takes_the_same_of(tmp_path: Path) -> None:
                 [r async for r in store.read_stream("account-1", of=Deposited)]
 
     asyncio.run(main())
+
+
+def test_an_editable_install_is_a_path_entry_that_mypy_follows() -> None:
+    """mypy finds packages through the path entries of `.pth` files, never through import
+    hooks: setuptools' editable install must be the former (pyproject.toml's package-dir),
+    or mypy run from any other folder cannot find shredstore."""
+    import site
+    import sysconfig
+
+    folders = {sysconfig.get_paths()["purelib"], *site.getsitepackages()}
+    found = [pth for folder in folders for pth in Path(folder).glob("__editable__*shredstore*")]
+    if not found:
+        pytest.skip("shredstore is not installed in editable mode here")
+    for pth in found:
+        if pth.suffix != ".pth":
+            pytest.fail(f"an import hook ({pth.name}) serves the editable install")
+        lines = [line for line in pth.read_text().splitlines() if line.strip()]
+        assert lines, pth
+        assert not any(line.startswith("import ") for line in lines), pth.read_text()
+        assert (Path(lines[0]) / "shredstore" / "__init__.py").is_file()
