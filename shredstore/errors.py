@@ -50,6 +50,7 @@ __all__ = [
     "ImmutableLogError",
     "InvalidEventError",
     "MessageFormatError",
+    "MessageTooLarge",
     "NotInitialisedError",
     "ProjectionError",
     "SagaError",
@@ -184,6 +185,19 @@ class BrokerUnavailable(RelayError, ConnectionError):
 
 class MessageFormatError(RelayError, ValueError):
     """A broker message that is not a relayed event (says what is wrong, never the content)."""
+
+
+class MessageTooLarge(RelayError):
+    """An event is larger than the broker accepts (NATS: the server's ``max_payload``). Retrying
+    cannot help, and skipping it would lose it: the relay stops there, having sent nothing of
+    the batch; raise the broker's limit and start it again."""
+
+    def __init__(self, message: str, *, index: int = 0, size: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.index = index
+        """The message's place in the batch given to `publish`."""
+        self.size = size
+        self.limit = limit
 
 
 class _VaultConfigurationErrors:

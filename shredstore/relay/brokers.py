@@ -17,7 +17,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from shredstore.errors import BrokerUnavailable, ConfigurationError, RelayError
+from shredstore.errors import BrokerUnavailable, ConfigurationError, MessageTooLarge, RelayError
 from shredstore.relay.message import Message
 
 __all__ = ["CLOSE_TIMEOUT", "GRACE", "ConfirmingPublisher", "Delivery", "Endpoint", "LoopThread",
@@ -163,7 +163,8 @@ class ConfirmingPublisher(ABC):
         """Send `messages` in order; return once the broker confirmed each one.
 
         Raises `BrokerUnavailable` (``confirmed``: how many, from the first, were confirmed)
-        if it cannot, and `RelayError` once the publisher is closed.
+        if it cannot, `MessageTooLarge` (nothing sent) if one is larger than the broker
+        accepts, and `RelayError` once the publisher is closed.
         """
         with self._lock:
             if self._closed:
@@ -176,6 +177,14 @@ class ConfirmingPublisher(ABC):
             except BrokerUnavailable:  # the loop itself did not answer: assume nothing
                 self._forget()
                 raise
+            except MessageTooLarge as error:
+                big = messages[error.index]
+                raise MessageTooLarge(
+                    f"event {big.event_id} at position {big.position} is {error.size} bytes "
+                    f"as a {self.broker} message, more than the server accepts "
+                    f"({error.limit}): the relay cannot skip it and keep order; raise the "
+                    "server's limit and start it again", index=error.index, size=error.size,
+                    limit=error.limit) from None
             if failure is not None:
                 raise BrokerUnavailable(failure, confirmed=confirmed)
 
@@ -199,7 +208,8 @@ class ConfirmingPublisher(ABC):
 
     @abstractmethod
     async def _send(self, outgoing: list[Any]) -> tuple[int, str | None]:
-        """Publish a batch on the loop: (confirmed from the first, why not all or None)."""
+        """Publish a batch on the loop: (confirmed from the first, why not all or None); or,
+        before sending anything, `MessageTooLarge` (with the message's index in the batch)."""
 
     @abstractmethod
     async def _disconnect(self) -> None:

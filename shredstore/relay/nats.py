@@ -61,7 +61,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from shredstore.errors import BrokerUnavailable, ConfigurationError, RelayError
+from shredstore.errors import BrokerUnavailable, ConfigurationError, MessageTooLarge, RelayError
 from shredstore.relay.brokers import (
     CLOSE_TIMEOUT,
     GRACE,
@@ -89,6 +89,7 @@ _MAX_NAME = 255
 _NAME = re.compile(r"[^\s.*>/\\\x00-\x1f\x7f]+")
 _WORD = re.compile(r"[^\s.*>\x00-\x1f\x7f]+")
 _ACK, _NAK, _TERM = Msg.Ack.Ack, Msg.Ack.Nak, Msg.Ack.Term
+_HEADER_LINE = b"NATS/1.0\r\n"  # what a message with headers begins with
 
 
 class NatsPublisher(ConfirmingPublisher):
@@ -150,6 +151,7 @@ class NatsPublisher(ConfirmingPublisher):
         except _FAILURES as error:
             await self._disconnect()
             return 0, self._endpoint.failure("could not connect", error, self._timeout)
+        _check_sizes(outgoing, self._connection)
         deadline = loop.time() + self._timeout
         self._rejection = None
         acks: list[asyncio.Future[PubAck]] = []
@@ -576,6 +578,22 @@ async def _close(connection: Client | None) -> None:
         async with asyncio.timeout(CLOSE_TIMEOUT):
             await connection.close()
     await asyncio.sleep(0)  # let its cancelled tasks finish
+
+
+def _check_sizes(outgoing: list[tuple[str, bytes, dict[str, str]]],
+                 connection: Client | None) -> None:
+    """`MessageTooLarge` for the first message whose headers and body are more than the
+    server's ``max_payload`` (which counts both): the server would close the connection on
+    it, and the relay would send it again for ever."""
+    if connection is None:
+        return
+    limit = connection.max_payload
+    for index, (_, body, headers) in enumerate(outgoing):
+        size = len(body) + len(_HEADER_LINE) + 2 + sum(
+            len(name.encode()) + len(value.encode()) + 4 for name, value in headers.items())
+        if size > limit:
+            raise MessageTooLarge("larger than max_payload", index=index, size=size,
+                                  limit=limit)
 
 
 def _headers(message: Message) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +22,10 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
-from shredstore.errors import BrokerUnavailable, ConfigurationError, RelayError
+from keyvault import MasterKey
+from shredstore import Event, EventStore
+from shredstore.errors import BrokerUnavailable, ConfigurationError, MessageTooLarge, RelayError
+from shredstore.relay import Relay
 from shredstore.relay.brokers import publisher_for, subscriber_for
 from shredstore.relay.nats import NatsPublisher, NatsSubscriber
 from tests.relay.broker_contract import BrokerContract, receive_all, sample_messages
@@ -375,3 +379,38 @@ def test_a_route_that_gives_no_subject_is_refused(nats_broker: NatsBroker) -> No
             publisher.publish(sample_messages(1))
     finally:
         publisher.close()
+
+
+class Note(Event, type_name="test.nats.Note"):
+    text: str
+
+
+def test_a_message_over_max_payload_stops_the_relay_instead_of_looping(
+        nats_broker: NatsBroker, sqlite_url: str) -> None:
+    """The server's max_payload counts headers and body; a message over it would close the
+    connection at every attempt. It is refused before anything of its batch is sent, naming
+    the event, and the relay stops there: its checkpoint stays before the batch."""
+    publisher = nats_broker.publisher()
+    try:
+        publisher.publish(sample_messages(1))  # connected: the server said its limit
+        assert publisher._connection is not None
+        limit = publisher._connection.max_payload
+        fits = sample_messages(1, first=2)[0]
+        body_only = dataclasses.replace(fits, body=b"x" * (limit - 10))  # headers tip it over
+        with pytest.raises(MessageTooLarge) as caught:
+            publisher.publish([fits, body_only])
+        assert caught.value.index == 1
+        assert caught.value.limit == limit
+        assert caught.value.size > limit
+        assert f"position {body_only.position}" in str(caught.value)
+        assert stored_count(nats_broker.url, nats_broker.stream) == 1  # nothing of the batch
+    finally:
+        publisher.close()
+    with EventStore(sqlite_url, master_key=MasterKey.generate()) as store:
+        store.registry.register(Note)
+        store.append("notes", [Note(text="small"), Note(text="y" * limit)])
+        relay = Relay(store, nats_broker.publisher(), backoff=(0.01, 0.02))
+        with pytest.raises(MessageTooLarge, match="position 2"):
+            relay.relay_pending(retry_for=5)  # before: BrokerUnavailable, after 5 s of retries
+        assert relay.retries == 0
+        assert relay.position == 0
