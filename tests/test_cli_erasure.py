@@ -479,3 +479,7 @@ def test_start_line_skips_the_requests_before_it(filled: str, tmp_path: Path) ->
     alone = run("erase", "c-0", "--start-line", "3", url=filled, cwd=tmp_path)
     assert alone.returncode == 2
     assert "--start-line needs --from-file" in alone.stderr
+    past = run("erase", "--from-file", str(requests), "--start-line", "9", url=filled,
+               cwd=tmp_path)
+    assert past.returncode == 2
+    assert "holds no request from line 9 on (its last is line 4)" in past.stderr
