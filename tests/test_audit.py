@@ -211,12 +211,18 @@ def test_export_of_an_erased_subject_says_when_and_holds_no_values(log: str,
     assert "unknown subject" in unknown.stderr
 
 
-def test_a_report_over_a_tampered_log_says_so_and_exits_1(log: str, tmp_path: Path) -> None:
-    engine = tampering.raw_engine(log)
+def tamper_with_event_3(url: str) -> None:
+    """What an attacker with write access to the database does: the triggers dropped, the
+    personal column of the event at position 3 replaced."""
+    engine = tampering.raw_engine(url)
     tampering.drop_triggers(engine)
     tampering.execute(engine, "UPDATE shredstore_events SET personal = '[{\"x\": 1}]' "
                       "WHERE position = 3")
     engine.dispose()
+
+
+def test_a_report_over_a_tampered_log_says_so_and_exits_1(log: str, tmp_path: Path) -> None:
+    tamper_with_event_3(log)
     out = tmp_path / "report.html"
     result = run("report", "--out", str(out), url=log)
     assert result.returncode == 1

@@ -22,8 +22,14 @@ from keyvault import MasterKey
 from shredstore import EventStore
 from shredstore.records import AuditEvent, PersonalField
 from tests.shredding.events import CustomerRegistered, Noted, PaymentSent
-from tests.store import tampering
-from tests.test_audit import HOSTILE, fill, hostile_event, render_html, run
+from tests.test_audit import (
+    HOSTILE,
+    fill,
+    hostile_event,
+    render_html,
+    run,
+    tamper_with_event_3,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page
@@ -273,11 +279,7 @@ def test_a_tampered_event_is_marked_in_its_row(page: Page, problems: list[str],
                                                sqlite_url: str, master_file: Path,
                                                tmp_path: Path) -> None:
     url = fill(sqlite_url, master_file)
-    engine = tampering.raw_engine(url)
-    tampering.drop_triggers(engine)
-    tampering.execute(engine, "UPDATE shredstore_events SET personal = '[{\"x\": 1}]' "
-                      "WHERE position = 3")
-    engine.dispose()
+    tamper_with_event_3(url)
     out = tmp_path / "report.html"
     assert run("report", "--out", str(out), url=url).returncode == 1
     page.goto(out.as_uri())
