@@ -9,7 +9,7 @@ transaction; the counter is what every process checks to drop cached keys (`keyv
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -45,13 +45,17 @@ class ErasureRecord(Protocol):
         """Which of `subject_ids` the record says were erased."""
         ...
 
-    def erased_since(self, mark: Hashable | None, limit: int, connection: Connection
-                     ) -> tuple[Hashable, Collection[str] | None]:
-        """The record's mark now, and the subjects it named after `mark` (a mark it returned
-        before); None instead of those when it cannot tell (no `mark`, a record that does not
-        continue from it, or more than `limit` of them): then the vault drops its cache.
-        `connection` is the vault's, in a read transaction: a record kept in the same
-        database may read through it."""
+    def ask_erased_since(self, mark: Hashable | None, limit: int, connection: Connection
+                         ) -> Callable[[], tuple[Hashable, Collection[str] | None]]:
+        """Ask for the record's mark now, and the subjects it named after `mark` (a mark it
+        returned before); the function returned gives both. None instead of the subjects when
+        it cannot tell (no `mark`, a record that does not continue from it, or more than
+        `limit` of them): then the vault drops its cache.
+
+        `connection` is the vault's, in a read transaction: a record kept in the same database
+        may read through it, with the driver's cursor. Its queries are sent when this is
+        called and their answers read when the function is (after other queries may have been
+        sent in between: psycopg's pipeline mode, one round trip for all)."""
         ...
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -161,8 +161,13 @@ class SubjectKeys:
     def store_created(self, made: dict[str, NewKey], conn: Connection) -> None:
         """Store a deferred-creation ring's keys in `conn`'s transaction;
         `KeyCreationConflict` where another process stored one first."""
-        self._insert_new_keys(conn, made)
-        rows = statements.load_keys(conn, list(made))
+        # Sent together, answered together (one round trip in a pipeline): the state row's
+        # lock is taken before the insert runs, and a refused master key rolls it back.
+        check = self._ask_master_key_check(conn)
+        statements.insert_keys(conn, [new.row for new in made.values()])
+        answer = statements.ask_load_keys(conn, list(made))
+        check()
+        rows = answer()
         stored = {row.subject_id: row.wrapped_key for row in rows}
         lost = [s for s, new in made.items() if stored.get(s) != new.row["wrapped_key"]]
         if lost:
@@ -173,25 +178,41 @@ class SubjectKeys:
         them all if the vault's erasures are not a continuation of those last seen (a vault
         restored from a backup: see keyvault.cache). In `connection`'s transaction if given
         (on the vault's database), else in a short one of its own."""
-        named: Collection[str] | None = ()
-        with (contextlib.nullcontext(connection) if connection is not None
-              else self._db.read()) as conn:
-            # Both asked before either answer is read: one round trip in a pipeline.
-            answer = statements.ask_latest_erasure(conn)
-            if self._record is not None:
-                record_mark, named = self._record.erased_since(self.cache.seen_record,
-                                                               self.cache.size, conn)
+        if connection is not None:
+            self.ask_refresh(connection)()
+            return
+        with self._db.read() as conn:
+            self.ask_refresh(conn)()
+
+    def ask_refresh(self, connection: Connection) -> Callable[[], None]:
+        """`refresh` in two steps, in `connection`'s transaction: the queries are sent now
+        (on the driver's cursor), and the function returned reads their answers and updates
+        the cache. In psycopg's pipeline mode they share the round trip of whatever else is
+        sent before the answers are read (a page of a read, on PostgreSQL); the function may
+        then still ask more, on the same connection, when erasures happened since the last
+        check."""
+        answer = statements.ask_latest_erasure(connection)
+        record = (None if self._record is None else
+                  self._record.ask_erased_since(self.cache.seen_record, self.cache.size,
+                                                connection))
+
+        def finish() -> None:
+            named: Collection[str] | None = ()
             erasures, subject_id, erased_at = answer()
+            if record is not None:
+                record_mark, named = record()
             mark = ErasureMark(erasures, subject_id, as_utc(erased_at) if erased_at else None)
             seen = self.cache.seen
-            erased = [] if mark == seen else self._erased_since(conn, seen, mark)
-        if erased is None or named is None:
-            self.cache.clear()
-        elif erased or named:
-            self.cache.mark_erased([*erased, *named])
-        self.cache.seen = mark
-        if self._record is not None:
-            self.cache.seen_record = record_mark
+            erased = [] if mark == seen else self._erased_since(connection, seen, mark)
+            if erased is None or named is None:
+                self.cache.clear()
+            elif erased or named:
+                self.cache.mark_erased([*erased, *named])
+            self.cache.seen = mark
+            if record is not None:
+                self.cache.seen_record = record_mark
+
+        return finish
 
     def _erased_since(self, conn: Connection, seen: ErasureMark | None, now: ErasureMark
                       ) -> list[str] | None:
@@ -251,20 +272,28 @@ class SubjectKeys:
                     self._key_from_row(row, opening=False)
 
     def _insert_new_keys(self, conn: Connection, made: dict[str, NewKey]) -> None:
-        """Insert the rows of `made` where no row exists, in `conn`'s transaction.
-
-        Takes the state row first (shared), as erase takes it exclusively: on PostgreSQL an
-        erase and a first use of one subject cannot interleave, so no key outlives an
-        erasure. Refuses a master key that no longer wraps the vault.
-        """
-        provider = self.require_provider()
-        master_key_id, rotating_to = statements.master_key_ids(conn)
-        if provider.key_id not in (master_key_id, rotating_to):
-            raise WrongMasterKeyError(
-                f"the master key {provider.key_id} no longer wraps this vault "
-                f"(now {master_key_id}); restart with the current master key"
-            )
+        """Insert the rows of `made` where no row exists, in `conn`'s transaction."""
+        check = self._ask_master_key_check(conn)
         statements.insert_keys(conn, [new.row for new in made.values()])
+        check()
+
+    def _ask_master_key_check(self, conn: Connection) -> Callable[[], None]:
+        """Take the state row (shared) in `conn`'s transaction, before new keys are inserted
+        in it: erase takes it exclusively, so on PostgreSQL an erase and a first use of one
+        subject cannot interleave, and no key outlives an erasure. The function returned
+        refuses a master key that no longer wraps the vault (raised before the commit, it
+        takes back the keys inserted)."""
+        provider = self.require_provider()
+        answer = statements.ask_master_key_ids(conn)
+
+        def check() -> None:
+            master_key_id, rotating_to = answer()
+            if provider.key_id not in (master_key_id, rotating_to):
+                raise WrongMasterKeyError(
+                    f"the master key {provider.key_id} no longer wraps this vault "
+                    f"(now {master_key_id}); restart with the current master key")
+
+        return check
 
     def _load(self, subject_ids: Collection[str], *, missing_are_guarded: bool = False
               ) -> dict[str, _KeyRow]:

@@ -101,29 +101,53 @@ class LoadedKey(NamedTuple):
 def load_keys(connection: Connection, subject_ids: Sequence[str]) -> list[LoadedKey]:
     """The rows of `subject_ids`, on the driver's cursor in the caller's transaction (a
     subject's first append and every page of a read with uncached keys ask it)."""
+    return ask_load_keys(connection, subject_ids)()
+
+
+def ask_load_keys(connection: Connection, subject_ids: Sequence[str]
+                  ) -> Callable[[], list[LoadedKey]]:
+    """`load_keys` in two steps: the queries are sent now, and the function returned reads
+    their answers (in psycopg's pipeline mode, statements sent in between share their round
+    trip)."""
     mark = _mark(connection)
-    found: list[LoadedKey] = []
-    for start in range(0, len(subject_ids), _IN_LIST):
-        part = subject_ids[start:start + _IN_LIST]
-        found.extend(
-            LoadedKey(subject_id, state, version, None if wrapped is None else bytes(wrapped),
-                      by, _stored_time(erased))
-            for subject_id, state, version, wrapped, by, erased in _driver_rows(
-                connection, f"{_LOAD_KEYS_SQL} ({', '.join([mark] * len(part))})", part))
-    return found
+    answers = [_ask_rows(connection, f"{_LOAD_KEYS_SQL} ({', '.join([mark] * len(part))})",
+                         part)
+               for part in (subject_ids[start:start + _IN_LIST]
+                            for start in range(0, len(subject_ids), _IN_LIST))]
+
+    def answer() -> list[LoadedKey]:
+        return [LoadedKey(subject_id, state, version,
+                          None if wrapped is None else bytes(wrapped), by, _stored_time(erased))
+                for rows in answers
+                for subject_id, state, version, wrapped, by, erased in rows()]
+
+    return answer
 
 
 def master_key_ids(connection: Connection) -> tuple[str | None, str | None]:
     """The vault's master key id and the one it is rotating to, from its state row, which
     stays locked (shared, PostgreSQL) until the caller's transaction ends: an erasure takes it
     exclusively, so a key's first store and an erasure cannot interleave."""
+    return ask_master_key_ids(connection)()
+
+
+def ask_master_key_ids(connection: Connection
+                       ) -> Callable[[], tuple[str | None, str | None]]:
+    """`master_key_ids` in two steps (see `ask_load_keys`); the state row is locked from when
+    the query runs, before any statement sent after it."""
     postgres = connection.dialect.name == "postgresql"
-    rows = _driver_rows(connection, _MASTER_KEY_IDS_SQL + (" FOR SHARE" if postgres else ""))
-    if len(rows) != 1:
-        raise VaultConfigurationError("the vault's state row is missing or repeated: this "
-                                      "database holds no key vault, or one that was altered")
-    master_key_id, rotating_to = rows[0]
-    return master_key_id, rotating_to
+    rows = _ask_rows(connection, _MASTER_KEY_IDS_SQL + (" FOR SHARE" if postgres else ""))
+
+    def answer() -> tuple[str | None, str | None]:
+        found = rows()
+        if len(found) != 1:
+            raise VaultConfigurationError(
+                "the vault's state row is missing or repeated: this database holds no key "
+                "vault, or one that was altered")
+        master_key_id, rotating_to = found[0]
+        return master_key_id, rotating_to
+
+    return answer
 
 
 def insert_keys(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -147,12 +171,26 @@ def insert_keys(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> No
 def _driver_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
                  ) -> list[Any]:
     """The rows of `sql`, run on the driver's cursor in `connection`'s transaction."""
+    return _ask_rows(connection, sql, parameters)()
+
+
+def _ask_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
+              ) -> Callable[[], list[Any]]:
+    """`_driver_rows` in two steps: `sql` sent now, its rows read by the function returned."""
     cursor = connection.connection.cursor()
     try:
         cursor.execute(sql, tuple(parameters))
-        return list(cursor.fetchall())
-    finally:
+    except BaseException:
         cursor.close()
+        raise
+
+    def rows() -> list[Any]:
+        try:
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    return rows
 
 
 def _mark(connection: Connection) -> str:

@@ -149,6 +149,12 @@ class KeyVault:
         ``keyring(refresh=False)``."""
         self._keys.refresh(connection)
 
+    def ask_refresh(self, connection: Connection) -> Callable[[], None]:
+        """`refresh` in `connection`'s transaction, in two steps: the queries are sent now,
+        and the function returned reads their answers (on PostgreSQL, a reader sends them in
+        the pipeline of its page: one round trip for both)."""
+        return self._keys.ask_refresh(connection)
+
     # Service keys
 
     def service_key(self, name: str, *, create: bool = True) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import itertools
 import logging
 import os
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
@@ -59,7 +58,7 @@ from shredstore.storage.engine import create_engine, create_read_only_engine
 from shredstore.storage.index import IndexCheck
 from shredstore.storage.log import AppendResult, EventLog, NewRow, PersonalRow
 from shredstore.storage.scope import Scope
-from shredstore.storage.snapshots import SnapshotRow, SnapshotTable
+from shredstore.storage.snapshots import SnapshotRow, SnapshotTable, snapshot_row
 from shredstore.subject import (
     CiphertextCheck,
     Footprint,
@@ -157,7 +156,7 @@ class EventStore:
                 self._log.authenticate(self._rows)
                 if shared:
                     # The erasure check of a page's keyring, in the page's own transaction.
-                    self._log.after_each_page(self._vault.refresh)
+                    self._log.after_each_page(self._vault.ask_refresh)
         except BaseException:
             self.close()
             raise
@@ -729,26 +728,16 @@ class EventStore:
         of events read in one transaction (what `Repository.load` needs, in one round trip
         fewer). Where no snapshot can be used, the events are the whole stream."""
         _check_stream_id(stream_id)
-        found: list[SnapshotRow | None] = []
-
-        # The vault's erasure check for the snapshot's keyring: the page hook
-        # (`EventLog.after_each_page`), which runs in this transaction after the snapshot was
-        # read, whatever the page holds.
+        # The vault's erasure check for the snapshot's keyring ran in the read's transaction
+        # (the page hook, `EventLog.after_each_page`), whatever the page holds.
         refresh = self._vault_shares_database and self._has_master_key
-
-        def after_snapshot(connection: Connection) -> int:
-            row = self._snapshots.latest(stream_id, type_name, connection)
-            found.append(row)
-            return row.version + 1 if row is not None else 1
-
-        pages = self._log.read_stream(stream_id, start=after_snapshot)
-        first = next(pages, None)  # runs the first transaction
-        row = found[0] if found else None
+        found, pages = self._log.read_after_snapshot(stream_id, type_name)
+        row = None if found is None else snapshot_row(found)
         state = None if row is None else self._usable_snapshot(row, cls, schema_version,
                                                                 refreshed=refresh)
         if row is not None and state is None:
             return None, self.read_stream(stream_id)  # not usable: replay it all
-        return state, self._decode(pages if first is None else itertools.chain([first], pages))
+        return state, self._decode(pages)
 
     def _usable_snapshot(self, row: SnapshotRow, cls: type[M], schema_version: int, *,
                          refreshed: bool = False) -> M | None:
@@ -1055,22 +1044,31 @@ class _Ledger:
     def erased_among(self, subject_ids: Collection[str]) -> list[str]:
         return self._log.in_ledger(None, subject_ids)
 
-    def erased_since(self, mark: Hashable | None, limit: int, connection: Connection
-                     ) -> tuple[Hashable, Collection[str] | None]:
+    def ask_erased_since(self, mark: Hashable | None, limit: int, connection: Connection
+                         ) -> Callable[[], tuple[Hashable, Collection[str] | None]]:
         # The mark is the ledger's last entry: (version, position, event id). A log restored
         # from a backup may reach the same version again with other entries: the entry at
         # the remembered version must be the one remembered, or the vault starts afresh.
         # In the vault's own transaction where they share the database: one round trip.
-        tail = self._log.tail(LEDGER_STREAM, connection if self._shared else None)
-        if tail == mark:
-            return tail, ()
-        if not isinstance(mark, tuple) or tail is None or tail[0] < mark[0] \
-                or tail[0] - mark[0] > limit:
-            return tail, None
-        entries = self._log.tail_since(LEDGER_STREAM, mark[0], limit)  # rare: no hurry
-        if not entries or entries[0][:3] != mark:
-            return tail, None
-        return tail, set().union(*(subjects for *_, subjects in entries[1:]))
+        if self._shared:
+            tail = self._log.ask_tail(LEDGER_STREAM, connection)
+        else:
+            known = self._log.tail(LEDGER_STREAM)
+            tail = lambda: known  # noqa: E731
+
+        def answer() -> tuple[Hashable, Collection[str] | None]:
+            now = tail()
+            if now == mark:
+                return now, ()
+            if not isinstance(mark, tuple) or now is None or now[0] < mark[0] \
+                    or now[0] - mark[0] > limit:
+                return now, None
+            entries = self._log.tail_since(LEDGER_STREAM, mark[0], limit)  # rare: no hurry
+            if not entries or entries[0][:3] != mark:
+                return now, None
+            return now, set().union(*(subjects for *_, subjects in entries[1:]))
+
+        return answer
 
 
 def _engine_for(url: str | URL | Engine, *, read_only: bool) -> tuple[Engine, str | None]:

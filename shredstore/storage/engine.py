@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ __all__ = [
     "create_async_postgres_engine",
     "create_engine",
     "create_read_only_engine",
+    "ask_rows",
     "driver_rows",
     "is_postgres",
     "is_sqlite",
@@ -66,6 +67,27 @@ def driver_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
         return list(cursor.fetchall())
     finally:
         cursor.close()
+
+
+def ask_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
+             ) -> Callable[[], list[Any]]:
+    """`driver_rows` in two steps: `sql` is sent now, and the function returned reads its
+    rows. Statements sent in between share its round trip where the connection is in psycopg's
+    pipeline mode; the rows may also be read after the pipeline ended."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, parameters)
+    except BaseException:
+        cursor.close()
+        raise
+
+    def rows() -> list[Any]:
+        try:
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    return rows
 
 
 def translate_errors(database: str = "the database") -> DriverErrors:

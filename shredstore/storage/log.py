@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import itertools
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ from shredstore.storage.chain import GENESIS, LogHead, StoredRow, link_hash, row
 from shredstore.storage.engine import (
     INTEGRITY_ERRORS,
     WRITE,
+    ask_rows,
     driver_rows,
     is_postgres,
     reader,
@@ -80,6 +82,9 @@ _LEDGER_IDS_KEPT = 10_000
 _COPY_FROM = 8
 """Rows from which a PostgreSQL append inserts by COPY (below, a statement costs less)."""
 
+_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+"""An append's transaction on PostgreSQL (sent by the append, in its pipeline)."""
+
 PAGE_SIZE = 1000
 """Rows fetched per query while reading; bounds the memory of a read."""
 
@@ -106,6 +111,10 @@ class NewRow:
 
 
 _Row = TypeVar("_Row")
+
+PageHook = Callable[[Connection], Callable[[], None]]
+"""A check run in a page's transaction (`EventLog.after_each_page`): it sends its queries, and
+the function it returns reads their answers."""
 
 
 class PersonalRow(NamedTuple):
@@ -152,6 +161,10 @@ class EventLog:
         Through psycopg's async driver (`shredstore.aio` on PostgreSQL) statements go one at a
         time: SQLAlchemy's adapted cursor buffers a statement's rows when it is executed,
         which in a pipeline would be before they arrive."""
+        self._appender = reader(engine) if self._copies else self._writer
+        """The engine for appends. On PostgreSQL in autocommit, the append sending its own
+        ``BEGIN`` first thing in its pipeline: psycopg would begin the transaction itself with
+        a round trip of its own (it syncs a pipeline after the ``BEGIN`` it sends)."""
         if postgres and not sa.event.contains(engine, "before_cursor_execute", _not_pipelined):
             sa.event.listen(engine, "before_cursor_execute", _not_pipelined)
         self._sql = Statements("%s" if postgres else "?")
@@ -159,7 +172,7 @@ class EventLog:
         self._raw_row = formats.row
         self._to_row = self._raw_row
         self._authenticator: RowAuthenticator | None = None
-        self._page_hook: Callable[[Connection], None] | None = None
+        self._page_hook: PageHook | None = None
         self._ledger_key: bytes | None = None
         self.read_only = False
         # Parameters in the formats SQLAlchemy's Uuid and DateTime types use on each backend.
@@ -182,12 +195,15 @@ class EventLog:
         not checked by a store without the master key."""
         return self._authenticator.check(row) if self._authenticator is not None else row
 
-    def after_each_page(self, hook: Callable[[Connection], None]) -> None:
+    def after_each_page(self, hook: PageHook) -> None:
         """From now on, run `hook` in the transaction of every page read for its events (not
         of verify's raw pages), after the page's query, where the page holds personal data or
-        is the first of a read that starts from a snapshot (on PostgreSQL on every page, in
-        the page's own round trip): the store checks the vault for new erasures there, where
-        they share the database. The hook must use the driver's cursor (see `_pipelined`)."""
+        is the first of a read that starts from a snapshot (on PostgreSQL on every page): the
+        store checks the vault for new erasures there, where they share the database.
+
+        The hook sends its queries (on the driver's cursor, see `_pipelined`) and returns a
+        function that reads their answers. On PostgreSQL both are pipelined with the page's
+        query, and the answers read once the pipeline's one round trip is over."""
         self._page_hook = hook
 
     def has_authenticated_rows(self) -> bool:
@@ -297,9 +313,20 @@ class EventLog:
         if connection is None:
             with translate_errors(), self._reader.connect() as conn, conn.begin():
                 return self.tail(stream_id, conn)
-        found = driver_rows(connection, self._sql.tail, (stream_id,))
-        last = found[0] if found else None
-        return None if last is None else (int(last[0]), int(last[1]), as_uuid(last[2]))
+        return self.ask_tail(stream_id, connection)()
+
+    def ask_tail(self, stream_id: str, connection: Connection
+                 ) -> Callable[[], tuple[int, int, UUID] | None]:
+        """`tail` in `connection`'s transaction, in two steps: the query is sent now and the
+        function returned reads its answer (see `ask_in_ledger`)."""
+        rows = ask_rows(connection, self._sql.tail, (stream_id,))
+
+        def answer() -> tuple[int, int, UUID] | None:
+            found = rows()
+            last = found[0] if found else None
+            return None if last is None else (int(last[0]), int(last[1]), as_uuid(last[2]))
+
+        return answer
 
     def tail_since(self, stream_id: str, version: int, limit: int
                    ) -> list[tuple[int, int, UUID, frozenset[str]]]:
@@ -368,7 +395,7 @@ class EventLog:
                 rows or callable(rows) for _, rows, _ in batches):
             self._authenticator.ready()
         try:
-            with translate_errors(), self._write() as conn:
+            with translate_errors(), self._write(self._appender) as conn:
                 return self._append(conn, batches, before_insert=before_insert,
                                     after_insert=after_insert)
         except _RetryCheck as check:
@@ -419,14 +446,17 @@ class EventLog:
         before_insert: Callable[[Connection], None] | None,
         last: bool,
     ) -> list[AppendResult]:
-        # On PostgreSQL the statements go out pipelined: the lock, the head read and the
-        # guards in one round trip, the inserts and (where nothing else is to be written:
-        # `last`) COMMIT in the next, instead of one round trip each; the transaction's own
-        # commit then has nothing left to do. SQLite's statements are calls into the
-        # library: nothing to save.
+        # On PostgreSQL the statements go out pipelined: BEGIN, the lock, the head read and
+        # the guards in one round trip; then the inserts and (where nothing else is to be
+        # written: `last`) COMMIT in the next, or, for a batch, the pipeline's end and COPY.
+        # The transaction's own commit then has nothing left to do. SQLite's statements are
+        # calls into the library: nothing to save.
         pipelined = self._pipelines(batches)
+        small = pipelined and sum(len(rows) for _, rows, _ in batches) < _COPY_FROM
         try:
             with self._pipelined(conn) if pipelined else contextlib.nullcontext():
+                if self._copies:
+                    cursor.execute(_BEGIN)  # the append's engine is in autocommit
                 if self._lock_key is not None:
                     # A statement of its own: in READ COMMITTED a statement's snapshot is taken
                     # before a lock inside it is granted, so the reads below must come after.
@@ -448,32 +478,41 @@ class EventLog:
                         raise mismatch
                 if refused is not None:
                     raise refused
-                head = found[0]
-                position = head[1] if head is not None else 0
-                prev_hash = bytes(head[2]) if head is not None else GENESIS
-                results: list[AppendResult] = []
-                params: list[tuple[Any, ...]] = []
-                index: list[tuple[str, int]] = []
-                for (stream_id, rows, _), current in zip(batches, versions, strict=True):
-                    results.append(AppendResult(stream_id, current + len(rows), tuple(
-                        range(position + 1, position + 1 + len(rows)))))
-                    if not rows:
-                        continue
-                    more, entries = self._new_rows(stream_id, rows, current, position,
-                                                   prev_hash)
-                    params += more
-                    index += entries
-                    position += len(rows)
-                    prev_hash = more[-1][-1]  # the last row's chain hash
-                if params:
-                    self._insert(cursor, params, index, copy=not pipelined)
-                    if pipelined and last:
+                results, params, index = self._placed(batches, versions, found[0])
+                if params and (small or not pipelined):
+                    self._insert(cursor, params, index, copy=not small)
+                    if small and last:
                         cursor.execute("COMMIT")
+                    params = []
         except INTEGRITY_ERRORS:
             if not pipelined:
                 raise
             raise _RetryCheck(None) from None  # the inserts' error, reported on leaving
+        if params:  # a pipelined batch: by COPY, which a pipeline cannot hold
+            self._insert(cursor, params, index, copy=True)
         return results
+
+    def _placed(self, batches: Sequence[tuple[str, Sequence[NewRow], Any]], versions: list[int],
+                head: Any) -> tuple[list[AppendResult], list[tuple[Any, ...]],
+                                    list[tuple[str, int]]]:
+        """Each batch's result, and the insert parameters and index entries of its rows,
+        placed after the log's `head` row (None for an empty log) and each stream's version."""
+        position = head[1] if head is not None else 0
+        prev_hash = bytes(head[2]) if head is not None else GENESIS
+        results: list[AppendResult] = []
+        params: list[tuple[Any, ...]] = []
+        index: list[tuple[str, int]] = []
+        for (stream_id, rows, _), current in zip(batches, versions, strict=True):
+            results.append(AppendResult(stream_id, current + len(rows), tuple(
+                range(position + 1, position + 1 + len(rows)))))
+            if not rows:
+                continue
+            more, entries = self._new_rows(stream_id, rows, current, position, prev_hash)
+            params += more
+            index += entries
+            position += len(rows)
+            prev_hash = more[-1][-1]  # the last row's chain hash
+        return results, params, index
 
     def _ask_versions(self, cursor: Any, conn: Connection, stream_ids: list[str]
                       ) -> list[Callable[[], Any]]:
@@ -563,12 +602,10 @@ class EventLog:
         return params, index
 
     def _pipelines(self, batches: Sequence[tuple[str, Any, Any]]) -> bool:
-        """Whether an append of `batches` is pipelined: on PostgreSQL, unless the rows are
-        many enough to go by COPY or come from a function (which may run SQLAlchemy's
-        statements)."""
-        if not self._copies or any(callable(rows) for _, rows, _ in batches):
-            return False
-        return sum(len(rows) for _, rows, _ in batches) < _COPY_FROM
+        """Whether an append of `batches` is pipelined: on PostgreSQL, unless the rows come
+        from a function (which may run SQLAlchemy's statements). A batch large enough to go
+        by COPY is pipelined up to its inserts."""
+        return self._copies and not any(callable(rows) for _, rows, _ in batches)
 
     @staticmethod
     @contextlib.contextmanager
@@ -722,17 +759,8 @@ class EventLog:
         from_version: int | None = None,
         backwards: bool = False,
         limit: int | None = None,
-        start: Callable[[Connection], int] | None = None,
     ) -> Iterator[list[StoredRow]]:
-        """Pages of a stream's rows by version: from `from_version` on, or down from it.
-
-        `start` (forwards only): called in the first page's transaction, before its query,
-        it says the version to start from instead of `from_version` (a snapshot's, say).
-        """
-        if start is not None:
-            return self._pages(self._sql.stream_after, (stream_id,), 0, limit, VERSION,
-                               to_row=self._to_row,
-                               first=lambda connection: start(connection) - 1)
+        """Pages of a stream's rows by version: from `from_version` on, or down from it."""
         if backwards:
             bound = (from_version + 1) if from_version is not None else 2**31
             return self._pages(self._sql.stream_before, (stream_id,), bound, limit, VERSION,
@@ -762,23 +790,70 @@ class EventLog:
                 return
             after = (int(page[-1][0]), page[-1][1])
 
+    def read_after_snapshot(self, stream_id: str, type_name: str
+                            ) -> tuple[Any | None, Iterator[list[StoredRow]]]:
+        """The stream's newest snapshot for `type_name` (its raw row, in
+        `storage.statements.SNAPSHOT_COLUMNS`; None if it has none), and pages of the stream's
+        rows after it (all of them without one).
+
+        The snapshot and the first page are read as of one moment, with the page hook run
+        whatever the page holds (it checks the snapshot's keys too). On PostgreSQL they go in
+        one round trip: a read-only REPEATABLE READ transaction pipelined with both queries,
+        the page's bound taken from the snapshot table in its own statement."""
+        hook = self._page_hook
+        sql = self._sql
+        with translate_errors(), self._reader.connect() as conn, conn.begin():
+            if self._copies:
+                snapshot, raw = self._pipelined_after_snapshot(conn, stream_id, type_name, hook)
+            else:
+                found = driver_rows(conn, sql.latest_snapshot, (stream_id, type_name))
+                snapshot = found[0] if found else None
+                after = snapshot[1] if snapshot is not None else 0
+                raw = driver_rows(conn, sql.stream_after, (stream_id, after, PAGE_SIZE))
+                if hook is not None:
+                    hook(conn)()
+        page = [self._to_row(row) for row in raw]
+        if len(raw) < PAGE_SIZE:
+            return snapshot, iter((page,) if page else ())
+        rest = self._pages(sql.stream_after, (stream_id,), raw[-1][VERSION], None, VERSION,
+                           to_row=self._to_row)
+        return snapshot, itertools.chain((page,), rest)
+
+    def _pipelined_after_snapshot(self, conn: Connection, stream_id: str, type_name: str,
+                                  hook: PageHook | None) -> tuple[Any | None, list[Any]]:
+        sql = self._sql
+        driver: Any = conn.connection
+        cursors = [driver.cursor() for _ in range(3)]
+        try:
+            control, snapshot, page = cursors
+            with self._pipelined(conn):
+                control.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                snapshot.execute(sql.latest_snapshot, (stream_id, type_name))
+                page.execute(sql.stream_after_snapshot,
+                             (stream_id, stream_id, type_name, PAGE_SIZE))
+                finish = hook(conn) if hook is not None else None
+                control.execute("COMMIT")
+            found = snapshot.fetchall()
+            raw = list(page.fetchall())
+        finally:
+            for cursor in cursors:
+                cursor.close()
+        if finish is not None:
+            finish()
+        return (found[0] if found else None), raw
+
     def _pages(
         self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int, *,
         to_row: Callable[[Any], _Row], page_size: int = 0,
-        first: Callable[[Connection], int] | None = None,
     ) -> Iterator[list[_Row]]:
-        """Keyset pagination: each page is `sql` with (fixed..., bound, size), own transaction
-        (`first`: called in the first one, before its query, it gives the bound)."""
+        """Keyset pagination: each page is `sql` with (fixed..., bound, size), own transaction."""
         page_size = page_size or PAGE_SIZE
         remaining = limit
         hook = self._page_hook if to_row is self._to_row else None
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
             with translate_errors(), self._reader.connect() as conn, conn.begin():
-                check = first is not None  # a snapshot's read: its erasure check is the page's
-                if first is not None:
-                    bound, first = first(conn), None
-                raw = self._page(conn, sql, (*fixed, bound, size), hook, check=check)
+                raw = self._page(conn, sql, (*fixed, bound, size), hook)
             count = len(raw)
             if count:
                 bound = raw[-1][key]
@@ -792,26 +867,24 @@ class EventLog:
                 remaining -= count
 
     def _page(self, conn: Connection, sql: str, parameters: tuple[Any, ...],
-              hook: Callable[[Connection], None] | None, *, check: bool) -> list[Any]:
+              hook: PageHook | None) -> list[Any]:
         """One page's raw rows (the driver's cursor: plain tuples, without SQLAlchemy's
         per-row objects), and the page hook run after its query where the page holds personal
-        data or `check` asks for it. On PostgreSQL the hook always runs, pipelined with the
-        query: its statements and the page share one round trip."""
+        data. On PostgreSQL the hook always runs, pipelined with the query: its statements
+        and the page share one round trip, the pipeline's, and are read after it."""
         if hook is None:
             return driver_rows(conn, sql, parameters)
         if not self._copies:
             raw = driver_rows(conn, sql, parameters)
-            if check or any(row[_PERSONAL] is not None for row in raw):
-                hook(conn)
+            if any(row[_PERSONAL] is not None for row in raw):
+                hook(conn)()
             return raw
         with self._pipelined(conn):
-            cursor = conn.connection.cursor()
-            try:
-                cursor.execute(sql, parameters)
-                hook(conn)
-                return list(cursor.fetchall())
-            finally:
-                cursor.close()
+            rows = ask_rows(conn, sql, parameters)
+            finish = hook(conn)
+        raw = rows()
+        finish()
+        return raw
 
     def head(self) -> LogHead:
         """The position and hash of the last event (position 0 for an empty log)."""
@@ -854,11 +927,11 @@ class EventLog:
             return schema.missing_triggers(conn)
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, engine: Engine | None = None) -> Iterator[Connection]:
         if self.read_only:
             raise ReadOnlyStoreError(
                 "this store was opened read-only: nothing can be appended or changed")
-        with self._writer.connect() as conn, conn.begin():
+        with (engine or self._writer).connect() as conn, conn.begin():
             yield conn
 
 

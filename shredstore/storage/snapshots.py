@@ -14,7 +14,7 @@ from shredstore.storage import schema
 from shredstore.storage.engine import WRITE, driver_rows, is_postgres, translate_errors
 from shredstore.storage.statements import SNAPSHOT_COLUMNS, Statements
 
-__all__ = ["SnapshotRow", "SnapshotTable"]
+__all__ = ["SnapshotRow", "SnapshotTable", "snapshot_row"]
 
 _T = schema.SNAPSHOTS
 _ROW_COLUMNS = tuple(_T.c[name] for name in SNAPSHOT_COLUMNS)
@@ -67,7 +67,7 @@ class SnapshotTable:
             with translate_errors(), self._engine.connect() as conn:
                 return self.latest(stream_id, type_name, conn)
         found = driver_rows(connection, self._latest, (stream_id, type_name))
-        return _row(found[0]) if found else None
+        return snapshot_row(found[0]) if found else None
 
     def rows(self) -> Iterator[SnapshotRow]:
         """Every snapshot, by stream and version, a page at a time (for verify)."""
@@ -79,7 +79,7 @@ class SnapshotTable:
                     .where(sa.or_(_T.c.stream_id > after[0],
                                   sa.and_(_T.c.stream_id == after[0], _T.c.version > after[1])))
                     .order_by(_T.c.stream_id, _T.c.version).limit(_PAGE)).all()
-            yield from (_row(found) for found in page)
+            yield from (snapshot_row(found) for found in page)
             if len(page) < _PAGE:
                 return
             after = (page[-1][0], page[-1][1])
@@ -101,7 +101,8 @@ class SnapshotTable:
             yield from (personal for (personal,) in rows)
 
 
-def _row(found: Any) -> SnapshotRow:
+def snapshot_row(found: Any) -> SnapshotRow:
+    """A snapshot read as the driver returns it (`SNAPSHOT_COLUMNS`), as a `SnapshotRow`."""
     mac = found[6]
     return SnapshotRow(found[0], found[1], found[2], found[3], found[4], found[5],
                        bytes(mac) if mac is not None else None)

@@ -119,6 +119,12 @@ class Statements:
         self.latest_snapshot = (
             f"SELECT {_SNAPSHOT_LIST} FROM {_SNAPSHOTS} WHERE stream_id = {mark} "
             f"AND type_name = {mark} ORDER BY version DESC LIMIT 1")
+        # A page of a stream after its newest snapshot of a type (parameters: stream, stream,
+        # type, page size), for a read that asks for the snapshot in the same round trip.
+        self.stream_after_snapshot = (
+            f"{select} WHERE stream_id = {mark} AND version > COALESCE(("
+            f"SELECT max(version) FROM {_SNAPSHOTS} WHERE stream_id = {mark} "
+            f"AND type_name = {mark}), 0) ORDER BY version LIMIT {mark}")
 
     def _marks(self, count: int) -> str:
         return ", ".join([self.mark] * count)
