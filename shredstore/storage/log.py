@@ -448,11 +448,11 @@ class EventLog:
     ) -> list[AppendResult]:
         # On PostgreSQL the statements go out pipelined: BEGIN, the lock, the head read and
         # the guards in one round trip; then the inserts and (where nothing else is to be
-        # written: `last`) COMMIT in the next, or, for a batch, the pipeline's end and COPY.
-        # The transaction's own commit then has nothing left to do. SQLite's statements are
-        # calls into the library: nothing to save.
+        # written: `last`) COMMIT in the next, after which the transaction's own commit has
+        # nothing left to do. A batch sends its index entries there instead, and its rows by
+        # COPY once the pipeline ended. SQLite's statements are calls into the library:
+        # nothing to save.
         pipelined = self._pipelines(batches)
-        small = pipelined and sum(len(rows) for _, rows, _ in batches) < _COPY_FROM
         try:
             with self._pipelined(conn) if pipelined else contextlib.nullcontext():
                 if self._copies:
@@ -479,17 +479,21 @@ class EventLog:
                 if refused is not None:
                     raise refused
                 results, params, index = self._placed(batches, versions, found[0])
-                if params and (small or not pipelined):
-                    self._insert(cursor, params, index, copy=not small)
-                    if small and last:
+                copied = pipelined and len(params) >= _COPY_FROM
+                if copied and index:
+                    # The index entries in one statement of two arrays, in the pipeline.
+                    cursor.execute(self._sql.insert_subject_arrays,
+                                   ([subject for subject, _ in index], [at for _, at in index]))
+                elif params and not copied:
+                    self._insert(cursor, params, index, copy=not pipelined)
+                    if pipelined and last:
                         cursor.execute("COMMIT")
-                    params = []
         except INTEGRITY_ERRORS:
             if not pipelined:
                 raise
             raise _RetryCheck(None) from None  # the inserts' error, reported on leaving
-        if params:  # a pipelined batch: by COPY, which a pipeline cannot hold
-            self._insert(cursor, params, index, copy=True)
+        if copied:  # a batch's rows by COPY, which a pipeline cannot hold
+            self._insert(cursor, params, [], copy=True)
         return results
 
     def _placed(self, batches: Sequence[tuple[str, Sequence[NewRow], Any]], versions: list[int],

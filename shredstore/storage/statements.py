@@ -113,6 +113,11 @@ class Statements:
         self.insert = f"INSERT INTO {_EVENTS} ({_COLUMN_LIST}) VALUES ({marks})"
         self.insert_subject = (f"INSERT INTO {_INDEX} (subject_id, position) "
                                f"VALUES ({mark}, {mark})")
+        # PostgreSQL only: a batch's index entries as one statement of two arrays (it can go
+        # in the append's pipeline, where COPY cannot).
+        self.insert_subject_arrays = (f"INSERT INTO {_INDEX} (subject_id, position) "
+                                      f"SELECT * FROM unnest({mark}::text[], {mark}::bigint[])"
+                                      if postgres else "")
         # PostgreSQL's bulk load, with the same columns (used for batches).
         self.copy_events = f"COPY {_EVENTS} ({_COLUMN_LIST}) FROM STDIN"
         self.copy_subjects = f"COPY {_INDEX} (subject_id, position) FROM STDIN"

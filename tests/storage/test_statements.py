@@ -19,9 +19,12 @@ from shredstore.storage.statements import COLUMNS, READ_COLUMNS, Statements
 def statements_of(sql: Statements) -> dict[str, str]:
     """Every statement `sql` holds or builds, by name."""
     # COPY cannot be prepared (and is PostgreSQL's own): the event-store contract's bulk
-    # batches run it on PostgreSQL.
+    # batches run it on PostgreSQL. The index entries as arrays are PostgreSQL's own too:
+    # empty on SQLite.
+    assert bool(sql.insert_subject_arrays) == (sql.mark == "%s")
     built = {name: value for name, value in vars(sql).items()
-             if isinstance(value, str) and name != "mark" and not name.startswith(("_", "copy_"))}
+             if isinstance(value, str) and name != "mark" and not name.startswith(("_", "copy_"))
+             and value}
     counts, subjects = sql.scope_counts([("stream_id", "="), ("recorded_at", ">=")])
     return {**built, "typed_after": sql.typed_after(2),
             "event_ids_among": sql.event_ids_among(3),
