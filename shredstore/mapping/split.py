@@ -37,7 +37,8 @@ from shredstore.personal import (
     dotted,
 )
 
-__all__ = ["Split", "join", "put", "redact", "redacted_fields", "redacted_paths", "split"]
+__all__ = ["Split", "join", "put", "redact", "redacted_fields", "redacted_paths", "split",
+           "subject_of"]
 
 _PLACEHOLDER = "\x00shredstore.personal:"
 """Starts the text written in a personal value's place during a split dump (never stored:
@@ -135,7 +136,7 @@ class _Walk:
                     continue  # excluded from the dump: nothing is stored
                 where = (*path, rule.key)
                 value = self._take(data.pop(rule.key), where)
-                subject = _subject_of(rule, scopes, where)
+                subject = subject_of(rule, scopes, where)
                 if subject in groups:
                     groups[subject][where] = value
                 else:
@@ -186,7 +187,9 @@ class _Walk:
         return self.values[index]
 
 
-def _subject_of(rule: PersonalRule, scopes: tuple[Mapping[str, Any], ...], where: Path) -> str:
+def subject_of(rule: PersonalRule, scopes: tuple[Mapping[str, Any], ...], where: Path) -> str:
+    """The subject id of personal field `rule` at `where`, from the subject fields of the
+    models around it (`scopes`, outermost first)."""
     name = rule.declaration.subject
     subject: Any
     if name is None:  # the nearest model with subject fields; the plan checked it has one
