@@ -64,7 +64,7 @@ def _fast_uuid(text: str) -> UUID:
         raise ValueError("an event id is 32 hex digits")
     made = _new_uuid(UUID)
     _set_int(made, int.from_bytes(raw))
-    _set_is_safe(made, SafeUUID.unknown)
+    _set_is_safe(made, _UNKNOWN)
     return made
 
 
@@ -75,6 +75,8 @@ def _slow_uuid(text: str) -> UUID:
 
 
 _new_uuid = object.__new__
+_UNKNOWN = SafeUUID.unknown
+"""Looked up once: an enum member read off its class goes through a descriptor each time."""
 _SLOTS = vars(UUID)
 _FAST = set(getattr(UUID, "__slots__", ())) >= {"int", "is_safe"}
 _set_int: Any = _SLOTS["int"].__set__ if _FAST else None
