@@ -52,6 +52,8 @@ _CONFIG_KEYS = frozenset({"title", "extra_fields_behavior"})
 _FIELD_KEYS = frozenset({"type", "schema", "metadata", "frozen", "serialization_exclude"})
 
 Check = Callable[[Any], bool]
+_MISSING = object()
+"""A field missing from an instance's values (deleted past pydantic): it fits no check."""
 
 
 class ExactForm:
@@ -67,7 +69,7 @@ class ExactForm:
     def holds(self, event: BaseModel) -> bool:
         """Whether every field of `event` holds a value of exactly its field's type."""
         values = event.__dict__
-        return all(check(values[name]) for name, check in self._checks)
+        return all(check(values.get(name, _MISSING)) for name, check in self._checks)
 
     def split(self, data: dict[str, Any]) -> Split:
         """`split.split` of an instance that `holds`, from its plain JSON-mode dump `data`

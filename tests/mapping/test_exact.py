@@ -214,6 +214,14 @@ def test_an_instance_whose_values_do_not_fit_is_not_vouched_for(field: str, valu
     assert not form.holds(Registered.model_construct(**fields))
 
 
+def test_an_instance_missing_a_field_is_not_vouched_for() -> None:
+    event = Registered(customer_id="c-1", name="Ann")
+    del event.__dict__["note"]
+    form = exact_form(Registered, plan_of(Registered))
+    assert form is not None
+    assert not form.holds(event)
+
+
 @pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")  # the str in an int field
 @pytest.mark.parametrize(("field", "value"), [("credit", "12"), ("name", REDACTED),
                                               ("plan", "free")])
