@@ -261,3 +261,14 @@ def test_the_fast_path_stores_what_the_full_path_stores(ring: Any,
                            datetime.now(UTC), row.metadata, row.payload, row.personal, b"", b"",
                            None, None)
         assert mapper.to_recorded(stored, ring).event == event
+
+
+@pytest.mark.parametrize("field", ["note", "name"])
+def test_text_json_cannot_hold_is_refused_on_the_fast_path_too(field: str) -> None:
+    """A lone surrogate fits `str` exactly, and JSON cannot hold it: refused, never stored."""
+    event = Registered(**{"customer_id": "c-1", "name": "Ann"} | {field: "a\ud800b"})
+    form = exact_form(Registered, plan_of(Registered))
+    assert form is not None
+    assert form.holds(event)
+    with pytest.raises(InvalidEventError, match="Registered"):
+        _mapper().to_rows([event], "{}", None)
