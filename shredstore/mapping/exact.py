@@ -15,7 +15,9 @@ class's pydantic core schema, once per class:
 
 A class proven so still has each instance checked, cheaply: each field's value must be of
 exactly its field's type (an instance made by ``model_construct`` or altered past validation
-may hold anything; `REDACTED` in a personal field is not a value either). An instance that
+may hold anything; `REDACTED` in a personal field is not a value either), and a datetime
+naive or at a fixed offset from UTC in whole minutes (JSON keeps no zone rules and no
+seconds of an offset). An instance that
 passes skips the read-back check; any other takes the full path, which reports the problem.
 
 Such a class holds no model inside (nor ``Any``): its personal fields and subject fields are
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from enum import Enum, Flag
 from typing import Any
 from uuid import UUID
@@ -44,14 +46,18 @@ __all__ = ["ExactForm", "exact_form"]
 _SCALARS: dict[str, type] = {"str": str, "int": int, "bool": bool, "uuid": UUID,
                              "date": date, "datetime": datetime}
 """Core schema types whose JSON form reads back as an equal value of exactly this type."""
-_PLAIN_KEYS = frozenset({"type", "metadata", "ref", "strict"})
+_PLAIN_KEYS = frozenset({"type", "metadata", "ref"})
 """Keys a scalar's schema may have (any other is a constraint or a conversion)."""
+_STRICT_READS_JSON = frozenset({"str", "int", "bool"})
+"""Scalars that a strict field still reads from their JSON form (a reader validates parsed
+JSON as Python data, where a strict UUID, date or datetime field refuses the text)."""
 _MODEL_KEYS = frozenset({"type", "cls", "schema", "config", "custom_init", "root_model",
                          "post_init", "metadata", "ref"})
 _CONFIG_KEYS = frozenset({"title", "extra_fields_behavior"})
 _FIELD_KEYS = frozenset({"type", "schema", "metadata", "frozen", "serialization_exclude"})
 
 Check = Callable[[Any], bool]
+_MINUTE = timedelta(minutes=1)
 _MISSING = object()
 """A field missing from an instance's values (deleted past pydantic): it fits no check."""
 
@@ -144,23 +150,27 @@ def _value_check(schema: Any) -> Check | None:  # noqa: PLR0911 (one return per 
     kind = schema.get("type")
     if kind in _SCALARS:
         expected = _SCALARS[kind]
-        allowed = _PLAIN_KEYS | ({"microseconds_precision"} if kind == "datetime" else set())
+        allowed = (_PLAIN_KEYS | ({"microseconds_precision"} if kind == "datetime" else set())
+                   | ({"strict"} if kind in _STRICT_READS_JSON else set()))
         if not allowed.issuperset(schema) or schema.get(
                 "microseconds_precision", "truncate") != "truncate":
             return None
-        return lambda value: type(value) is expected
+        return _whole_minutes_offset if expected is datetime else (
+            lambda value: type(value) is expected)
     if kind == "default":
         if not {"type", "schema", "default", "default_factory", "default_factory_takes_data",
                 "metadata", "ref"}.issuperset(schema):
             return None  # validate_default, on_error: a conversion on the way in
         return _value_check(schema["schema"])
     if kind == "nullable":
-        inner = _value_check(schema["schema"]) if _PLAIN_KEYS.issuperset(
+        inner = _value_check(schema["schema"]) if (_PLAIN_KEYS | {"strict"}).issuperset(
             set(schema) - {"schema"}) else None
         return None if inner is None else (lambda value: value is None or inner(value))
     if kind == "enum":
         return _enum_check(schema)
     if kind == "literal":
+        if not (_PLAIN_KEYS | {"expected", "strict"}).issuperset(schema):
+            return None
         expected_values = schema.get("expected", [])
         if not all(type(each) in (str, int) for each in expected_values):
             return None
@@ -169,6 +179,20 @@ def _value_check(schema: Any) -> Check | None:  # noqa: PLR0911 (one return per 
     if kind == "union":
         return _personal_check(schema)
     return None
+
+
+def _whole_minutes_offset(value: Any) -> bool:
+    """A datetime that JSON holds exactly: naive, or with a fixed offset from UTC
+    (`datetime.timezone`) in whole minutes. pydantic writes the offset as hours and minutes
+    (seconds would be lost), and reads a fixed offset back (a zone's rules would be lost: such
+    times take the full check, as before)."""
+    if type(value) is not datetime:
+        return False
+    zone = value.tzinfo
+    if zone is None:
+        return True
+    offset = zone.utcoffset(value) if type(zone) is timezone else None
+    return offset is not None and not offset % _MINUTE
 
 
 def _enum_check(schema: Any) -> Check | None:
