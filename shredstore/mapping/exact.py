@@ -57,6 +57,8 @@ _CONFIG_KEYS = frozenset({"title", "extra_fields_behavior"})
 _FIELD_KEYS = frozenset({"type", "schema", "metadata", "frozen", "serialization_exclude"})
 
 Check = Callable[[Any], bool]
+Fit = Check | type
+"""What a field's value must be: exactly of a type, or pass a check."""
 _MINUTE = timedelta(minutes=1)
 _MISSING = object()
 """A field missing from an instance's values (deleted past pydantic): it fits no check."""
@@ -66,32 +68,44 @@ class ExactForm:
     """A class proven to read back exactly (see the module): how to check an instance, and how
     to split it fast."""
 
-    __slots__ = ("_checks", "_plan")
+    __slots__ = ("_checks", "_plan", "_subject_keys", "_types")
 
-    def __init__(self, checks: tuple[tuple[str, Check], ...], plan: PersonalPlan) -> None:
-        self._checks = checks
+    def __init__(self, fits: tuple[tuple[str, Fit], ...], plan: PersonalPlan) -> None:
+        # Most fields need their value's type only: compared in a loop, without a call each.
+        self._types = tuple((name, fit) for name, fit in fits if isinstance(fit, type))
+        self._checks = tuple((name, _as_check(fit)) for name, fit in fits
+                             if not isinstance(fit, type))
         self._plan = plan
+        keys = dict(plan.root.subject_keys)
+        first = plan.root.subject_keys[0][1] if plan.root.subject_keys else None
+        self._subject_keys = tuple(
+            first if rule.declaration.subject is None else keys.get(rule.declaration.subject)
+            for rule in plan.root.personal)
+        """Where each personal field's subject id is in the dump (None: not at the top, which
+        `split.subject_of` reports)."""
 
     def holds(self, event: BaseModel) -> bool:
         """Whether every field of `event` holds a value of exactly its field's type."""
         values = event.__dict__
+        for name, expected in self._types:
+            if type(values.get(name, _MISSING)) is not expected:
+                return False
         return all(check(values.get(name, _MISSING)) for name, check in self._checks)
 
     def split(self, data: dict[str, Any]) -> Split:
         """`split.split` of an instance that `holds`, from its plain JSON-mode dump `data`
         (personal values included, taken out of it here)."""
         root = self._plan.root
-        subjects: set[str] = set()
-        scopes: tuple[dict[str, Any], ...] = ()
-        if root.subject_keys:
-            named = {attribute: data.get(key) for attribute, key in root.subject_keys}
-            subjects.update(value for value in named.values() if isinstance(value, str) and value)
-            scopes = (named,)
+        subjects = {value for _, key in root.subject_keys
+                    if isinstance(value := data.get(key), str) and value}
         groups: dict[str, dict[Path, Any]] = {}
-        for rule in root.personal:
+        for rule, key in zip(root.personal, self._subject_keys, strict=True):
             where = (rule.key,)
+            subject = data.get(key) if key is not None else None
+            if type(subject) is not str or not subject:
+                named = {attribute: data.get(at) for attribute, at in root.subject_keys}
+                subject = subject_of(rule, (named,) if named else (), where)  # raises
             value = data.pop(rule.key)
-            subject = subject_of(rule, scopes, where)
             if subject in groups:
                 groups[subject][where] = value
             else:
@@ -117,7 +131,7 @@ def exact_form(cls: type[BaseModel], plan: PersonalPlan) -> ExactForm | None:
 
 
 def _model_checks(  # noqa: PLR0911 (one return per thing that rules it out)
-        schema: Any, cls: type) -> tuple[tuple[str, Check], ...] | None:
+        schema: Any, cls: type) -> tuple[tuple[str, Fit], ...] | None:
     if (schema.get("type") != "model" or schema.get("cls") is not cls
             or not _MODEL_KEYS.issuperset(schema) or schema.get("custom_init")
             or schema.get("root_model") or schema.get("post_init")):
@@ -137,16 +151,16 @@ def _model_checks(  # noqa: PLR0911 (one return per thing that rules it out)
             return None
         if field.get("serialization_exclude") and name != "event_id":
             return None  # the event id is stored apart from the payload, and read back
-        check = _value_check(field["schema"])
-        if check is None:
+        fit = _value_fit(field["schema"])
+        if fit is None:
             return None
-        checks.append((name, check))
+        checks.append((name, fit))
     return tuple(checks)
 
 
-def _value_check(schema: Any) -> Check | None:  # noqa: PLR0911 (one return per kind)
-    """A check that a value fits `schema` exactly and reads back from JSON as itself; None if
-    the schema is not one of those this module can prove."""
+def _value_fit(schema: Any) -> Fit | None:  # noqa: PLR0911 (one return per kind)
+    """What a value must be to fit `schema` exactly and read back from JSON as itself; None
+    if the schema is not one of those this module can prove."""
     kind = schema.get("type")
     if kind in _SCALARS:
         expected = _SCALARS[kind]
@@ -155,19 +169,21 @@ def _value_check(schema: Any) -> Check | None:  # noqa: PLR0911 (one return per 
         if not allowed.issuperset(schema) or schema.get(
                 "microseconds_precision", "truncate") != "truncate":
             return None
-        return _whole_minutes_offset if expected is datetime else (
-            lambda value: type(value) is expected)
+        return _whole_minutes_offset if expected is datetime else expected
     if kind == "default":
         if not {"type", "schema", "default", "default_factory", "default_factory_takes_data",
                 "metadata", "ref"}.issuperset(schema):
             return None  # validate_default, on_error: a conversion on the way in
-        return _value_check(schema["schema"])
+        return _value_fit(schema["schema"])
     if kind == "nullable":
-        inner = _value_check(schema["schema"]) if (_PLAIN_KEYS | {"strict"}).issuperset(
+        inner = _value_fit(schema["schema"]) if (_PLAIN_KEYS | {"strict"}).issuperset(
             set(schema) - {"schema"}) else None
-        return None if inner is None else (lambda value: value is None or inner(value))
+        if inner is None:
+            return None
+        check = _as_check(inner)
+        return lambda value: value is None or check(value)
     if kind == "enum":
-        return _enum_check(schema)
+        return _enum_fit(schema)
     if kind == "literal":
         if not (_PLAIN_KEYS | {"expected", "strict"}).issuperset(schema):
             return None
@@ -177,8 +193,16 @@ def _value_check(schema: Any) -> Check | None:  # noqa: PLR0911 (one return per 
         pairs = frozenset((type(each), each) for each in expected_values)
         return lambda value: (type(value), value) in pairs
     if kind == "union":
-        return _personal_check(schema)
+        return _personal_fit(schema)
     return None
+
+
+def _as_check(fit: Fit) -> Check:
+    """`fit` as a check (a type: the value's type is exactly it)."""
+    if isinstance(fit, type):
+        expected = fit
+        return lambda value: type(value) is expected
+    return fit
 
 
 def _whole_minutes_offset(value: Any) -> bool:
@@ -195,16 +219,16 @@ def _whole_minutes_offset(value: Any) -> bool:
     return offset is not None and not offset % _MINUTE
 
 
-def _enum_check(schema: Any) -> Check | None:
+def _enum_fit(schema: Any) -> Fit | None:
     enum = schema.get("cls")
     if (not isinstance(enum, type) or not issubclass(enum, Enum) or issubclass(enum, Flag)
             or not {"type", "cls", "members", "sub_type", "metadata", "ref"}.issuperset(schema)
             or not all(type(member.value) in (str, int) for member in enum)):
         return None
-    return lambda value: type(value) is enum
+    return enum
 
 
-def _personal_check(schema: Any) -> Check | None:
+def _personal_fit(schema: Any) -> Fit | None:
     """A `PersonalData` field's schema (`shredstore.personal`): REDACTED, or its type."""
     choices = schema.get("choices", [])
     serialization = schema.get("serialization", {})
@@ -218,4 +242,4 @@ def _personal_check(schema: Any) -> Check | None:
         redacted = redacted.get("schema", {})
     if redacted.get("type") != "is-instance" or redacted.get("cls") is not Redacted:
         return None
-    return _value_check(choices[1])  # REDACTED itself fails it: the full path handles it
+    return _value_fit(choices[1])  # REDACTED itself fails it: the full path handles it
