@@ -26,7 +26,7 @@ import importlib
 import importlib.util
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
 
@@ -49,8 +49,10 @@ __all__ = [
     "Transactions",
     "checkpoint_wal",
     "create_async_postgres_engine",
+    "ask_rows",
     "create_engine",
     "driver_failure",
+    "driver_rows",
     "driver_message",
     "is_connect_failure",
     "is_postgres",
@@ -98,6 +100,35 @@ def create_engine(url: str | URL | Engine) -> Engine:
         f"unsupported database {backend!r}: use sqlite:///path.db or "
         "postgresql+psycopg://user@host/dbname"
     )
+
+
+def driver_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
+                ) -> list[Any]:
+    """The rows of driver SQL `sql` as the driver returns them (tuples), run on the driver's
+    own cursor in `connection`'s transaction: SQLAlchemy's execution costs several times a
+    short query. Driver errors are raised as they are (run it under `translate_errors`)."""
+    return ask_rows(connection, sql, parameters)()
+
+
+def ask_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
+             ) -> Callable[[], list[Any]]:
+    """`driver_rows` in two steps: `sql` is sent now, and the function returned reads its
+    rows. Statements sent in between share its round trip where the connection is in psycopg's
+    pipeline mode; the rows may also be read after the pipeline ended."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, tuple(parameters))
+    except BaseException:
+        cursor.close()
+        raise
+
+    def rows() -> list[Any]:
+        try:
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    return rows
 
 
 def reader(engine: Engine) -> Engine:

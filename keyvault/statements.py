@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from keyvault import schema
+from keyvault.engine import ask_rows, driver_rows
 from keyvault.errors import VaultConfigurationError
 
 __all__ = [
@@ -82,7 +83,7 @@ def erasures_from(connection: Connection, number: int
     """(subject id, erasure number, erased at) of every erasure numbered `number` or
     later, on the driver's cursor in the caller's transaction (a read's erasure check asks it
     when erasures happened since its last check)."""
-    found = _driver_rows(connection, f"{_ERASURES_FROM_SQL} {_mark(connection)}", (number,))
+    found = driver_rows(connection, f"{_ERASURES_FROM_SQL} {_mark(connection)}", (number,))
     return [(subject_id, int(seq), _stored_time(erased_at))
             for subject_id, seq, erased_at in found]
 
@@ -110,7 +111,7 @@ def ask_load_keys(connection: Connection, subject_ids: Sequence[str]
     their answers (in psycopg's pipeline mode, statements sent in between share their round
     trip)."""
     mark = _mark(connection)
-    answers = [_ask_rows(connection, f"{_LOAD_KEYS_SQL} ({', '.join([mark] * len(part))})",
+    answers = [ask_rows(connection, f"{_LOAD_KEYS_SQL} ({', '.join([mark] * len(part))})",
                          part)
                for part in (subject_ids[start:start + _IN_LIST]
                             for start in range(0, len(subject_ids), _IN_LIST))]
@@ -136,7 +137,7 @@ def ask_master_key_ids(connection: Connection
     """`master_key_ids` in two steps (see `ask_load_keys`); the state row is locked from when
     the query runs, before any statement sent after it."""
     postgres = connection.dialect.name == "postgresql"
-    rows = _ask_rows(connection, _MASTER_KEY_IDS_SQL + (" FOR SHARE" if postgres else ""))
+    rows = ask_rows(connection, _MASTER_KEY_IDS_SQL + (" FOR SHARE" if postgres else ""))
 
     def answer() -> tuple[str | None, str | None]:
         found = rows()
@@ -166,31 +167,6 @@ def insert_keys(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> No
                   for name in _NEW_KEY_COLUMNS) for row in rows])
     finally:
         cursor.close()
-
-
-def _driver_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
-                 ) -> list[Any]:
-    """The rows of `sql`, run on the driver's cursor in `connection`'s transaction."""
-    return _ask_rows(connection, sql, parameters)()
-
-
-def _ask_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
-              ) -> Callable[[], list[Any]]:
-    """`_driver_rows` in two steps: `sql` sent now, its rows read by the function returned."""
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql, tuple(parameters))
-    except BaseException:
-        cursor.close()
-        raise
-
-    def rows() -> list[Any]:
-        try:
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
-
-    return rows
 
 
 def _mark(connection: Connection) -> str:

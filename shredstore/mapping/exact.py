@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum, Flag
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -118,10 +118,9 @@ _FORMS: weakref.WeakKeyDictionary[type, ExactForm | None] = weakref.WeakKeyDicti
 
 def exact_form(cls: type[BaseModel], plan: PersonalPlan) -> ExactForm | None:
     """`cls`'s `ExactForm`, or None where it cannot be proven (once per class)."""
-    try:
-        return _FORMS[cls]
-    except KeyError:
-        pass
+    known = _FORMS.get(cls, _MISSING)
+    if known is not _MISSING:
+        return cast("ExactForm | None", known)
     checks = _model_checks(cls.__pydantic_core_schema__, cls)
     # No model and no Any inside: nothing nested, no union or opaque field, in the plan either.
     form = (None if checks is None or plan.root.nested or plan.has_unions or plan.opaque

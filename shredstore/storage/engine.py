@@ -13,19 +13,20 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sqlite3
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError
 
 from keyvault.engine import (
     WRITE,
     DriverErrors,
     DriverFailure,
+    ask_rows,
+    driver_rows,
     is_postgres,
     is_sqlite,
     reader,
@@ -54,40 +55,6 @@ __all__ = [
     "reader",
     "translate_errors",
 ]
-
-
-def driver_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
-                ) -> list[Any]:
-    """The rows of driver SQL `sql` as the driver returns them (tuples), run on the driver's
-    own cursor in `connection`'s transaction: SQLAlchemy's execution costs several times a
-    short query. Driver errors are raised as they are (run it under `translate_errors`)."""
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql, parameters)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
-def ask_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
-             ) -> Callable[[], list[Any]]:
-    """`driver_rows` in two steps: `sql` is sent now, and the function returned reads its
-    rows. Statements sent in between share its round trip where the connection is in psycopg's
-    pipeline mode; the rows may also be read after the pipeline ended."""
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql, parameters)
-    except BaseException:
-        cursor.close()
-        raise
-
-    def rows() -> list[Any]:
-        try:
-            return list(cursor.fetchall())
-        finally:
-            cursor.close()
-
-    return rows
 
 
 def translate_errors(database: str = "the database") -> DriverErrors:
