@@ -161,13 +161,7 @@ class SubjectKeys:
     def store_created(self, made: dict[str, NewKey], conn: Connection) -> None:
         """Store a deferred-creation ring's keys in `conn`'s transaction;
         `KeyCreationConflict` where another process stored one first."""
-        # Sent together, answered together (one round trip in a pipeline): the state row's
-        # lock is taken before the insert runs, and a refused master key rolls it back.
-        check = self._ask_master_key_check(conn)
-        statements.insert_keys(conn, [new.row for new in made.values()])
-        answer = statements.ask_load_keys(conn, list(made))
-        check()
-        rows = answer()
+        rows = self._insert_new_keys(conn, made, list(made))
         stored = {row.subject_id: row.wrapped_key for row in rows}
         lost = [s for s, new in made.items() if stored.get(s) != new.row["wrapped_key"]]
         if lost:
@@ -261,8 +255,7 @@ class SubjectKeys:
         """Create keys for subjects that have no row, in one transaction; cache them all."""
         made = self.new_keys(subject_ids)
         with self._db.write() as conn:
-            self._insert_new_keys(conn, made)
-            rows = statements.load_keys(conn, subject_ids)
+            rows = self._insert_new_keys(conn, made, subject_ids)
         for row in rows:
             new = made[row.subject_id]
             if row.state == "active" and row.wrapped_key == new.row["wrapped_key"]:
@@ -271,29 +264,27 @@ class SubjectKeys:
                 with contextlib.suppress(SubjectErasedError):
                     self._key_from_row(row, opening=False)
 
-    def _insert_new_keys(self, conn: Connection, made: dict[str, NewKey]) -> None:
-        """Insert the rows of `made` where no row exists, in `conn`'s transaction."""
-        check = self._ask_master_key_check(conn)
-        statements.insert_keys(conn, [new.row for new in made.values()])
-        check()
+    def _insert_new_keys(self, conn: Connection, made: dict[str, NewKey],
+                         read_back: list[str]) -> list[statements.LoadedKey]:
+        """Insert the rows of `made` where no row exists, in `conn`'s transaction, and read
+        the rows of `read_back` as they then are.
 
-    def _ask_master_key_check(self, conn: Connection) -> Callable[[], None]:
-        """Take the state row (shared) in `conn`'s transaction, before new keys are inserted
-        in it: erase takes it exclusively, so on PostgreSQL an erase and a first use of one
-        subject cannot interleave, and no key outlives an erasure. The function returned
-        refuses a master key that no longer wraps the vault (raised before the commit, it
-        takes back the keys inserted)."""
+        Takes the state row first (shared), as erase takes it exclusively: on PostgreSQL an
+        erase and a first use of one subject cannot interleave, so no key outlives an
+        erasure. Refuses a master key that no longer wraps the vault; raised before the
+        commit, that takes back the keys inserted. The three statements are sent before any
+        answer is read: one round trip in a pipeline.
+        """
         provider = self.require_provider()
-        answer = statements.ask_master_key_ids(conn)
-
-        def check() -> None:
-            master_key_id, rotating_to = answer()
-            if provider.key_id not in (master_key_id, rotating_to):
-                raise WrongMasterKeyError(
-                    f"the master key {provider.key_id} no longer wraps this vault "
-                    f"(now {master_key_id}); restart with the current master key")
-
-        return check
+        ids = statements.ask_master_key_ids(conn)
+        statements.insert_keys(conn, [new.row for new in made.values()])
+        rows = statements.ask_load_keys(conn, read_back)
+        master_key_id, rotating_to = ids()
+        if provider.key_id not in (master_key_id, rotating_to):
+            raise WrongMasterKeyError(
+                f"the master key {provider.key_id} no longer wraps this vault "
+                f"(now {master_key_id}); restart with the current master key")
+        return rows()
 
     def _load(self, subject_ids: Collection[str], *, missing_are_guarded: bool = False
               ) -> dict[str, _KeyRow]:

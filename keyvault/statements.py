@@ -32,7 +32,8 @@ __all__ = [
     "erasures_from",
     "latest_erasure",
     "load_keys",
-    "master_key_ids",
+    "ask_load_keys",
+    "ask_master_key_ids",
     "insert_new",
 ]
 
@@ -125,17 +126,13 @@ def ask_load_keys(connection: Connection, subject_ids: Sequence[str]
     return answer
 
 
-def master_key_ids(connection: Connection) -> tuple[str | None, str | None]:
-    """The vault's master key id and the one it is rotating to, from its state row, which
-    stays locked (shared, PostgreSQL) until the caller's transaction ends: an erasure takes it
-    exclusively, so a key's first store and an erasure cannot interleave."""
-    return ask_master_key_ids(connection)()
-
-
 def ask_master_key_ids(connection: Connection
                        ) -> Callable[[], tuple[str | None, str | None]]:
-    """`master_key_ids` in two steps (see `ask_load_keys`); the state row is locked from when
-    the query runs, before any statement sent after it."""
+    """The vault's master key id and the one it is rotating to, from its state row, which
+    stays locked (shared, PostgreSQL) until the caller's transaction ends: an erasure takes it
+    exclusively, so a key's first store and an erasure cannot interleave. In two steps (see
+    `ask_load_keys`): the row is locked when the query runs, before any statement sent after
+    it; the function returned reads the ids."""
     postgres = connection.dialect.name == "postgresql"
     rows = ask_rows(connection, _MASTER_KEY_IDS_SQL + (" FOR SHARE" if postgres else ""))
 
