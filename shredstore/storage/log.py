@@ -60,7 +60,13 @@ from shredstore.storage.engine import (
 )
 from shredstore.storage.formats import Formats, as_uuid, names, parse_subjects, subjects_text
 from shredstore.storage.scope import Scope
-from shredstore.storage.statements import IN_LIST, POSITION, VERSION, Statements
+from shredstore.storage.statements import (
+    IN_LIST,
+    POSITION,
+    VERSION,
+    Statements,
+    split_snapshot,
+)
 
 __all__ = [
     "AppendResult",
@@ -800,51 +806,36 @@ class EventLog:
         `storage.statements.SNAPSHOT_COLUMNS`; None if it has none), and pages of the stream's
         rows after it (all of them without one).
 
-        The snapshot and the first page are read as of one moment, with the page hook run
-        whatever the page holds (it checks the snapshot's keys too). On PostgreSQL they go in
-        one round trip: a read-only REPEATABLE READ transaction pipelined with both queries,
-        the page's bound taken from the snapshot table in its own statement."""
+        The snapshot and the first page are one statement (`Statements.stream_with_snapshot`),
+        so they are read as of one moment, and the page hook runs after it whatever the page
+        holds (it checks the snapshot's keys too). On PostgreSQL the hook's queries go in the
+        statement's pipeline: one round trip, and no transaction of its own to begin and end
+        (each statement is its own, in the reader's autocommit)."""
         hook = self._page_hook
         sql = self._sql
+        parameters = (stream_id, type_name, stream_id, stream_id, type_name, PAGE_SIZE)
         with translate_errors(), self._reader.connect() as conn, conn.begin():
+            # On PostgreSQL the hook's queries share the statement's round trip (its answers
+            # are read after it); they run after the statement, so they see every erasure the
+            # statement's rows could need.
             if self._copies:
-                snapshot, raw = self._pipelined_after_snapshot(conn, stream_id, type_name, hook)
+                with self._pipelined(conn):
+                    rows = ask_rows(conn, sql.stream_with_snapshot, parameters)
+                    finish = hook(conn) if hook is not None else None
+                found = rows()
             else:
-                found = driver_rows(conn, sql.latest_snapshot, (stream_id, type_name))
-                snapshot = found[0] if found else None
-                after = snapshot[1] if snapshot is not None else 0
-                raw = driver_rows(conn, sql.stream_after, (stream_id, after, PAGE_SIZE))
-                if hook is not None:
-                    hook(conn)()
+                found = driver_rows(conn, sql.stream_with_snapshot, parameters)
+                finish = hook(conn) if hook is not None else None
+            if finish is not None:
+                finish()
+        snapshot, raw = split_snapshot(found)
+        del found
         page = [self._to_row(row) for row in raw]
         if len(raw) < PAGE_SIZE:
             return snapshot, iter((page,) if page else ())
         rest = self._pages(sql.stream_after, (stream_id,), raw[-1][VERSION], None, VERSION,
                            to_row=self._to_row)
         return snapshot, itertools.chain((page,), rest)
-
-    def _pipelined_after_snapshot(self, conn: Connection, stream_id: str, type_name: str,
-                                  hook: PageHook | None) -> tuple[Any | None, list[Any]]:
-        sql = self._sql
-        driver: Any = conn.connection
-        cursors = [driver.cursor() for _ in range(3)]
-        try:
-            control, snapshot, page = cursors
-            with self._pipelined(conn):
-                control.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                snapshot.execute(sql.latest_snapshot, (stream_id, type_name))
-                page.execute(sql.stream_after_snapshot,
-                             (stream_id, stream_id, type_name, PAGE_SIZE))
-                finish = hook(conn) if hook is not None else None
-                control.execute("COMMIT")
-            found = snapshot.fetchall()
-            raw = list(page.fetchall())
-        finally:
-            for cursor in cursors:
-                cursor.close()
-        if finish is not None:
-            finish()
-        return (found[0] if found else None), raw
 
     def _pages(
         self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int, *,

@@ -15,6 +15,7 @@ table objects.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from shredstore.storage import schema
 
 __all__ = ["COLUMNS", "IN_LIST", "POSITION", "READ_COLUMNS", "SNAPSHOT_COLUMNS", "VERSION",
-           "Statements"]
+           "Statements", "split_snapshot"]
 
 _E = schema.EVENTS
 _I = schema.SUBJECTS
@@ -64,6 +65,10 @@ def _read_lists(postgres: bool, prefix: str) -> tuple[str, str]:
         return f"{prefix}{column.name}"
     return (", ".join(map(name, READ_COLUMNS)), ", ".join(map(name, COLUMNS)))
 _SNAPSHOTS = schema.SNAPSHOTS.name
+_NULLS_POSTGRES = {"position": "NULL::bigint", "event_id": "NULL::uuid",
+                   "recorded_at": "NULL::bigint", "text": "NULL::text"}
+_NULLS_SQLITE = dict.fromkeys(_NULLS_POSTGRES, "NULL")
+"""The empty event columns of a snapshot read as an event row (`stream_with_snapshot`)."""
 _SNAPSHOT_LIST = ", ".join(schema.SNAPSHOTS.c[name].name for name in SNAPSHOT_COLUMNS)
 _COLUMN_LIST = ", ".join(column.name for column in COLUMNS)
 
@@ -124,12 +129,22 @@ class Statements:
         self.latest_snapshot = (
             f"SELECT {_SNAPSHOT_LIST} FROM {_SNAPSHOTS} WHERE stream_id = {mark} "
             f"AND type_name = {mark} ORDER BY version DESC LIMIT 1")
-        # A page of a stream after its newest snapshot of a type (parameters: stream, stream,
-        # type, page size), for a read that asks for the snapshot in the same round trip.
-        self.stream_after_snapshot = (
+        # A stream's newest snapshot of a type and the first page of its events after it, as
+        # one statement (parameters: stream, type, stream, stream, type, page size), so both
+        # are read as of one moment without a transaction of their own. The snapshot comes as
+        # a row whose position is NULL, its columns in event columns of the same types
+        # (`split_snapshot` takes it out); the events follow, by version.
+        typed = _NULLS_POSTGRES if postgres else _NULLS_SQLITE
+        snapshot_as_row = (
+            f"SELECT {typed['position']} AS position, stream_id, version, "
+            f"{typed['event_id']}, type_name, schema_version, {typed['recorded_at']}, "
+            f"{typed['text']}, state, personal, {typed['text']}, mac FROM {_SNAPSHOTS} "
+            f"WHERE stream_id = {mark} AND type_name = {mark} ORDER BY version DESC LIMIT 1")
+        self.stream_with_snapshot = (
+            f"SELECT * FROM ({snapshot_as_row}) s UNION ALL SELECT * FROM ("
             f"{select} WHERE stream_id = {mark} AND version > COALESCE(("
             f"SELECT max(version) FROM {_SNAPSHOTS} WHERE stream_id = {mark} "
-            f"AND type_name = {mark}), 0) ORDER BY version LIMIT {mark}")
+            f"AND type_name = {mark}), 0) ORDER BY version LIMIT {mark}) e")
 
     def _marks(self, count: int) -> str:
         return ", ".join([self.mark] * count)
@@ -170,3 +185,23 @@ class Statements:
                 f"WHERE {condition}",
                 f"SELECT count(DISTINCT s.subject_id) FROM {_INDEX} s "
                 f"JOIN {_EVENTS} e ON e.position = s.position WHERE {condition}")
+
+
+_SNAPSHOT_IN_ROW = itemgetter(1, 2, 4, 5, 8, 9, 11)
+"""Where `stream_with_snapshot` puts a snapshot's `SNAPSHOT_COLUMNS` in its row."""
+_BY_VERSION = itemgetter(VERSION)
+
+
+def split_snapshot(raw: Sequence[Any]) -> tuple[tuple[Any, ...] | None, list[Any]]:
+    """The rows of `Statements.stream_with_snapshot`: the snapshot's row in
+    `SNAPSHOT_COLUMNS` order (None if the stream has none), and the event rows by version
+    (ordered here: SQL does not promise the order of a union's rows)."""
+    snapshot = None
+    events = []
+    for row in raw:
+        if row[POSITION] is None:
+            snapshot = _SNAPSHOT_IN_ROW(row)
+        else:
+            events.append(row)
+    events.sort(key=_BY_VERSION)
+    return snapshot, events

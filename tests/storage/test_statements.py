@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from shredstore.storage import schema
 from shredstore.storage.engine import create_engine, is_postgres
 from shredstore.storage.formats import Formats, as_uuid, parse_subjects, subjects_text
-from shredstore.storage.statements import COLUMNS, READ_COLUMNS, Statements
+from shredstore.storage.snapshots import SnapshotRow, SnapshotTable, snapshot_row
+from shredstore.storage.statements import (
+    COLUMNS,
+    POSITION,
+    READ_COLUMNS,
+    VERSION,
+    Statements,
+    split_snapshot,
+)
 
 
 def statements_of(sql: Statements) -> dict[str, str]:
@@ -101,6 +109,65 @@ def test_the_hot_path_formats_are_sqlalchemys(any_url: str) -> None:
         assert by_params == 1
     finally:
         engine.dispose()
+
+
+def test_a_stream_and_its_newest_snapshot_are_one_statement(any_url: str) -> None:
+    """`stream_with_snapshot` gives the newest snapshot of the asked type, whole, and the
+    events after it (all of them without one), read by the same formats as any read."""
+    engine = create_engine(any_url)
+    postgres = is_postgres(engine)
+    formats = Formats(postgres=postgres)
+    sql = Statements("%s" if postgres else "?")
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    events = [{"position": version + 10, "stream_id": stream, "version": version,
+               "event_id": uuid.uuid4(), "event_type": "t", "schema_version": 1,
+               "recorded_at": moment, "metadata": "{}", "payload": f'{{"n":{version}}}',
+               "personal": None, "prev_hash": bytes(32), "hash": bytes(32), "subjects": None,
+               "mac": None}
+              for stream in ("s", "other") for version in range(1, 6)]
+    for position, event in enumerate(events, start=1):
+        event["position"] = position
+    snapshots = [SnapshotRow("s", version, kind, 2, f'{{"v":{version}}}', personal, b"m" * 32)
+                 for version, kind, personal in ((2, "A", "[]"), (3, "A", None), (4, "B", None))]
+    try:
+        with engine.begin() as conn:
+            schema.install(conn)
+            conn.execute(schema.EVENTS.insert(), events)
+        table = SnapshotTable(engine)
+        for row in snapshots:
+            table.save(row)
+        with engine.connect() as conn:
+            def read(stream: str, kind: str, size: int = 10
+                     ) -> tuple[SnapshotRow | None, list[int]]:
+                raw = conn.exec_driver_sql(sql.stream_with_snapshot,
+                                           (stream, kind, stream, stream, kind, size)).all()
+                found, rows = split_snapshot(raw)
+                versions = [formats.row(row).version for row in rows]
+                return (None if found is None else snapshot_row(found)), versions
+
+            assert read("s", "A") == (snapshots[1], [4, 5])
+            assert read("s", "B") == (snapshots[2], [5])
+            assert read("s", "C") == (None, [1, 2, 3, 4, 5])
+            assert read("s", "C", size=2) == (None, [1, 2])
+            assert read("other", "A") == (None, [1, 2, 3, 4, 5])
+            assert read("none", "A") == (None, [])
+    finally:
+        engine.dispose()
+
+
+@given(st.permutations([None, *range(1, 8)]))
+def test_a_snapshot_is_taken_out_of_its_rows_in_any_order(order: list[int | None]) -> None:
+    """SQL does not order a union's rows: the snapshot's row is found wherever it is, and the
+    events come back by version."""
+    def row(version: int | None) -> tuple[object, ...]:
+        if version is None:  # a snapshot in event columns, as the statement puts it
+            return (None, "s", 4, None, "A", 2, None, None, "{}", None, None, b"m")
+        return (version + 100, "s", version, "id", "t", 1, 0, "{}", "{}", None, None, None)
+
+    snapshot, events = split_snapshot([row(version) for version in order])
+    assert snapshot == ("s", 4, "A", 2, "{}", None, b"m")
+    assert [event[VERSION] for event in events] == list(range(1, 8))
+    assert all(event[POSITION] is not None for event in events)
 
 
 @given(st.frozensets(st.text(min_size=1, max_size=8), max_size=5))
