@@ -71,9 +71,14 @@ SUBJECTS = sa.Table(
     sa.Column("subject_id", sa.Text(), primary_key=True),
     sa.Column("position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
               autoincrement=False),
+    sqlite_with_rowid=False,
 )
 """The subject index: which events name which subjects, so a subject's events are found
-without a scan. It holds subject ids (opaque identifiers) and positions, never personal data."""
+without a scan. It holds subject ids (opaque identifiers) and positions, never personal data.
+
+On SQLite a ``WITHOUT ROWID`` table: its rows are its primary key's b-tree, so an append writes
+one page for its entries instead of two (the table's and its key's); databases created before
+keep a table with a rowid, which reads and writes the same."""
 
 SNAPSHOTS = sa.Table(
     "shredstore_snapshots",

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import ast
 import importlib
+import sqlite3
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
+from keyvault import MasterKey
+from shredstore import NO_STREAM, REDACTED, Event, EventStore, PersonalData, SubjectId
 from shredstore.storage import schema
 from shredstore.storage.engine import create_engine
 
@@ -63,6 +67,44 @@ def test_install_creates_the_log_tables_only(any_url: str) -> None:
             assert schema.missing_triggers(conn) == []
     finally:
         engine.dispose()
+
+
+class Registered(Event, type_name="test.schema.Registered"):
+    customer_id: SubjectId
+    name: Annotated[str, PersonalData()]
+
+
+def _subject_index_sql(path: Path) -> str:
+    with sqlite3.connect(path) as db:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = ?",
+                            (schema.SUBJECTS.name,)).fetchone()
+    return str(sql)
+
+
+@pytest.mark.parametrize("made_before", [False, True], ids=["new", "made-with-a-rowid"])
+def test_the_sqlite_subject_index_is_its_keys_b_tree(tmp_path: Path, made_before: bool) -> None:
+    """A new SQLite database's subject index is ``WITHOUT ROWID`` (an append writes one page
+    for its entries, not two); a database made before, whose index has a rowid, is read and
+    written the same."""
+    path = tmp_path / "log.db"
+    if made_before:
+        with sqlite3.connect(path) as db:
+            db.execute(f"CREATE TABLE {schema.SUBJECTS.name} (subject_id TEXT NOT NULL, "
+                       "position INTEGER NOT NULL, PRIMARY KEY (subject_id, position))")
+    with EventStore(f"sqlite:///{path}", master_key=MasterKey.generate()) as store:
+        for number in (1, 2):
+            store.append(f"customer-{number}", [Registered(customer_id=str(number),
+                                                           name=f"Name {number}")],
+                         expected_version=NO_STREAM)
+        store.append("customer-1", [Registered(customer_id="1", name="Again")],
+                     expected_version=1)
+        assert [record.event.name for record in store.read_subject("1")] == ["Name 1", "Again"]
+        store.erase_subject("1")
+        assert [record.event.name for record in store.read_subject("1")
+                if isinstance(record.event, Registered)] == [REDACTED] * 2
+        assert [record.event.name for record in store.read_subject("2")] == ["Name 2"]
+        assert store.verify().ok
+    assert ("WITHOUT ROWID" in _subject_index_sql(path)) is not made_before
 
 
 def _code_strings(path: Path) -> list[str]:
