@@ -155,7 +155,7 @@ class EventStore:
                                               declares_personal=self._declares_personal)
                 self._log.authenticate(self._rows)
                 if shared:
-                    # The erasure check of a page's keyring, in the page's own transaction.
+                    # The erasure check of a page's keyring, on the page's connection.
                     self._log.after_each_page(self._vault.ask_refresh)
         except BaseException:
             self.close()
@@ -814,8 +814,8 @@ class EventStore:
                 for row, groups in zip(page, parsed, strict=True):
                     yield to_recorded(row, None, groups)
                 continue
-            # Where the vault shares the database, the page's transaction checked it for
-            # erasures already (`EventLog.after_each_page`).
+            # Where the vault shares the database, the page's read checked it for erasures
+            # already, after the page's query (`EventLog.after_each_page`).
             with self._keyring(True, refresh=refresh or not self._vault_shares_database
                                ) as ring:
                 if ring is not None:

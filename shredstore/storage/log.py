@@ -119,8 +119,8 @@ class NewRow:
 _Row = TypeVar("_Row")
 
 PageHook = Callable[[Connection], Callable[[], None]]
-"""A check run in a page's transaction (`EventLog.after_each_page`): it sends its queries, and
-the function it returns reads their answers."""
+"""A check run on a page's connection, after its query (`EventLog.after_each_page`): it sends
+its queries, and the function it returns reads their answers."""
 
 
 class PersonalRow(NamedTuple):
@@ -202,10 +202,16 @@ class EventLog:
         return self._authenticator.check(row) if self._authenticator is not None else row
 
     def after_each_page(self, hook: PageHook) -> None:
-        """From now on, run `hook` in the transaction of every page read for its events (not
+        """From now on, run `hook` on the connection of every page read for its events (not
         of verify's raw pages), after the page's query, where the page holds personal data or
         is the first of a read that starts from a snapshot (on PostgreSQL on every page): the
         store checks the vault for new erasures there, where they share the database.
+
+        A page is one statement, which sees one moment of the database without a transaction
+        around it (SQLAlchemy's begin and commit cost a short read a quarter of its time); the
+        hook's queries run after it, so they see every erasure committed before the page was
+        read, and later ones too (a subject erased meanwhile reads as redacted: never the
+        other way round).
 
         The hook sends its queries (on the driver's cursor, see `_pipelined`) and returns a
         function that reads their answers. On PostgreSQL both are pipelined with the page's
@@ -814,7 +820,7 @@ class EventLog:
         hook = self._page_hook
         sql = self._sql
         parameters = (stream_id, type_name, stream_id, stream_id, type_name, PAGE_SIZE)
-        with translate_errors(), self._reader.connect() as conn, conn.begin():
+        with translate_errors(), self._reader.connect() as conn:  # each statement its own
             # On PostgreSQL the hook's queries share the statement's round trip (its answers
             # are read after it); they run after the statement, so they see every erasure the
             # statement's rows could need.
@@ -841,13 +847,14 @@ class EventLog:
         self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int, *,
         to_row: Callable[[Any], _Row], page_size: int = 0,
     ) -> Iterator[list[_Row]]:
-        """Keyset pagination: each page is `sql` with (fixed..., bound, size), own transaction."""
+        """Keyset pagination: each page is `sql` with (fixed..., bound, size), one statement
+        on a connection of its own (see `after_each_page`)."""
         page_size = page_size or PAGE_SIZE
         remaining = limit
         hook = self._page_hook if to_row is self._to_row else None
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
-            with translate_errors(), self._reader.connect() as conn, conn.begin():
+            with translate_errors(), self._reader.connect() as conn:  # each statement its own
                 raw = self._page(conn, sql, (*fixed, bound, size), hook)
             count = len(raw)
             if count:
