@@ -769,6 +769,7 @@ class EventStore:
 
     def close(self) -> None:
         """Release the database connections (an engine passed in is left to its owner)."""
+        self._log.close()
         if self._vault is not None:
             self._vault.close()
             if getattr(self, "_owns_vault_engine", False):

@@ -52,6 +52,7 @@ from shredstore.storage.chain import GENESIS, LogHead, StoredRow, link_hash, row
 from shredstore.storage.engine import (
     INTEGRITY_ERRORS,
     WRITE,
+    HeldReads,
     ask_rows,
     driver_rows,
     is_postgres,
@@ -156,6 +157,8 @@ class EventLog:
         self._engine = engine
         self._reader = reader(engine)
         """The engine for transactions that only read (PostgreSQL: autocommit)."""
+        self._reads = HeldReads(engine) if HeldReads.holds(engine) else None
+        """Where they are held (`HeldReads`): connections for reads of single statements."""
         self._writer = engine.execution_options(**WRITE)
         """The engine for write transactions (SQLite: ``BEGIN IMMEDIATE``): made once, as
         setting the option on each connection costs a fifth of a short transaction."""
@@ -217,6 +220,17 @@ class EventLog:
         function that reads their answers. On PostgreSQL both are pipelined with the page's
         query, and the answers read once the pipeline's one round trip is over."""
         self._page_hook = hook
+
+    def _read_connection(self) -> contextlib.AbstractContextManager[Connection]:
+        """A connection for a read of single statements: the held one where reads hold one
+        (`HeldReads`), else one from the pool."""
+        return self._reads.connect() if self._reads is not None else self._reader.connect()
+
+    def close(self) -> None:
+        """Give back the connection held for reads (`HeldReads`); reads still work after,
+        with connections from the pool."""
+        if self._reads is not None:
+            self._reads.close()
 
     def has_authenticated_rows(self) -> bool:
         """Whether any row carries an authenticator (a store with the master key wrote it)."""
@@ -820,7 +834,7 @@ class EventLog:
         hook = self._page_hook
         sql = self._sql
         parameters = (stream_id, type_name, stream_id, stream_id, type_name, PAGE_SIZE)
-        with translate_errors(), self._reader.connect() as conn:  # each statement its own
+        with translate_errors(), self._read_connection() as conn:  # each statement its own
             # On PostgreSQL the hook's queries share the statement's round trip (its answers
             # are read after it); they run after the statement, so they see every erasure the
             # statement's rows could need.
@@ -854,7 +868,7 @@ class EventLog:
         hook = self._page_hook if to_row is self._to_row else None
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
-            with translate_errors(), self._reader.connect() as conn:  # each statement its own
+            with translate_errors(), self._read_connection() as conn:  # each statement its own
                 raw = self._page(conn, sql, (*fixed, bound, size), hook)
             count = len(raw)
             if count:
