@@ -157,7 +157,7 @@ class EventLog:
         self._engine = engine
         self._reader = reader(engine)
         """The engine for transactions that only read (PostgreSQL: autocommit)."""
-        self._reads = HeldReads(engine) if HeldReads.holds(engine) else None
+        self._reads = HeldReads(self._reader) if HeldReads.holds(engine) else None
         """Where they are held (`HeldReads`): connections for reads of single statements."""
         self._writer = engine.execution_options(**WRITE)
         """The engine for write transactions (SQLite: ``BEGIN IMMEDIATE``): made once, as

@@ -44,6 +44,9 @@ def drop_connections(store: EventStore, url: str) -> int:
     timeout would); how many it ended."""
     pooled = [store.engine.raw_connection() for _ in range(store.engine.pool.checkedin())]
     pids = [connection.driver_connection.info.backend_pid for connection in pooled]
+    held = store._log._reads._held if store._log._reads is not None else None
+    if held is not None:  # the connection reads keep between them (`HeldReads`)
+        pids.append(held.connection.driver_connection.info.backend_pid)  # type: ignore[union-attr]
     for connection in pooled:
         connection.close()  # back to the pool, where the server's end goes unnoticed
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")

@@ -1,4 +1,4 @@
-"""SQLite reads keep their connection checked out between reads (`HeldReads`): one connection
+"""Reads keep their connection checked out between reads (`HeldReads`): one connection
 for reads in a row, never two reads at once on it, nothing left open on it (a checkpoint
 still completes, another process's erasure is still seen), and never the parent's after a fork.
 """
@@ -13,6 +13,7 @@ from typing import Annotated
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from keyvault import MasterKey
 from keyvault.engine import checkpoint_wal
@@ -68,9 +69,14 @@ def test_nothing_stays_open_on_the_held_connection(engine: sa.Engine) -> None:
     reads.close()
 
 
-def test_only_sqlite_files_hold_a_connection(tmp_path: Path) -> None:
+def test_sqlite_files_and_blocking_postgresql_hold_a_connection(tmp_path: Path) -> None:
+    """An in-memory SQLite database already shares its one connection, and the async
+    driver's connections belong to the task that runs them."""
     assert HeldReads.holds(create_engine(f"sqlite:///{tmp_path / 'x.db'}"))
     assert not HeldReads.holds(create_engine("sqlite://"))
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none"  # never connected to
+    assert HeldReads.holds(create_engine(url))
+    assert not HeldReads.holds(create_async_engine(url).sync_engine)
 
 
 def _erase_elsewhere(url: str, master_key: bytes) -> None:
