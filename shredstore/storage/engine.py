@@ -86,14 +86,17 @@ class HeldReads:
     that runs them.
     """
 
-    __slots__ = ("_closed", "_engine", "_held", "_lock", "_pid", "_used")
+    __slots__ = ("_closed", "_engine", "_forks", "_held", "_lock", "_pings", "_used")
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._lock = threading.Lock()
         self._held: Connection | None = None
-        self._pid = os.getpid()
+        self._forks = _FORKS[0]
+        """How many forks this process is from the one that took the held connection (a
+        count kept at each fork, where `os.getpid` would be a system call per read)."""
         self._closed = False
+        self._pings = is_postgres(engine)
         self._used = 0.0
         """When the held connection was last given back (PostgreSQL's idle check)."""
 
@@ -135,10 +138,10 @@ class HeldReads:
 
     def _take(self) -> Connection:
         held = self._held
-        if held is not None and self._pid != os.getpid():
+        if held is not None and self._forks != _FORKS[0]:
             _FORKED.append(held)  # the parent's: kept from the garbage collector, never closed
             held = self._held = None
-        if held is not None and not (held.closed or held.invalidated) and self._idle(held):
+        if held is not None and not (held.closed or held.invalidated) and self._idle():
             driver = held.connection.dbapi_connection
             try:
                 if driver is None:
@@ -149,18 +152,19 @@ class HeldReads:
         if held is None or held.closed or held.invalidated:
             if held is not None:
                 held.close()
-            self._pid = os.getpid()
+            self._forks = _FORKS[0]
             held = self._held = self._engine.connect()
         return held
 
-    def _idle(self, held: Connection) -> bool:
-        """Whether `held` (on PostgreSQL) was left idle long enough to be checked first."""
-        return (is_postgres(held)
+    def _idle(self) -> bool:
+        """Whether the held connection (on PostgreSQL) was left idle long enough to be
+        checked first."""
+        return (self._pings
                 and time.monotonic() - self._used >= keyvault.engine.IDLE_CHECK_SECONDS)
 
     def _release(self) -> None:
         held, self._held = self._held, None
-        if held is not None and self._pid == os.getpid():
+        if held is not None and self._forks == _FORKS[0]:
             held.close()
 
     def close(self) -> None:
@@ -176,6 +180,16 @@ class HeldReads:
 
 _FORKED: list[Connection] = []
 """Held connections inherited through a fork: a child must neither use nor close them."""
+_FORKS = [0]
+"""Forks since the interpreter started, counted in each child (`HeldReads`)."""
+
+
+def _count_fork() -> None:
+    _FORKS[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 def translate_errors(database: str = "the database") -> DriverErrors:
