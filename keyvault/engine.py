@@ -24,7 +24,9 @@ import contextlib
 import functools
 import importlib
 import importlib.util
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
@@ -46,6 +48,7 @@ __all__ = [
     "WRITE",
     "DriverErrors",
     "DriverFailure",
+    "HeldReads",
     "Transactions",
     "checkpoint_wal",
     "create_async_postgres_engine",
@@ -129,6 +132,134 @@ def ask_rows(connection: Connection, sql: str, parameters: Sequence[Any] = ()
             cursor.close()
 
     return rows
+
+
+class HeldReads:
+    """Connections for short reads, the last one kept checked out.
+
+    Taking a connection from SQLAlchemy's pool and giving it back costs a short read (an
+    aggregate's snapshot, a stream of ten events, a subject's key) a fifth to a third of its
+    time: on PostgreSQL the reader's autocommit is also set and reset each time, and
+    statements are prepared per connection. Reads take `connect()` instead: the connection of
+    the read before, if no other read has it (taken without waiting; another thread
+    meanwhile gets one from the pool, as before). The event log's pages run each statement
+    on its own (see `shredstore.storage.log.EventLog.after_each_page`); the key vault's reads
+    (`Transactions.read`) begin and end a transaction on it. Nothing stays open on it
+    between reads: a transaction left open is rolled back, and a read that fails gives the
+    connection up (a connection the server dropped fails one read, as a pooled one does). On
+    PostgreSQL one left idle for `IDLE_CHECK_SECONDS` is pinged before it is used again, as
+    the pool checks one, and replaced if the server dropped it. In a process forked after it
+    was taken, it is left alone (never used or closed: it is the parent's) and another is
+    taken.
+
+    Not for psycopg's async driver (`shredstore.aio`), whose connections belong to the task
+    that runs them.
+    """
+
+    __slots__ = ("_closed", "_engine", "_forks", "_held", "_lock", "_pings", "_used")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._held: Connection | None = None
+        self._forks = _FORKS[0]
+        """How many forks this process is from the one that took the held connection (a
+        count kept at each fork, where `os.getpid` would be a system call per read)."""
+        self._closed = False
+        self._pings = is_postgres(engine)
+        self._used = 0.0
+        """When the held connection was last given back (PostgreSQL's idle check)."""
+
+    @staticmethod
+    def holds(engine: Engine) -> bool:
+        """Whether reads on `engine` keep a connection: an SQLite file (an in-memory database
+        already shares its one connection), or PostgreSQL through the blocking driver."""
+        if is_sqlite(engine):
+            return engine.url.database not in (None, "", ":memory:")
+        return is_postgres(engine) and not engine.dialect.is_async
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection for one read; the held one where it is free."""
+        if self._closed or not self._lock.acquire(blocking=False):
+            with self._engine.connect() as conn:
+                yield conn
+            return
+        try:
+            conn = self._take()
+            try:
+                yield conn
+            except BaseException as error:
+                self._release()
+                failure = driver_failure(error)
+                if failure is not None and failure.unreachable:
+                    # The server went away (a restart, a failover): the pool's idle
+                    # connections went with it. One read fails, as it would on a pooled
+                    # connection, and the next ones connect anew.
+                    self._engine.pool.dispose()
+                raise
+            if conn.in_transaction():
+                conn.rollback()
+            if self._closed:
+                self._release()
+            self._used = time.monotonic()
+        finally:
+            self._lock.release()
+
+    def _take(self) -> Connection:
+        held = self._held
+        if held is not None and self._forks != _FORKS[0]:
+            _FORKED.append(held)  # the parent's: kept from the garbage collector, never closed
+            held = self._held = None
+        if held is not None and not (held.closed or held.invalidated) and self._idle():
+            driver = held.connection.dbapi_connection
+            try:
+                if driver is None:
+                    raise ConnectionError("no driver connection")
+                self._engine.dialect.do_ping(driver)
+            except Exception:  # noqa: BLE001 (any failure of a ping: the server dropped it)
+                held.invalidate()
+        if held is None or held.closed or held.invalidated:
+            if held is not None:
+                held.close()
+            self._forks = _FORKS[0]
+            held = self._held = self._engine.connect()
+        return held
+
+    def _idle(self) -> bool:
+        """Whether the held connection (on PostgreSQL) was left idle long enough to be
+        checked first."""
+        return (self._pings
+                and time.monotonic() - self._used >= IDLE_CHECK_SECONDS)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and self._forks == _FORKS[0]:
+            held.close()
+
+    def close(self) -> None:
+        """Give the held connection back to the pool (now if it is free, else when the read
+        that has it ends); later reads take theirs from the pool."""
+        self._closed = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._release()
+            finally:
+                self._lock.release()
+
+
+_FORKED: list[Connection] = []
+"""Held connections inherited through a fork: a child must neither use nor close them."""
+_FORKS = [0]
+"""Forks since the interpreter started, counted in each child (`HeldReads`)."""
+
+
+def _count_fork() -> None:
+    _FORKS[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 def reader(engine: Engine) -> Engine:
@@ -403,22 +534,39 @@ _VAULT_ERRORS = DriverErrors(functools.partial(_vault_error, _VAULT_DATABASE))
 class Transactions:
     """Short transactions on one engine, with keyvault's translation of driver errors.
 
-    `read()` begins a plain transaction; `write()` one that will write (SQLite: ``BEGIN
-    IMMEDIATE``), or raises `VaultConfigurationError` with `refusal` when `read_only`.
+    `read()` begins a plain transaction, on a connection kept from one read to the next where
+    the engine allows it (`HeldReads`); `statements()` is for reads of statements that each
+    stand alone, on the same connection without a transaction; `write()` begins one that
+    will write (SQLite: ``BEGIN IMMEDIATE``), or raises `VaultConfigurationError` with
+    `refusal` when `read_only`.
+    `close()` gives the kept connection back.
     """
 
-    __slots__ = ("_reader", "_refusal", "_writer", "engine", "read_only")
+    __slots__ = ("_held", "_reader", "_refusal", "_writer", "engine", "read_only")
 
     def __init__(self, engine: Engine, *, read_only: bool = False, refusal: str = "") -> None:
         self.engine = engine
         self._reader = reader(engine)
+        self._held = HeldReads(self._reader) if HeldReads.holds(engine) else None
         self._writer = engine.execution_options(**WRITE)  # made once: cheaper per write
         self.read_only = read_only
         self._refusal = refusal or "this database was opened read-only"
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
-        with _VAULT_ERRORS, self._reader.connect() as conn, conn.begin():
+        held = self._held
+        with _VAULT_ERRORS, (held.connect() if held is not None else self._reader.connect()
+                             ) as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def statements(self) -> Iterator[Connection]:
+        """A connection (the kept one, as for `read`) for statements that each stand on their
+        own, without a transaction around them: each sees one moment, not the same one. For
+        the driver's cursor (`driver_rows`); saves a short read its ``BEGIN`` and commit."""
+        held = self._held
+        with _VAULT_ERRORS, (held.connect() if held is not None else self._reader.connect()
+                             ) as conn:
             yield conn
 
     @contextlib.contextmanager
@@ -427,6 +575,12 @@ class Transactions:
             raise ConfigurationError(self._refusal)
         with _VAULT_ERRORS, self._writer.connect() as conn, conn.begin():
             yield conn
+
+    def close(self) -> None:
+        """Give back the connection kept for reads; reads still work after, with
+        connections from the pool."""
+        if self._held is not None:
+            self._held.close()
 
 
 def _unreachable(orig: BaseException | None, *, invalidated: bool) -> bool:

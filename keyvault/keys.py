@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from keyvault import statements
 from keyvault.cache import ErasureMark, KeyCache
 from keyvault.engine import Transactions
-from keyvault.envelope import KEY_SIZE, DataKey, fingerprint, key_version_of
+from keyvault.envelope import KEY_SIZE, DataKey, key_version_of
 from keyvault.erasure import ErasureRecord, as_utc
 from keyvault.errors import (
     KeyCreationConflict,
@@ -149,12 +149,13 @@ class SubjectKeys:
         made = {}
         for subject_id in subject_ids:
             secret = secrets.token_bytes(KEY_SIZE)
+            key = DataKey(subject_id, KEY_VERSION, secret)
             made[subject_id] = NewKey(
-                DataKey(subject_id, KEY_VERSION, secret),
+                key,
                 {"subject_id": subject_id, "state": "active", "key_version": KEY_VERSION,
                  "wrapped_key": provider.wrap(secret, context=wrap_context(subject_id,
                                                                            KEY_VERSION)),
-                 "wrapped_by": provider.key_id, "key_fingerprint": fingerprint(secret),
+                 "wrapped_by": provider.key_id, "key_fingerprint": key.fingerprint,
                  "created_at": now})
         return made
 
@@ -295,7 +296,9 @@ class SubjectKeys:
         (`check_active` with a deferred-creation ring): the record is asked only about the
         subjects found, which saves a new subject's first append a query.
         """
-        with self._db.read() as conn:
+        # Each subject's row stands alone (a key created or erased between two parts of a
+        # long list is met by the append's guard): no transaction around the statements.
+        with self._db.statements() as conn:
             rows = statements.load_keys(conn, list(subject_ids))
         found: dict[str, _KeyRow] = {row.subject_id: row for row in rows}
         if self._record is not None:

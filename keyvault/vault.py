@@ -320,6 +320,7 @@ class KeyVault:
         """Release the database connections (an engine passed in is left to its owner)."""
         self._cache.clear()
         self._service_keys.forget()
+        self._db.close()
         if self._owns_engine:
             self._engine.dispose()
 

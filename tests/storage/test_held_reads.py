@@ -15,11 +15,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from keyvault import MasterKey
-from keyvault.engine import checkpoint_wal
+from keyvault import KeyVault, MasterKey
+from keyvault import engine as storage_engine
+from keyvault.engine import HeldReads, checkpoint_wal
+from keyvault.errors import KeyErasedError
 from shredstore import NO_STREAM, REDACTED, Event, EventStore, PersonalData, SubjectId
-from shredstore.storage import engine as storage_engine
-from shredstore.storage.engine import HeldReads, create_engine
+from shredstore.storage.engine import create_engine
 
 
 class Noted(Event, type_name="test.held.Noted"):
@@ -132,3 +133,26 @@ def test_a_forked_child_neither_uses_nor_closes_the_parents_connection(
         assert again is parents
         assert again.exec_driver_sql("SELECT 1").all() == [(1,)]
     reads.close()
+
+
+def test_the_key_vaults_reads_keep_a_connection_and_still_see_erasures(
+        engine: sa.Engine) -> None:
+    """The vault's reads (a key's load, `Transactions.read`) keep theirs too: a second vault
+    on the engine loads a key, sees the first one's erasure, and gives its connection back
+    on close."""
+    master = MasterKey.generate()
+    writer = KeyVault(engine, master_key=master)
+    reader = KeyVault(engine, master_key=master)
+    sealed = writer.seal("subject-1", b"Ada")
+    assert reader.open("subject-1", sealed) == b"Ada"  # loaded through the kept connection
+    kept = engine.pool.checkedout()
+    assert kept >= 1
+    assert reader.status("subject-1").state == "active"
+    assert engine.pool.checkedout() == kept  # the same one, not another from the pool
+    writer.erase("subject-1")
+    reader.refresh()
+    with pytest.raises(KeyErasedError):
+        reader.open("subject-1", sealed)
+    writer.close()
+    reader.close()
+    assert engine.pool.checkedout() == 0

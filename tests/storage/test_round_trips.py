@@ -43,45 +43,56 @@ _ANSWER_NOW = frozenset({"Sync", "Flush", "Query", "CopyDone"})
 
 
 class Trace:
-    """libpq's protocol trace of every connection opened while it is installed."""
+    """libpq's protocol trace of every connection opened while it is installed, each into a
+    file of its own (a file shared by several connections would hold their messages in the
+    order their traces were flushed, not sent)."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by close()
-        self._connections: list[psycopg.Connection[Any]] = []
+        self._traced: list[tuple[psycopg.Connection[Any], Any]] = []
 
     def opened(self, connection: psycopg.Connection[Any]) -> None:
-        self._connections.append(connection)
-        self._on(connection)
+        file = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by close()
+        self._traced.append((connection, file))
+        self._on(connection, file)
 
-    def _on(self, connection: psycopg.Connection[Any]) -> None:
-        connection.pgconn.trace(self._file.fileno())
+    @staticmethod
+    def _on(connection: psycopg.Connection[Any], file: Any) -> None:
+        connection.pgconn.trace(file.fileno())
         connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
 
     def _flush(self) -> None:
-        for connection in self._connections:  # libpq flushes its trace when it stops
+        for connection, file in self._traced:  # libpq flushes its trace when it stops
             if not connection.closed:
                 connection.pgconn.untrace()
-                self._on(connection)
+                self._on(connection, file)
 
     def round_trips(self, operation: Callable[[], object]) -> int:
-        """How many times `operation` sent messages and then waited for the server's."""
+        """How many times `operation` sent messages and then waited for the server's, on
+        all connections together."""
         self._flush()
-        start = os.lseek(self._file.fileno(), 0, os.SEEK_END)
+        starts = [os.lseek(file.fileno(), 0, os.SEEK_END) for _, file in self._traced]
         operation()
         self._flush()
-        os.lseek(self._file.fileno(), start, os.SEEK_SET)
-        text = os.read(self._file.fileno(), 1 << 24).decode()
-        messages = [line.split("\t")[::2] for line in text.splitlines() if line]
-        if os.environ.get("SHREDSTORE_TRACE_DEBUG"):
-            print(*(f"{side} {name}" for side, name, *_ in messages), sep="\n")
-        # A wait: the client's last message asked the server to answer (the end of a
-        # pipeline or statement, a simple query, a COPY's end) and the server's came next.
-        # Answers that arrive while the client is still sending are no wait.
-        return sum(1 for (side, name, *_), (answered, *_) in itertools.pairwise(messages)
-                   if side == "F" and answered == "B" and name in _ANSWER_NOW)
+        waits = 0
+        for index, (_, file) in enumerate(self._traced):
+            start = starts[index] if index < len(starts) else 0  # opened meanwhile
+            os.lseek(file.fileno(), start, os.SEEK_SET)
+            text = os.read(file.fileno(), 1 << 24).decode()
+            messages = [line.split("\t")[::2] for line in text.splitlines() if line]
+            if os.environ.get("SHREDSTORE_TRACE_DEBUG"):
+                print(f"connection {index}:", *(f"{side} {name}" for side, name, *_ in messages),
+                      sep="\n")
+            # A wait: the client's last message asked the server to answer (the end of a
+            # pipeline or statement, a simple query, a COPY's end) and the server's came
+            # next. Answers that arrive while the client is still sending are no wait.
+            waits += sum(1 for (side, name, *_), (answered, *_)
+                         in itertools.pairwise(messages)
+                         if side == "F" and answered == "B" and name in _ANSWER_NOW)
+        return waits
 
     def close(self) -> None:
-        self._file.close()
+        for _, file in self._traced:
+            file.close()
 
 
 @pytest.fixture
