@@ -41,8 +41,16 @@ SUBJECTS = sa.Table(
     sa.CheckConstraint("state IN ('active', 'erased')", name="keyvault_subjects_state"),
     sa.CheckConstraint("(state = 'active') = (wrapped_key IS NOT NULL)",
                        name="keyvault_subjects_key_only_when_active"),
-    sa.UniqueConstraint("erasure_seq", name="keyvault_subjects_erasure_seq"),
+    # Only erased subjects have a number: active ones are not in the index at all.
+    sa.Index("keyvault_subjects_erasure_seq", "erasure_seq", unique=True,
+             sqlite_where=sa.text("erasure_seq IS NOT NULL"),
+             postgresql_where=sa.text("erasure_seq IS NOT NULL")),
+    sqlite_with_rowid=False,
 )
+"""A subject's key, or its tombstone. On SQLite a table ``WITHOUT ROWID`` (its rows are its
+key's b-tree), and its erasure numbers a partial index: a new subject's key is one b-tree
+insert, not three (table, key and erasure number). Vaults made before keep a rowid table and a
+unique constraint on the number; both work the same."""
 
 SERVICE_KEYS = sa.Table(
     "keyvault_service_keys",

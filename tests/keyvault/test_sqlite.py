@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from keyvault import KeyVault, MasterKey
+from keyvault.errors import KeyErasedError
 from tests.keyvault.contract import VaultContract, raw
 
 
@@ -48,3 +50,45 @@ def test_the_vault_runs_with_secure_delete(tmp_path: Path) -> None:
     with KeyVault(f"sqlite:///{tmp_path / 'v.db'}", master_key=None) as vault, \
             vault.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+
+
+_KEYS_TABLE_MADE_BEFORE = (
+    "CREATE TABLE keyvault_subjects (subject_id TEXT NOT NULL, state VARCHAR(8) NOT NULL, "
+    "key_version INTEGER, wrapped_key BLOB, wrapped_by TEXT, key_fingerprint TEXT, "
+    "created_at DATETIME, erased_at DATETIME, erasure_seq BIGINT, request_id TEXT, "
+    "reason TEXT, PRIMARY KEY (subject_id), "
+    "CONSTRAINT keyvault_subjects_state CHECK (state IN ('active', 'erased')), "
+    "CONSTRAINT keyvault_subjects_key_only_when_active "
+    "CHECK ((state = 'active') = (wrapped_key IS NOT NULL)), "
+    "CONSTRAINT keyvault_subjects_erasure_seq UNIQUE (erasure_seq))")
+"""The keys table as vaults made before it lost its rowid were created."""
+
+
+@pytest.mark.parametrize("made_before", [False, True], ids=["new", "made-with-a-rowid"])
+def test_the_sqlite_keys_table_is_its_keys_b_tree(tmp_path: Path, made_before: bool) -> None:
+    """A new vault's keys table is ``WITHOUT ROWID``, its erasure numbers a partial index (a
+    new key is one b-tree insert); a vault made before, with a rowid and a unique constraint
+    on the number, works the same: keys, erasures in order, another process's view of them."""
+    database = tmp_path / "vault.db"
+    if made_before:
+        with sqlite3.connect(database) as db:
+            db.execute(_KEYS_TABLE_MADE_BEFORE)
+    url = f"sqlite:///{database}"
+    master = MasterKey.generate()
+    with KeyVault(url, master_key=master) as vault, KeyVault(url, master_key=master) as other:
+        sealed = {subject: vault.seal(subject, b"x") for subject in ("a", "b", "c")}
+        assert other.open("a", sealed["a"]) == b"x"  # cached by the other vault
+        vault.erase("b")
+        vault.erase("a")
+        assert raw(url, "SELECT subject_id, erasure_seq FROM keyvault_subjects "
+                        "WHERE erasure_seq IS NOT NULL ORDER BY erasure_seq") == [("b", 1),
+                                                                                ("a", 2)]
+        other.refresh()
+        with pytest.raises(KeyErasedError):
+            other.open("a", sealed["a"])
+        assert other.open("c", sealed["c"]) == b"x"
+        assert {status.subject_id for status in other.erasures()} == {"a", "b"}
+    with sqlite3.connect(database) as db:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'keyvault_subjects'"
+                            ).fetchone()
+    assert ("WITHOUT ROWID" in sql) is not made_before
