@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
@@ -97,12 +98,17 @@ class Trace:
 
 @pytest.fixture
 def trace(monkeypatch: pytest.MonkeyPatch) -> Iterator[Trace]:
+    """Connections the test's own thread opens are traced; those of a thread an earlier test
+    left running in this process (a listener, a poller) are not, so their queries are never
+    counted as the operation's."""
     traced = Trace()
     connect = psycopg.Connection.connect
+    test_thread = threading.current_thread()
 
     def traced_connect(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
         connection = connect(*args, **kwargs)
-        traced.opened(connection)
+        if threading.current_thread() is test_thread:
+            traced.opened(connection)
         return connection
 
     monkeypatch.setattr(psycopg, "connect", traced_connect)
