@@ -552,11 +552,13 @@ class Transactions:
         self.read_only = read_only
         self._refusal = refusal or "this database was opened read-only"
 
+    def _connect(self) -> contextlib.AbstractContextManager[Connection]:
+        """The kept connection where reads keep one, else one from the pool."""
+        return self._held.connect() if self._held is not None else self._reader.connect()
+
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
-        held = self._held
-        with _VAULT_ERRORS, (held.connect() if held is not None else self._reader.connect()
-                             ) as conn, conn.begin():
+        with _VAULT_ERRORS, self._connect() as conn, conn.begin():
             yield conn
 
     @contextlib.contextmanager
@@ -564,9 +566,7 @@ class Transactions:
         """A connection (the kept one, as for `read`) for statements that each stand on their
         own, without a transaction around them: each sees one moment, not the same one. For
         the driver's cursor (`driver_rows`); saves a short read its ``BEGIN`` and commit."""
-        held = self._held
-        with _VAULT_ERRORS, (held.connect() if held is not None else self._reader.connect()
-                             ) as conn:
+        with _VAULT_ERRORS, self._connect() as conn:
             yield conn
 
     @contextlib.contextmanager
