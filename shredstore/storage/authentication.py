@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from shredstore.errors import TamperedError
-from shredstore.storage.chain import Finding, StoredRow, content_of
+from shredstore.storage.chain import Finding, StoredRow, altered, content_of
 from shredstore.storage.snapshots import SnapshotRow
 
 __all__ = ["ROWS_KEY", "RowAuthenticator", "RowCheck", "Verdict"]
@@ -135,25 +135,35 @@ class RowAuthenticator:
         return key
 
     def verdict(self, row: StoredRow) -> Verdict:
-        """What `row`'s authenticator says of it (see `Verdict`)."""
-        if row.mac is None:
-            if row.personal is not None or self._declares_personal(row.event_type):
-                return "stripped"
-            return "unauthenticated"
-        return "authentic" if self._matches(row.position, content_of(row), row.mac) else "forged"
+        """What `row`'s authenticator says of it (see `Verdict`). A row holding a value no
+        append writes (see `chain.altered`; a position below 1) is forged, with or without
+        one."""
+        try:
+            if row.mac is None:
+                content_of(row)  # only its values' types and ranges are checked here
+                if row.personal is not None or self._declares_personal(row.event_type):
+                    return "stripped"
+                return "unauthenticated"
+            authentic = self._matches(row.position, content_of(row), row.mac)
+        except (TamperedError, struct.error, TypeError):
+            return "forged"
+        return "authentic" if authentic else "forged"
 
     def check(self, row: StoredRow) -> StoredRow:
         """`row` itself if it may be read; else `TamperedError`, naming only its position."""
         mac = row.mac
-        if mac is not None and len(mac) == _FORMAT_2_SIZE and mac[0] == _FORMAT_2[0]:
-            # `sign` written out for the usual case: every row read comes through here.
-            expected = (self._rows if self._rows is not None else self._keyed()).copy()
-            expected.update(_POSITION.pack(row.position))
-            expected.update(content_of(row))
-            if hmac.compare_digest(_FORMAT_2 + expected.digest(), mac):
+        try:
+            if mac is not None and len(mac) == _FORMAT_2_SIZE and mac[0] == _FORMAT_2[0]:
+                # `sign` written out for the usual case: every row read comes through here.
+                expected = (self._rows if self._rows is not None else self._keyed()).copy()
+                expected.update(_POSITION.pack(row.position))
+                expected.update(content_of(row))
+                if hmac.compare_digest(_FORMAT_2 + expected.digest(), mac):
+                    return row
+            elif mac is not None and self._matches(row.position, content_of(row), mac):
                 return row
-        elif mac is not None and self._matches(row.position, content_of(row), mac):
-            return row
+        except (struct.error, TypeError):  # a position below 0, an authenticator not bytes
+            raise altered(row.position) from None
         verdict = self.verdict(row)
         if verdict == "unauthenticated":
             return row
@@ -166,7 +176,10 @@ class RowAuthenticator:
 
     def snapshot_is_authentic(self, row: SnapshotRow) -> bool:
         """Whether a stored snapshot is as this store wrote it (one without a MAC is not)."""
-        return row.mac is not None and hmac.compare_digest(self.sign_snapshot(row), row.mac)
+        try:
+            return row.mac is not None and hmac.compare_digest(self.sign_snapshot(row), row.mac)
+        except (struct.error, TypeError, AttributeError, ValueError):
+            return False  # a value no snapshot write stores: not as this store wrote it
 
 
 def describe(position: int, verdict: Verdict) -> str:
@@ -174,8 +187,7 @@ def describe(position: int, verdict: Verdict) -> str:
     if verdict == "stripped":
         return (f"event at position {position} has no authenticator, yet it holds or declares "
                 "personal data: the stored row was altered; run verify()")
-    return (f"event at position {position} failed authentication: the stored row was altered "
-            "or moved; run verify()")
+    return str(altered(position))
 
 
 def _snapshot_content(row: SnapshotRow) -> bytes:

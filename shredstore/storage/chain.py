@@ -31,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, NamedTuple
 from uuid import UUID
 
+from shredstore.errors import TamperedError
+
 __all__ = [
     "GENESIS",
     "Finding",
@@ -38,6 +40,7 @@ __all__ = [
     "RecentRows",
     "StoredRow",
     "VerifyReport",
+    "altered",
     "chain_hash",
     "content_of",
     "link_hash",
@@ -181,10 +184,27 @@ def row_content(
                   metadata, payload, personal, subjects)
 
 
+def altered(position: object) -> TamperedError:
+    """The error for the stored row at `position` that fails authentication, or holds a value
+    no append writes (a negative version, an id or a time that does not parse, text where
+    bytes belong): its position, never its values."""
+    return TamperedError(f"event at position {position} failed authentication: the stored row "
+                         "was altered or moved; run verify()")
+
+
+_UNFRAMEABLE = (struct.error, TypeError, AttributeError, ValueError, OverflowError)
+"""What framing a value of the wrong type or range raises (UnicodeError is a ValueError)."""
+
+
 def content_of(row: StoredRow) -> bytes:
-    """`row_content` of a stored row."""
-    return _frame(row.stream_id, row.version, row.event_id, row.event_type, row.schema_version,
-                  row.recorded_at, row.metadata, row.payload, row.personal, row.subjects)
+    """`row_content` of a stored row; `TamperedError` (`altered`) if a value is not of the
+    type and range that appends write (only an edit of the table stores one)."""
+    try:
+        return _frame(row.stream_id, row.version, row.event_id, row.event_type,
+                      row.schema_version, row.recorded_at, row.metadata, row.payload,
+                      row.personal, row.subjects)
+    except _UNFRAMEABLE:
+        raise altered(row.position) from None
 
 
 def _frame(  # noqa: PLR0917 (row_content's fields in their order: it runs once per row)
@@ -241,8 +261,13 @@ def chain_hash(
 
 
 def row_hash(row: StoredRow) -> bytes:
-    """Recompute `row`'s hash from its stored prev_hash, content and authenticator."""
-    return link_hash(row.prev_hash, content_of(row), row.mac)
+    """Recompute `row`'s hash from its stored prev_hash, content and authenticator;
+    `TamperedError` if a value is not of the type appends write."""
+    content = content_of(row)
+    try:
+        return link_hash(row.prev_hash, content, row.mac)
+    except TypeError:  # a hash or an authenticator that is not bytes
+        raise altered(row.position) from None
 
 
 def verify_rows(rows: Iterable[StoredRow], *, expected_head: LogHead | None = None) -> VerifyReport:
@@ -323,7 +348,10 @@ class _ChainWalk:
         for missing in range(expected_position, row.position):
             self.found("deleted", missing, "no event at this position: a row was deleted")
 
-        intact = row_hash(row) == row.hash
+        try:
+            intact = row_hash(row) == row.hash
+        except TamperedError:
+            intact = False  # framing it failed: no hash of it can match
         if not intact:
             self.found("modified", row.position,
                        "the stored hash does not match the row's content")

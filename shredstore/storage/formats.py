@@ -15,15 +15,18 @@ from uuid import UUID, SafeUUID
 
 import pydantic_core
 
-from shredstore.storage.chain import StoredRow
+from shredstore.storage.chain import StoredRow, altered
 
 __all__ = [
     "Formats",
+    "Undecodable",
+    "as_stored",
     "as_uuid",
     "uuid_of_hex",
     "names",
     "parse_subjects",
     "subjects_text",
+    "text_or_undecodable",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,9 +40,35 @@ class Formats:
 
     def __init__(self, *, postgres: bool) -> None:
         self.row: Callable[[Any], StoredRow] = _postgres_row if postgres else _sqlite_row
-        """A raw row (the read columns, and the chain hashes when read for verify)."""
+        """A raw row (the read columns, and the chain hashes when read for verify);
+        `TamperedError` naming its position if a value does not convert (only an edit of the
+        table stores one)."""
         self.event_id: Callable[[UUID], Any] = _same if postgres else _hex
         self.time: Callable[[datetime], Any] = _same if postgres else _sqlite_time
+
+
+class Undecodable(bytes):
+    """SQLite text that is not UTF-8, as its bytes (see `text_or_undecodable`)."""
+
+
+def text_or_undecodable(data: bytes) -> str | Undecodable:
+    """An SQLite ``text_factory``: the text, or `Undecodable` bytes where it is not UTF-8
+    (only an edit of the table stores such text; the driver would fail the statement)."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return Undecodable(data)
+
+
+def as_stored(raw: Any) -> StoredRow:
+    """A raw row whose values do not convert (`Formats.row` refuses it), as a `StoredRow` of
+    the values as they are: for verify, which reports such a row (its framing, and so its hash
+    and authenticator, fail) and goes on."""
+    raw = [bytes(value) if isinstance(value, memoryview) else value for value in raw]
+    verified = len(raw) > 12
+    return StoredRow(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], raw[6], raw[7], raw[8],
+                     raw[9], raw[12] if verified else b"", raw[13] if verified else b"",
+                     raw[10], raw[11])
 
 
 def _same(value: Any) -> Any:
@@ -50,10 +79,13 @@ def _sqlite_row(raw: Any) -> StoredRow:
     # SQLAlchemy's SQLite formats: a UUID as 32 hex digits, a time as naive UTC text (parsed
     # with its offset appended: five times cheaper than parsing and then replacing tzinfo).
     verified = len(raw) > 12  # read for verify: with the chain hashes
-    return StoredRow(raw[0], raw[1], raw[2], uuid_of_hex(raw[3]), raw[4], raw[5],
-                     datetime.fromisoformat(raw[6] + "+00:00"), raw[7], raw[8],
-                     raw[9], raw[12] if verified else b"", raw[13] if verified else b"",
-                     raw[10], raw[11])
+    try:
+        return StoredRow(raw[0], raw[1], raw[2], uuid_of_hex(raw[3]), raw[4], raw[5],
+                         datetime.fromisoformat(raw[6] + "+00:00"), raw[7], raw[8],
+                         raw[9], raw[12] if verified else b"", raw[13] if verified else b"",
+                         raw[10], raw[11])
+    except (ValueError, TypeError):  # an id or a time that does not parse, or not text
+        raise altered(raw[0]) from None
 
 
 def _fast_uuid(text: str) -> UUID:
@@ -86,8 +118,12 @@ uuid_of_hex: Callable[[str], UUID] = _fast_uuid if _FAST else _slow_uuid
 
 
 def _postgres_row(raw: Any) -> StoredRow:
-    # The time comes as microseconds since the epoch (see shredstore.storage.statements).
-    moment = _EPOCH + timedelta(microseconds=raw[6])
+    # The time comes as microseconds since the epoch (see shredstore.storage.statements);
+    # NULL for a time no datetime holds.
+    try:
+        moment = _EPOCH + timedelta(microseconds=raw[6])
+    except (TypeError, OverflowError):
+        raise altered(raw[0]) from None
     verified = len(raw) > 12  # read for verify: with the chain hashes
     mac = raw[11]
     return StoredRow(raw[0], raw[1], raw[2], raw[3], raw[4], raw[5], moment, raw[7], raw[8],

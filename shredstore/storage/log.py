@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import itertools
+import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,12 +44,20 @@ from shredstore.errors import (
     ReadOnlyStoreError,
     ShredstoreError,
     StorageError,
+    TamperedError,
     WrongExpectedVersion,
 )
 from shredstore.expected import ExpectedVersion
 from shredstore.storage import schema
 from shredstore.storage.authentication import RowAuthenticator
-from shredstore.storage.chain import GENESIS, LogHead, StoredRow, link_hash, row_content
+from shredstore.storage.chain import (
+    GENESIS,
+    LogHead,
+    StoredRow,
+    altered,
+    link_hash,
+    row_content,
+)
 from shredstore.storage.engine import (
     INTEGRITY_ERRORS,
     WRITE,
@@ -59,7 +68,16 @@ from shredstore.storage.engine import (
     reader,
     translate_errors,
 )
-from shredstore.storage.formats import Formats, as_uuid, names, parse_subjects, subjects_text
+from shredstore.storage.formats import (
+    Formats,
+    Undecodable,
+    as_stored,
+    as_uuid,
+    names,
+    parse_subjects,
+    subjects_text,
+    text_or_undecodable,
+)
 from shredstore.storage.scope import Scope
 from shredstore.storage.statements import (
     IN_LIST,
@@ -802,8 +820,16 @@ class EventLog:
     def rows(self) -> Iterator[StoredRow]:
         """Every row, in position order, with its chain hashes, unchecked (verify checks
         authenticators itself, to report every failing row instead of stopping at one)."""
+        raw_row = self._raw_row
+
+        def as_read(raw: Any) -> StoredRow:
+            try:
+                return raw_row(raw)
+            except TamperedError:
+                return as_stored(raw)  # reported by verify's checks, which it fails
+
         for page in self._pages(self._sql.after_with_hashes, (), 0, None, POSITION,
-                                to_row=self._raw_row):
+                                to_row=as_read, keep_undecodable=True):
             yield from page
 
     def index_entries(self) -> Iterator[tuple[int, str]]:
@@ -844,7 +870,7 @@ class EventLog:
                     finish = hook(conn) if hook is not None else None
                 found = rows()
             else:
-                found = driver_rows(conn, sql.stream_with_snapshot, parameters)
+                found = self._fetch(conn, sql.stream_with_snapshot, parameters)
                 finish = hook(conn) if hook is not None else None
             if finish is not None:
                 finish()
@@ -859,17 +885,18 @@ class EventLog:
 
     def _pages(
         self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int, *,
-        to_row: Callable[[Any], _Row], page_size: int = 0,
+        to_row: Callable[[Any], _Row], page_size: int = 0, keep_undecodable: bool = False,
     ) -> Iterator[list[_Row]]:
         """Keyset pagination: each page is `sql` with (fixed..., bound, size), one statement
-        on a connection of its own (see `after_each_page`)."""
+        on a connection of its own (see `after_each_page`; `keep_undecodable`: see
+        `_fetch`)."""
         page_size = page_size or PAGE_SIZE
         remaining = limit
         hook = self._page_hook if to_row is self._to_row else None
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining)
             with translate_errors(), self._read_connection() as conn:  # each statement its own
-                raw = self._page(conn, sql, (*fixed, bound, size), hook)
+                raw = self._page(conn, sql, (*fixed, bound, size), hook, keep_undecodable)
             count = len(raw)
             if count:
                 bound = raw[-1][key]
@@ -883,15 +910,15 @@ class EventLog:
                 remaining -= count
 
     def _page(self, conn: Connection, sql: str, parameters: tuple[Any, ...],
-              hook: PageHook | None) -> list[Any]:
+              hook: PageHook | None, keep_undecodable: bool = False) -> list[Any]:
         """One page's raw rows (the driver's cursor: plain tuples, without SQLAlchemy's
         per-row objects), and the page hook run after its query where the page holds personal
         data. On PostgreSQL the hook always runs, pipelined with the query: its statements
         and the page share one round trip, the pipeline's, and are read after it."""
         if hook is None:
-            return driver_rows(conn, sql, parameters)
+            return self._fetch(conn, sql, parameters, keep_undecodable=keep_undecodable)
         if not self._copies:
-            raw = driver_rows(conn, sql, parameters)
+            raw = self._fetch(conn, sql, parameters)
             if any(row[_PERSONAL] is not None for row in raw):
                 hook(conn)()
             return raw
@@ -901,6 +928,33 @@ class EventLog:
         raw = rows()
         finish()
         return raw
+
+    def _fetch(self, conn: Connection, sql: str, parameters: tuple[Any, ...], *,
+               keep_undecodable: bool = False) -> list[Any]:
+        """`driver_rows`. On SQLite, whose text columns can hold bytes that are not UTF-8
+        (only an edit of the table stores them; the driver then fails the whole statement),
+        the statement runs again with such text as `Undecodable` bytes: a read refuses the
+        first row that holds one as tampering, and verify (`keep_undecodable`) gets them to
+        report."""
+        if self._copies:
+            return driver_rows(conn, sql, parameters)
+        try:
+            return driver_rows(conn, sql, parameters)
+        except sqlite3.OperationalError as error:
+            if "decode to UTF-8" not in str(error):
+                raise
+        driver: Any = conn.connection.driver_connection
+        text_factory = driver.text_factory
+        driver.text_factory = text_or_undecodable
+        try:
+            rows = driver_rows(conn, sql, parameters)
+        finally:
+            driver.text_factory = text_factory
+        if not keep_undecodable:
+            for row in rows:
+                if any(type(value) is Undecodable for value in row):
+                    raise altered(row[0])
+        return rows
 
     def head(self) -> LogHead:
         """The position and hash of the last event (position 0 for an empty log)."""

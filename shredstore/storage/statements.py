@@ -55,13 +55,18 @@ def _read_lists(postgres: bool, prefix: str) -> tuple[str, str]:
 
     PostgreSQL returns ``recorded_at`` as whole microseconds since the epoch (exactly, on any
     server version): turning its text into an aware time and back cost more than any other
-    column (`shredstore.storage.formats` builds the time from the number).
+    column (`shredstore.storage.formats` builds the time from the number). A time no Python
+    datetime holds (``infinity``, a year after 9999 or before 1: only an edit of the table
+    stores one) reads as NULL, which the reader refuses as tampering, rather than failing the
+    whole statement with an overflow.
     """
     def name(column: sa.Column[Any]) -> str:
         if postgres and column.name == "recorded_at":
             moment = f"{prefix}recorded_at"
-            return (f"(EXTRACT(EPOCH FROM date_trunc('second', {moment}))::bigint * 1000000 "
-                    f"+ mod(EXTRACT(MICROSECONDS FROM {moment})::bigint, 1000000))")
+            return (f"CASE WHEN {moment} BETWEEN '0001-01-01 00:00:00+00' AND "
+                    f"'9999-12-31 23:59:59.999999+00' THEN "
+                    f"EXTRACT(EPOCH FROM date_trunc('second', {moment}))::bigint * 1000000 "
+                    f"+ mod(EXTRACT(MICROSECONDS FROM {moment})::bigint, 1000000) END")
         return f"{prefix}{column.name}"
     return (", ".join(map(name, READ_COLUMNS)), ", ".join(map(name, COLUMNS)))
 _SNAPSHOTS = schema.SNAPSHOTS.name

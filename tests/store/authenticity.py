@@ -25,6 +25,7 @@ from shredstore import (
     Event,
     EventStore,
     PersonalData,
+    ShredstoreError,
     SubjectId,
     TamperedError,
 )
@@ -357,3 +358,59 @@ class AuthenticityContract:
         for call in calls:
             with pytest.raises(ConfigurationError, match="valid Unicode"):
                 call()
+
+    # Values no append writes (issue 17, seventh session: found by attacking the reader). Each
+    # used to escape the reader and verify as a raw struct.error, ValueError, TypeError or
+    # AttributeError, or a database error for the whole page.
+
+    @pytest.mark.parametrize("change", [
+        "version = -1", "schema_version = -5", "version = 2147483647"])
+    def test_a_value_no_append_writes_is_tampering_and_verify_reports_it(
+        self, url: str, store: EventStore, attacker: sa.Engine, change: str,
+    ) -> None:
+        """A negative or out-of-sequence number: see `assert_no_reader_takes`."""
+        self.assert_no_reader_takes(url, store, attacker, change)
+
+    def assert_no_reader_takes(self, url: str, store: EventStore, attacker: sa.Engine,
+                               change: str) -> None:
+        """After `change` to the row at position 2, a stored value outside what appends write
+        (a negative version, a time no datetime holds, an id or a time that does not parse,
+        text that is not UTF-8) fails every read of the row as TamperedError naming its
+        position, and verify reports the row instead of stopping. Each used to escape the
+        reader and verify as a raw struct.error, ValueError, TypeError or AttributeError, or
+        a database error for the whole page (issue 17, seventh session: found by attacking
+        the reader)."""
+        store.append("p", [Pinged(note="before")])
+        store.append("c-1", [enrolled("c1"), enrolled("c1"), enrolled("c1")])
+        store.append("p", [Pinged(note="after")])
+        tampering.execute(attacker, f"UPDATE shredstore_events SET {change} WHERE position = 2")
+        with pytest.raises(TamperedError, match="position 2") as caught:
+            list(store.read_all())
+        for value in (NAME, EMAIL):
+            assert value not in str(caught.value)
+        if "version" not in change and "stream_id" not in change:  # still in c-1 at version 1
+            with pytest.raises(TamperedError, match="position 2"):
+                list(store.read_stream("c-1"))
+        # Without the master key nothing is authenticated, and personal data cannot be read:
+        # still an error of the store's own that names the row, never a raw one.
+        keyless = EventStore(url)
+        with keyless, pytest.raises(ShredstoreError, match="position 2"):
+            list(keyless.read_all())
+        report = store.verify()
+        assert {kind for kind, position in found(store) if position == 2} & {
+            "forged", "modified"}, report.findings
+        assert report.events_checked == 5
+        assert [r.event.note for r in store.read_stream("p")] == [  # type: ignore[attr-defined]
+            "before", "after"]
+
+    def test_a_row_moved_to_a_negative_position_is_tampering(
+        self, store: EventStore, attacker: sa.Engine,
+    ) -> None:
+        """Found through its stream, a row at a position no append gives (below 1) fails as
+        tampering; verify, which walks positions from 1, reports the place it left."""
+        store.append("c-1", [enrolled("c1"), enrolled("c1"), enrolled("c1")])
+        tampering.execute(attacker, "UPDATE shredstore_events SET position = -3 "
+                                    "WHERE position = 2")
+        with pytest.raises(TamperedError, match="position -3"):
+            list(store.read_stream("c-1"))
+        assert ("deleted", 2) in found(store)

@@ -79,3 +79,15 @@ class TestPostgresAuthenticity(AuthenticityContract):
     @pytest.fixture
     def url(self, postgres_url: str) -> str:
         return postgres_url
+
+    @pytest.mark.parametrize("change", [
+        "recorded_at = 'infinity'",
+        "recorded_at = '-infinity'",
+        "recorded_at = '200000-01-01 00:00:00+00'",
+        "recorded_at = '0001-01-01 00:00:00+00 BC'",
+    ])
+    def test_a_time_no_datetime_holds_is_tampering_and_verify_reports_it(
+        self, url: str, store: EventStore, attacker: sa.Engine, change: str,
+    ) -> None:
+        """A timestamptz Python cannot hold used to fail the whole statement (an overflow)."""
+        self.assert_no_reader_takes(url, store, attacker, change)

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from shredstore import EventStore, StoreUnavailable
 from shredstore.testing import EventStoreContract
@@ -55,3 +56,24 @@ class TestSQLiteAuthenticity(AuthenticityContract):
     @pytest.fixture
     def url(self, sqlite_url: str) -> str:
         return sqlite_url
+
+    @pytest.mark.parametrize("change", [
+        "version = 9223372036854775807",
+        "version = 'abc'",
+        "schema_version = 1.5",
+        "event_id = 'not hex'",
+        "event_id = X'00112233445566778899aabbccddeeff'",
+        "recorded_at = 'garbage'",
+        "recorded_at = '0000-01-01 00:00:00.000000'",
+        "recorded_at = X'00ff'",
+        "subjects = X'01'",
+        "mac = 'text'",
+        "stream_id = CAST(X'ff' AS TEXT)",
+        "payload = CAST(X'7b22c3' AS TEXT)",
+        "personal = CAST(X'5bff5d' AS TEXT)",
+    ])
+    def test_a_value_of_another_type_is_tampering_and_verify_reports_it(
+        self, url: str, store: EventStore, attacker: sa.Engine, change: str,
+    ) -> None:
+        """SQLite keeps any type in any column, and text that is not UTF-8."""
+        self.assert_no_reader_takes(url, store, attacker, change)
