@@ -28,6 +28,7 @@ from keyvault.errors import (
     KeyErasedError,
     KeyNotFoundError,
     SubjectErasedError,
+    TamperedError,
     VaultConfigurationError,
     WrongMasterKeyError,
 )
@@ -116,7 +117,9 @@ class SubjectKeys:
         if not wanted:
             return
         for row in self._load(wanted).values():
-            with contextlib.suppress(SubjectErasedError):
+            # A malformed row is left for the value that needs it to report, where the
+            # reader can name the record it belongs to.
+            with contextlib.suppress(SubjectErasedError, TamperedError):
                 self._key_from_row(row)
 
     def prepare(self, subject_ids: Collection[str],
@@ -230,6 +233,12 @@ class SubjectKeys:
         if row.state == "erased":
             self.cache.mark_erased([row.subject_id])
             raise erased_error(row.subject_id, opening=opening)
+        if not (type(row.key_version) is int and 0 <= row.key_version < _KEY_VERSIONS
+                and isinstance(row.wrapped_key, bytes) and isinstance(row.wrapped_by, str)):
+            # Values no vault writes (only an edit of its table stores them): never a raw
+            # OverflowError or TypeError out of the unwrapping.
+            raise TamperedError("a subject's stored key is malformed: the vault's table was "
+                                "altered")
         provider = self.require_provider()
         if row.wrapped_by != provider.key_id:
             raise WrongMasterKeyError(
@@ -316,6 +325,10 @@ class SubjectKeys:
                     "vault restored from a backup?): their data reads as erased; run "
                     "`shredstore reconcile` to destroy the keys", held)
         return found
+
+
+_KEY_VERSIONS = 2**32
+"""Key versions are stored in four bytes of the wrapping's context and of sealed values."""
 
 
 def wrap_context(subject_id: str, key_version: int) -> bytes:

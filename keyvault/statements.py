@@ -119,7 +119,8 @@ def ask_load_keys(connection: Connection, subject_ids: Sequence[str]
 
     def answer() -> list[LoadedKey]:
         return [LoadedKey(subject_id, state, version,
-                          None if wrapped is None else bytes(wrapped), by, _stored_time(erased))
+                          bytes(wrapped) if isinstance(wrapped, memoryview) else wrapped, by,
+                          _stored_time(erased))
                 for rows in answers
                 for subject_id, state, version, wrapped, by, erased in rows()]
 

@@ -403,6 +403,30 @@ class AuthenticityContract:
         assert [r.event.note for r in store.read_stream("p")] == [  # type: ignore[attr-defined]
             "before", "after"]
 
+    @pytest.mark.parametrize("change", ["key_version = -1", "key_version = NULL"])
+    def test_a_malformed_key_row_is_tampering_named_by_the_record(
+        self, url: str, master: MasterKey, store: EventStore, attacker: sa.Engine, change: str,
+    ) -> None:
+        """See `assert_key_row_refused`."""
+        self.assert_key_row_refused(url, master, store, attacker, change)
+
+    def assert_key_row_refused(self, url: str, master: MasterKey, store: EventStore,
+                               attacker: sa.Engine, change: str) -> None:
+        """A vault row whose key version or wrapped key is of a type or range no vault writes
+        fails the reads of its subject's records as shredstore's TamperedError naming the
+        record: it used to escape as OverflowError, AttributeError or TypeError, or as the
+        key vault's own TamperedError for the whole page, which ``except
+        shredstore.TamperedError`` does not catch."""
+        store.append("p", [Pinged(note="before")])
+        store.append("c-1", [enrolled("c1")])
+        tampering.execute(attacker, f"UPDATE keyvault_subjects SET {change} "
+                                    "WHERE subject_id = 'c1'")
+        with EventStore(url, master_key=master) as fresh:  # no key cached
+            with pytest.raises(TamperedError, match="position 2"):
+                list(fresh.read_all())
+            assert [r.event.note for r in fresh.read_stream("p")] == [  # type: ignore[attr-defined]
+                "before"]
+
     def test_a_row_moved_to_a_negative_position_is_tampering(
         self, store: EventStore, attacker: sa.Engine,
     ) -> None:

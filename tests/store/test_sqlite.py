@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from keyvault import MasterKey
 from shredstore import EventStore, StoreUnavailable
 from shredstore.testing import EventStoreContract
 from tests.store.authenticity import AuthenticityContract
@@ -77,3 +78,10 @@ class TestSQLiteAuthenticity(AuthenticityContract):
     ) -> None:
         """SQLite keeps any type in any column, and text that is not UTF-8."""
         self.assert_no_reader_takes(url, store, attacker, change)
+
+    @pytest.mark.parametrize("change", ["key_version = 'x'", "wrapped_key = 'text'"])
+    def test_a_key_row_value_of_another_type_is_tampering(
+        self, url: str, master: MasterKey, store: EventStore, attacker: sa.Engine, change: str,
+    ) -> None:
+        """SQLite keeps any type in any column, the vault's too."""
+        self.assert_key_row_refused(url, master, store, attacker, change)
