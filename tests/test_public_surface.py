@@ -125,6 +125,8 @@ def annotation_namespace() -> dict[str, Any]:
                 continue
             module = importlib.import_module(info.name)
             namespace.update(vars(module))
+            if not (module.__file__ or "").endswith(".py"):
+                continue  # compiled (shredstore.storage.native): its types are in a stub
             source = inspect.getsource(module)
             for node in ast.walk(ast.parse(source)):
                 if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):

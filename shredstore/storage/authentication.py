@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from shredstore.errors import TamperedError
-from shredstore.storage.chain import Finding, StoredRow, altered, content_of
+from shredstore.storage.chain import Finding, StoredRow, altered, content_of, native_rows
 from shredstore.storage.snapshots import SnapshotRow
 
 __all__ = ["ROWS_KEY", "RowAuthenticator", "RowCheck", "Verdict"]
@@ -153,16 +153,13 @@ class RowAuthenticator:
         """`row` itself if it may be read; else `TamperedError`, naming only its position."""
         mac = row.mac
         try:
-            if mac is not None and len(mac) == _FORMAT_2_SIZE and mac[0] == _FORMAT_2[0]:
-                # `sign` written out for the usual case: every row read comes through here.
-                expected = (self._rows if self._rows is not None else self._keyed()).copy()
-                expected.update(_POSITION.pack(row.position))
-                expected.update(content_of(row))
-                if hmac.compare_digest(_FORMAT_2 + expected.digest(), mac):
-                    return row
-            elif mac is not None and self._matches(row.position, content_of(row), mac):
+            # Every row read comes through here: the usual case (format 2) first, in C where
+            # it was built.
+            if mac is not None and (
+                    _authentic(row, self._rows if self._rows is not None else self._keyed())
+                    or self._matches(row.position, content_of(row), mac)):
                 return row
-        except (struct.error, TypeError):  # a position below 0, an authenticator not bytes
+        except _UNFRAMEABLE:  # a position below 0, an authenticator not bytes, a bad value
             raise altered(row.position) from None
         verdict = self.verdict(row)
         if verdict == "unauthenticated":
@@ -180,6 +177,22 @@ class RowAuthenticator:
             return row.mac is not None and hmac.compare_digest(self.sign_snapshot(row), row.mac)
         except (struct.error, TypeError, AttributeError, ValueError):
             return False  # a value no snapshot write stores: not as this store wrote it
+
+
+def _python_authentic(row: StoredRow, keyed: hashlib.blake2b) -> bool | None:
+    """Whether a row's authenticator of format 2 matches its position and content under the
+    keyed state; None if it has none of format 2 (`RowAuthenticator.check` then judges it)."""
+    mac = row.mac
+    if mac is None or len(mac) != _FORMAT_2_SIZE or mac[0] != _FORMAT_2[0]:
+        return None
+    expected = keyed.copy()
+    expected.update(_POSITION.pack(row.position))
+    expected.update(content_of(row))
+    return hmac.compare_digest(_FORMAT_2 + expected.digest(), mac)
+
+
+_authentic = _python_authentic if native_rows is None else native_rows.authentic
+_UNFRAMEABLE = (struct.error, TypeError, AttributeError, ValueError, OverflowError)
 
 
 def describe(position: int, verdict: Verdict) -> str:

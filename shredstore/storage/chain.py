@@ -23,13 +23,16 @@ keep `LogHead` values outside the database (erasure receipts do) and pass one to
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 import struct
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 from typing import Literal, NamedTuple
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from shredstore.errors import TamperedError
 
@@ -43,7 +46,9 @@ __all__ = [
     "altered",
     "chain_hash",
     "content_of",
+    "frame",
     "link_hash",
+    "native_rows",
     "row_content",
     "verify_rows",
 ]
@@ -180,8 +185,8 @@ def row_content(
     subjects column (each a 0 byte if NULL, else a 1 byte and the text, so NULL differs from
     empty).
     """
-    return _frame(stream_id, version, event_id, event_type, schema_version, recorded_at,
-                  metadata, payload, personal, subjects)
+    return frame(stream_id, version, event_id, event_type, schema_version, recorded_at,
+                 metadata, payload, personal, subjects)
 
 
 def altered(position: object) -> TamperedError:
@@ -200,14 +205,12 @@ def content_of(row: StoredRow) -> bytes:
     """`row_content` of a stored row; `TamperedError` (`altered`) if a value is not of the
     type and range that appends write (only an edit of the table stores one)."""
     try:
-        return _frame(row.stream_id, row.version, row.event_id, row.event_type,
-                      row.schema_version, row.recorded_at, row.metadata, row.payload,
-                      row.personal, row.subjects)
+        return _frame_row(row)
     except _UNFRAMEABLE:
         raise altered(row.position) from None
 
 
-def _frame(  # noqa: PLR0917 (row_content's fields in their order: it runs once per row)
+def _python_frame(  # noqa: PLR0917 (row_content's fields in their order: it runs once per row)
     stream_id: str, version: int, event_id: UUID, event_type: str, schema_version: int,
     recorded_at: datetime, metadata: str, payload: str, personal: str | None,
     subjects: str | None,
@@ -226,6 +229,36 @@ def _frame(  # noqa: PLR0917 (row_content's fields in their order: it runs once 
         _LENGTH.pack(len(body)), body, _LENGTH.pack(len(secret)), secret,
         _LENGTH.pack(len(named)), named,
     ))
+
+
+def _python_frame_row(row: StoredRow) -> bytes:
+    return _python_frame(row.stream_id, row.version, row.event_id, row.event_type,
+                         row.schema_version, row.recorded_at, row.metadata, row.payload,
+                         row.personal, row.subjects)
+
+
+def _native_rows() -> ModuleType | None:
+    """`shredstore.storage.native`, the per-row steps in C, configured; None where it was not
+    built (no C compiler at install) or ``SHREDSTORE_PURE_PYTHON`` is set. It does what the
+    Python originals here, in `formats` and in `authentication` do, and hands them any value
+    an append does not store (tests/storage/test_native_rows.py holds the two to each other)."""
+    if os.environ.get("SHREDSTORE_PURE_PYTHON"):
+        return None
+    try:
+        from shredstore.storage import native  # noqa: PLC0415 (optional: built where it can be)
+    except ImportError:
+        return None
+    native.configure(frame=_python_frame, stored_row=StoredRow, uuid=UUID,
+                    safe_unknown=SafeUUID.unknown, epoch=_EPOCH,
+                    compare_digest=hmac.compare_digest)
+    return native
+
+
+native_rows = _native_rows()
+"""The configured C module, or None (then the Python originals run)."""
+frame = _python_frame if native_rows is None else native_rows.frame
+"""`row_content` with its fields in order, without keywords: what appends call per row."""
+_frame_row = _python_frame_row if native_rows is None else native_rows.frame_row
 
 
 def link_hash(prev_hash: bytes, content: bytes, mac: bytes | None) -> bytes:

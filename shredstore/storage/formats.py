@@ -15,7 +15,7 @@ from uuid import UUID, SafeUUID
 
 import pydantic_core
 
-from shredstore.storage.chain import StoredRow, altered
+from shredstore.storage.chain import StoredRow, altered, native_rows
 
 __all__ = [
     "Formats",
@@ -75,7 +75,7 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _sqlite_row(raw: Any) -> StoredRow:
+def _python_sqlite_row(raw: Any) -> StoredRow:
     # SQLAlchemy's SQLite formats: a UUID as 32 hex digits, a time as naive UTC text (parsed
     # with its offset appended: five times cheaper than parsing and then replacing tzinfo).
     verified = len(raw) > 12  # read for verify: with the chain hashes
@@ -86,6 +86,13 @@ def _sqlite_row(raw: Any) -> StoredRow:
                          raw[10], raw[11])
     except (ValueError, TypeError):  # an id or a time that does not parse, or not text
         raise altered(raw[0]) from None
+
+
+if native_rows is not None:
+    native_rows.configure(sqlite_row=_python_sqlite_row)
+_sqlite_row = _python_sqlite_row if native_rows is None else native_rows.sqlite_row
+"""A raw SQLite row as a `StoredRow` (the C version hands any row not in the stored form to
+the Python original, which also raises for one that does not convert)."""
 
 
 def _fast_uuid(text: str) -> UUID:

@@ -55,8 +55,8 @@ from shredstore.storage.chain import (
     LogHead,
     StoredRow,
     altered,
+    frame,
     link_hash,
-    row_content,
 )
 from shredstore.storage.engine import (
     INTEGRITY_ERRORS,
@@ -628,18 +628,9 @@ class EventLog:
             version = current + offset
             subjects = subjects_text(row.subjects)
             # Framed once, for both the authenticator and the chain.
-            content = row_content(
-                stream_id=stream_id,
-                version=version,
-                event_id=row.event_id,
-                event_type=row.event_type,
-                schema_version=row.schema_version,
-                recorded_at=recorded_at,
-                metadata=row.metadata,
-                payload=row.payload,
-                personal=row.personal,
-                subjects=subjects,
-            )
+            content = frame(stream_id, version, row.event_id, row.event_type,
+                            row.schema_version, recorded_at, row.metadata, row.payload,
+                            row.personal, subjects)
             mac = sign(position + offset, content) if sign is not None else None
             digest = link_hash(prev_hash, content, mac)
             params.append((position + offset, stream_id, version, id_param(row.event_id),
