@@ -13,7 +13,9 @@ reads as `REDACTED`; a value that fails authentication, or a malformed group, is
 
 from __future__ import annotations
 
-from base64 import b64decode
+import os
+from binascii import a2b_base64
+from types import ModuleType
 from typing import Any
 from uuid import UUID
 
@@ -24,7 +26,7 @@ from keyvault import KeyRing
 from shredstore.errors import ConfigurationError, TamperedError
 from shredstore.mapping.column import StoredGroup
 from shredstore.mapping.split import put, redact
-from shredstore.personal import dotted
+from shredstore.personal import REDACTED, dotted
 
 __all__ = ["event_context", "open_groups", "seal", "snapshot_context", "unseal"]
 
@@ -76,39 +78,18 @@ def open_groups(
     altered row pass for an erasure. Anything malformed, or failing authentication, is
     `TamperedError`; personal data without a `ring` (no master key) is `ConfigurationError`.
     """
-    fields: frozenset[str] = frozenset()
-    redacted = False
     if ring is None and any(group.get("redacted") is not True for group in groups):
         raise ConfigurationError(
             f"{where} holds personal data, and the store has no master key to open it: "
             "pass master_key= to EventStore"
         )
-    # The steps of `stored_paths`, `sealed_value`, `unseal`, `decode_values` and `join`,
-    # written out: a read runs this once per event.
     try:
-        for group in groups:
-            paths = group["paths"]
-            encoded = to_json(paths)  # as `stored_paths`: the authenticated form
-            names = _FIELD_NAMES.get(encoded) or _field_names(encoded, paths)
-            fields = fields | names if fields else names
-            if group.get("redacted") is True:
-                if not allow_redacted:
-                    raise TamperedError(f"{where}: its personal data is malformed; run verify()")
-                redact(data, paths)
-                redacted = True
-                continue
-            values = _opened(ring, group, context + encoded)
-            if values is None:
-                redact(data, paths)
-                redacted = True
-                continue
-            if len(values) != len(paths):
-                raise ValueError("the opened values do not match the group's paths")
-            for path, value in zip(paths, values, strict=True):
-                if len(path) == 1:
-                    data[path[0]] = value
-                else:
-                    put(data, path, value)
+        # In C where it was built, for the groups appends write; it leaves any other column
+        # to the loop, untouched.
+        opened = (None if native_groups is None or ring is None
+                  else native_groups.open_groups(ring.open_unless_erased, groups, data, context))
+        return opened if opened is not None else _open_each(
+            ring, groups, data, context, where=where, allow_redacted=allow_redacted)
     except TamperedError:
         raise  # already says what is wrong (a subclass of keyvault's)
     except (keyvault.TamperedError, keyvault.VaultConfigurationError):
@@ -119,6 +100,39 @@ def open_groups(
     except (KeyError, IndexError, TypeError, ValueError, AttributeError):
         # binascii.Error (not base64) is a ValueError
         raise TamperedError(f"{where}: its personal data is malformed; run verify()") from None
+
+
+def _open_each(ring: KeyRing | None, groups: list[StoredGroup], data: dict[str, Any],
+               context: bytes, *, where: object, allow_redacted: bool
+               ) -> tuple[frozenset[str], bool]:
+    """`open_groups`'s loop, which raises the errors it translates. The steps of
+    `stored_paths`, `sealed_value`, `unseal`, `decode_values` and `join`, written out: a read
+    runs this once per event where the C module was not built."""
+    fields: frozenset[str] = frozenset()
+    redacted = False
+    for group in groups:
+        paths = group["paths"]
+        encoded = to_json(paths)  # as `stored_paths`: the authenticated form
+        names = _FIELD_NAMES.get(encoded) or _field_names(encoded, paths)
+        fields = fields | names if fields else names
+        if group.get("redacted") is True:
+            if not allow_redacted:
+                raise TamperedError(f"{where}: its personal data is malformed; run verify()")
+            redact(data, paths)
+            redacted = True
+            continue
+        values = _opened(ring, group, context + encoded)
+        if values is None:
+            redact(data, paths)
+            redacted = True
+            continue
+        if len(values) != len(paths):
+            raise ValueError("the opened values do not match the group's paths")
+        for path, value in zip(paths, values, strict=True):
+            if len(path) == 1:
+                data[path[0]] = value
+            else:
+                put(data, path, value)
     return fields, redacted
 
 
@@ -127,8 +141,8 @@ def _opened(ring: KeyRing | None, group: StoredGroup, aad: bytes) -> list[Any] |
     subject's key was erased; raises as `open_groups` handles."""
     if ring is None:  # excluded by open_groups; not a data error, so not one it handles
         raise RuntimeError("no keyring to open personal data with")
-    opened = ring.open_unless_erased(group["subject"], b64decode(group["sealed"], validate=True),
-                                     aad=aad)
+    opened = ring.open_unless_erased(group["subject"],
+                                     a2b_base64(group["sealed"], strict_mode=True), aad=aad)
     if opened is None:
         return None
     values = from_json(opened)
@@ -148,3 +162,22 @@ def _field_names(encoded: bytes, paths: list[list[Any]]) -> frozenset[str]:
     if len(_FIELD_NAMES) < _FIELD_NAMES_KEPT:
         _FIELD_NAMES[encoded] = names
     return names
+
+
+def _native_groups() -> ModuleType | None:
+    """`shredstore.mapping.native`, configured; None where it was not built or
+    ``SHREDSTORE_PURE_PYTHON`` is set (tests/mapping/test_native_groups.py holds it to the loop
+    of `open_groups`)."""
+    if os.environ.get("SHREDSTORE_PURE_PYTHON"):
+        return None
+    try:
+        from shredstore.mapping import native  # noqa: PLC0415 (optional: built where it can be)
+    except ImportError:
+        return None
+    native.configure(to_json=to_json, from_json=from_json, a2b_base64=a2b_base64,
+                     names_cache=_FIELD_NAMES, field_names=_field_names, redacted=REDACTED)
+    return native
+
+
+native_groups = _native_groups()
+"""The configured C module, or None (then `open_groups` runs its own loop)."""

@@ -1,0 +1,153 @@
+"""The C module `shredstore.mapping.native` opens personal groups as `open_groups`'s own loop
+does: the same fields, redactions, values and errors for any column, and nothing changed
+where it leaves a column to the loop.
+
+Skipped where the module was not built, unless ``SHREDSTORE_REQUIRE_NATIVE=1`` (.ci/run).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from base64 import b64encode
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import keyvault
+from shredstore import REDACTED
+from shredstore.errors import ShredstoreError
+from shredstore.mapping import sealing
+
+if sealing.native_groups is None:
+    if os.environ.get("SHREDSTORE_REQUIRE_NATIVE") and not os.environ.get(
+            "SHREDSTORE_PURE_PYTHON"):
+        pytest.fail("shredstore.mapping.native was not built, and SHREDSTORE_REQUIRE_NATIVE "
+                    "is set", pytrace=False)
+    pytest.skip("shredstore.mapping.native is not in use (not built, for want of a C compiler "
+                "at install, or SHREDSTORE_PURE_PYTHON is set)", allow_module_level=True)
+
+CONTEXT = b"shredstore.event.v1\x00" + bytes(range(16))
+
+
+class FakeRing:
+    """Opens a 'sealed' value that is the JSON of [subject, aad as hex, plaintext]: the
+    plaintext if subject and aad match, None for an erased subject, keyvault's TamperedError
+    otherwise (the real ring's cryptography is tested with the vault)."""
+
+    def __init__(self, erased: frozenset[str]) -> None:
+        self.erased = erased
+
+    def open_unless_erased(self, subject: str, sealed: bytes, *, aad: bytes) -> bytes | None:
+        if subject in self.erased:
+            return None
+        try:
+            named, context, plaintext = json.loads(sealed)
+        except (ValueError, TypeError):
+            raise keyvault.TamperedError("does not open") from None
+        if (named, context) != (subject, aad.hex()):
+            raise keyvault.TamperedError("does not open")
+        return str(plaintext).encode()
+
+
+def sealed_for(subject: str, paths: list[Any], plaintext: str) -> str:
+    aad = CONTEXT + sealing.to_json(paths)
+    return b64encode(json.dumps([subject, aad.hex(), plaintext]).encode()).decode()
+
+
+names = st.sampled_from(["name", "email", "phone", "address", "é"])
+subjects = st.sampled_from(["c1", "c2", "c3"])
+
+
+@st.composite
+def groups(draw: Any) -> Any:
+    """A column's group: mostly as appends write it, sometimes altered in one way."""
+    subject = draw(subjects)
+    paths = [[name] for name in draw(st.lists(names, min_size=1, max_size=3, unique=True))]
+    values = draw(st.lists(st.one_of(st.text(max_size=5), st.integers(), st.none()),
+                           min_size=len(paths), max_size=len(paths)))
+    plaintext = json.dumps(values)
+    group: dict[str, Any] = {"subject": subject, "paths": paths,
+                             "sealed": sealed_for(subject, paths, plaintext)}
+    change = draw(st.sampled_from(
+        ["none"] * 6 + ["redacted", "nested", "bad base64", "other subject", "fewer values",
+                        "not a list", "int path", "no paths", "not a dict", "sealed not text",
+                        "redacted false", "empty paths"]))
+    if change == "redacted":
+        group = {"subject": subject, "paths": paths, "redacted": True}
+    elif change == "nested":
+        group["paths"] = [["address", "street"]]
+        group["sealed"] = sealed_for(subject, group["paths"], json.dumps(["x"]))
+    elif change == "bad base64":
+        group["sealed"] = group["sealed"][:-2] + "!!"
+    elif change == "other subject":
+        group["sealed"] = sealed_for("someone else", paths, plaintext)
+    elif change == "fewer values":
+        group["sealed"] = sealed_for(subject, paths, json.dumps(values[:-1]))
+    elif change == "not a list":
+        group["sealed"] = sealed_for(subject, paths, json.dumps({"a": 1}))
+    elif change == "int path":
+        group["paths"] = [[0]]
+    elif change == "no paths":
+        del group["paths"]
+    elif change == "not a dict":
+        return [subject]
+    elif change == "sealed not text":
+        group["sealed"] = 5
+    elif change == "redacted false":
+        group["redacted"] = False
+    elif change == "empty paths":
+        group["paths"] = []
+        group["sealed"] = sealed_for(subject, [], "[]")
+    return group
+
+
+def opened(groups: list[Any], data: dict[str, Any], ring: FakeRing, *, native: bool,
+           allow_redacted: bool) -> tuple[Any, ...]:
+    saved = sealing.native_groups
+    sealing.native_groups = saved if native else None
+    try:
+        result = sealing.open_groups(ring, groups, data, CONTEXT, where="event at position 1",
+                                     allow_redacted=allow_redacted)  # type: ignore[arg-type]
+    except (ShredstoreError, keyvault.KeyVaultError) as error:
+        return "error", type(error), str(error)
+    finally:
+        sealing.native_groups = saved
+    return "opened", result, data
+
+
+@settings(max_examples=500)
+@given(st.lists(groups(), max_size=3), st.sets(subjects), st.booleans())
+def test_opening_matches_the_python_loop(column: list[Any], erased: set[str],
+                                         allow_redacted: bool) -> None:
+    """Fields, redactions, values put into the data, and errors are the same."""
+    data = {"plan": "free", "name": "placeholder"}
+    ring = FakeRing(frozenset(erased))
+    assert (opened(copy.deepcopy(column), dict(data), ring, native=True,
+                   allow_redacted=allow_redacted)
+            == opened(copy.deepcopy(column), dict(data), ring, native=False,
+                      allow_redacted=allow_redacted))
+
+
+def test_the_usual_column_is_opened_in_c_and_another_is_left_untouched() -> None:
+    """The C function opens what appends write, and returns None, changing nothing, for a
+    column it leaves to the loop."""
+    ring = FakeRing(frozenset({"c2"}))
+    usual = [{"subject": "c1", "paths": [["name"], ["email"]],
+              "sealed": sealed_for("c1", [["name"], ["email"]], '["Ada", "ada@example.com"]')},
+             {"subject": "c2", "paths": [["phone"]],
+              "sealed": sealed_for("c2", [["phone"]], '["1"]')}]
+    data: dict[str, Any] = {"plan": "free"}
+    fields, redacted = sealing.native_groups.open_groups(  # type: ignore[union-attr]
+        ring.open_unless_erased, usual, data, CONTEXT)
+    assert (fields, redacted) == (frozenset({"name", "email", "phone"}), True)
+    assert data == {"plan": "free", "name": "Ada", "email": "ada@example.com",
+                    "phone": REDACTED}
+    nested = [{"subject": "c1", "paths": [["address", "street"]], "sealed": "AA=="}]
+    data = {"plan": "free"}
+    assert sealing.native_groups.open_groups(  # type: ignore[union-attr]
+        ring.open_unless_erased, nested, data, CONTEXT) is None
+    assert data == {"plan": "free"}
