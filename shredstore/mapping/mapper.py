@@ -16,6 +16,7 @@ the class that wrote it (see `shredstore.mapping.column`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
@@ -52,7 +53,7 @@ from shredstore.mapping.encoding import (
 )
 from shredstore.mapping.exact import exact_form
 from shredstore.mapping.registry import class_for, registered_class
-from shredstore.mapping.sealing import event_context, open_groups, seal
+from shredstore.mapping.sealing import event_context, native_groups, open_groups, seal
 from shredstore.mapping.split import Split, redacted_fields, redacted_paths, split
 from shredstore.mapping.validation import check_reads_back, validate
 from shredstore.personal import REDACTED, plan_of
@@ -159,8 +160,19 @@ class EventMapper:
         self, row: StoredRow, ring: KeyRing | None, groups: list[StoredGroup] | None = None
     ) -> RecordedEvent:
         """The recorded event for a stored row (`groups`: its personal column, if decoded)."""
+        if native_groups is not None and (groups is not None or row.personal is None):
+            # The usual row, in C where it was built: it returns None, having changed
+            # nothing, for any row that is not (or fails), which the code below then decodes.
+            reader = _READERS.get(self._registry.find(row.event_type))  # type: ignore[arg-type]
+            if reader is not None and row.schema_version == reader[0]:
+                made: RecordedEvent | None = native_groups.recorded(
+                    row, groups, None if ring is None else ring.open_unless_erased, reader[1])
+                if made is not None:
+                    return made
         where = _Where(row.position)
         data = decode_payload(row.payload, where)
+        if type(data) is not dict:  # only an edit of the table stores another JSON value
+            raise EventDecodingError(f"{where} does not hold a JSON object; run verify()")
         metadata = ({} if row.metadata == EMPTY_METADATA
                     else decode_metadata(row.metadata, where))
         personal_fields = _NO_FIELDS
@@ -283,6 +295,10 @@ _READERS: dict[type[Event], tuple[int, Callable[[Any], Any]]] = {}
 On a pydantic model class, every attribute read goes through its metaclass's ``__getattr__``
 hook (about as costly as validating a field); a read would make several per event."""
 _READERS_KEPT = 4096
+
+if native_groups is not None:
+    native_groups.configure(record=RecordedEvent, record_fields=tuple(
+        field.name for field in dataclasses.fields(RecordedEvent)), empty_metadata=EMPTY_METADATA)
 
 
 class _Where(int):

@@ -21,7 +21,13 @@ static PyObject *names_cache;      /* sealing._FIELD_NAMES: encoded paths -> fie
 static PyObject *field_names;      /* sealing._field_names(encoded, paths) */
 static PyObject *redacted_marker;  /* shredstore.REDACTED */
 static PyObject *no_fields;        /* frozenset() */
+static PyObject *no_arguments;     /* () */
+static PyObject *record_type;      /* shredstore.RecordedEvent */
+static PyObject *record_fields;    /* its eleven slots' names, in its order */
+static PyObject *context_prefix;   /* sealing._EVENT_CONTEXT */
+static PyObject *empty_metadata;   /* encoding.EMPTY_METADATA */
 static PyObject *kw_aad, *kw_strict, *str_paths, *str_subject, *str_sealed, *str_redacted;
+static PyObject *str_int, *str_event_id;
 
 /* Whether every group is the usual one: a dict of a str subject, a str sealed value and a
  * list of paths each a list of one str; none redacted. */
@@ -212,19 +218,181 @@ static PyObject *open_groups(PyObject *module, PyObject *const *args, Py_ssize_t
     return Py_BuildValue("(NO)", fields, redacted ? Py_True : Py_False);
 }
 
+/* An event's context for its sealed values (sealing.event_context): the prefix and the
+ * event id's 16 bytes. */
+static PyObject *event_context(PyObject *event_id)
+{
+    PyObject *value = PyObject_GetAttr(event_id, str_int);
+    if (value == NULL)
+        return NULL;
+    unsigned long long low = PyLong_AsUnsignedLongLongMask(value);
+    PyObject *shift = PyLong_FromLong(64);
+    PyObject *high_value = shift == NULL ? NULL : PyNumber_Rshift(value, shift);
+    Py_XDECREF(shift);
+    Py_DECREF(value);
+    if (high_value == NULL)
+        return NULL;
+    unsigned long long high = PyLong_AsUnsignedLongLong(high_value); /* OverflowError */
+    Py_DECREF(high_value);
+    if ((high == (unsigned long long)-1 && PyErr_Occurred()) || (low == (unsigned long long)-1
+                                                                  && PyErr_Occurred()))
+        return NULL;
+    Py_ssize_t prefix = PyBytes_GET_SIZE(context_prefix);
+    PyObject *context = PyBytes_FromStringAndSize(NULL, prefix + 16);
+    if (context == NULL)
+        return NULL;
+    char *at = PyBytes_AS_STRING(context);
+    memcpy(at, PyBytes_AS_STRING(context_prefix), prefix);
+    for (int i = 0; i < 8; i++) {
+        at[prefix + 7 - i] = (char)(high >> (8 * i));
+        at[prefix + 15 - i] = (char)(low >> (8 * i));
+    }
+    return context;
+}
+
+/* The field names at which the groups put REDACTED (split.redacted_fields, for usual groups). */
+static PyObject *redacted_names(PyObject *groups, PyObject *data)
+{
+    PyObject *found = PySet_New(NULL);
+    if (found == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(groups); i++) {
+        PyObject *paths = PyDict_GetItemWithError(PyList_GET_ITEM(groups, i), str_paths);
+        if (paths == NULL || !PyList_CheckExact(paths))
+            goto failed;
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(paths); j++) {
+            PyObject *key = field_key(paths, j);
+            PyObject *value = key == NULL ? NULL : PyDict_GetItemWithError(data, key);
+            if (value == NULL)
+                goto failed;
+            if (value == redacted_marker && PySet_Add(found, key) < 0)
+                goto failed;
+        }
+    }
+    PyObject *names = PyFrozenSet_New(found);
+    Py_DECREF(found);
+    return names;
+failed:
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "a group changed while it was read");
+    Py_DECREF(found);
+    return NULL;
+}
+
+/* The RecordedEvent of a decoded row: its slots set as RecordedEvent's own maker sets them. */
+static PyObject *record(PyObject *row, PyObject *metadata, PyObject *event, PyObject *redacted,
+                        PyObject *personal)
+{
+    PyObject *made = PyBaseObject_Type.tp_new((PyTypeObject *)record_type, no_arguments, NULL);
+    if (made == NULL)
+        return NULL;
+    PyObject *values[11] = {PyTuple_GET_ITEM(row, 0), PyTuple_GET_ITEM(row, 1),
+                            PyTuple_GET_ITEM(row, 2), PyTuple_GET_ITEM(row, 3),
+                            PyTuple_GET_ITEM(row, 4), PyTuple_GET_ITEM(row, 5),
+                            PyTuple_GET_ITEM(row, 6), metadata, event, redacted, personal};
+    for (int i = 0; i < 11; i++)
+        if (PyObject_GenericSetAttr(made, PyTuple_GET_ITEM(record_fields, i), values[i]) < 0) {
+            Py_DECREF(made);
+            return NULL;
+        }
+    return made;
+}
+
+/* recorded(row, groups, open_unless_erased, validate) -> RecordedEvent or None: the usual case
+ * of EventMapper.to_recorded (mapper.py), for a row of a class read before at its schema
+ * version: the payload and metadata parsed, the personal groups opened (`groups`, the row's
+ * parsed column, or None if it has none), the event validated and recorded. None, with
+ * nothing changed, wherever any step fails or the row is not that case: the Python code
+ * then decodes the row itself and raises its own error. */
+static PyObject *recorded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (record_type == NULL || record_fields == NULL || context_prefix == NULL
+        || empty_metadata == NULL || to_json == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "shredstore.mapping.native is not configured");
+        return NULL;
+    }
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "recorded() takes four arguments");
+        return NULL;
+    }
+    PyObject *row = args[0], *groups = args[1], *open = args[2], *validate = args[3];
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 10)
+        Py_RETURN_NONE;
+    PyObject *payload = PyTuple_GET_ITEM(row, 8), *stored_metadata = PyTuple_GET_ITEM(row, 7);
+    int personal = PyTuple_GET_ITEM(row, 9) != Py_None;
+    if (!PyUnicode_CheckExact(payload) || !PyUnicode_CheckExact(stored_metadata)
+        || (personal && (groups == Py_None || open == Py_None)))
+        Py_RETURN_NONE;
+    PyObject *data = NULL, *metadata = NULL, *context = NULL, *opened = NULL, *event = NULL;
+    PyObject *redacted = NULL, *made = NULL;
+    data = PyObject_CallOneArg(from_json, payload);
+    if (data == NULL || !PyDict_CheckExact(data))
+        goto done;
+    int same = PyUnicode_Compare(stored_metadata, empty_metadata);
+    metadata = same == 0 ? PyDict_New() : PyObject_CallOneArg(from_json, stored_metadata);
+    if (metadata == NULL)
+        goto done;
+    if (personal) {
+        context = event_context(PyTuple_GET_ITEM(row, 3));
+        if (context == NULL)
+            goto done;
+        PyObject *call[4] = {open, groups, data, context};
+        opened = open_groups(module, call, 4);
+        if (opened == NULL || opened == Py_None)
+            goto done;
+    }
+    if (PyDict_SetItem(data, str_event_id, PyTuple_GET_ITEM(row, 3)) < 0)
+        goto done;
+    event = PyObject_CallOneArg(validate, data);
+    if (event == NULL)
+        goto done;
+    PyObject *fields = personal ? PyTuple_GET_ITEM(opened, 0) : no_fields;
+    if (personal && PyTuple_GET_ITEM(opened, 1) == Py_True)
+        redacted = redacted_names(groups, data);
+    else
+        redacted = Py_NewRef(no_fields);
+    if (redacted == NULL)
+        goto done;
+    made = record(row, metadata, event, redacted, fields);
+done:
+    Py_XDECREF(redacted);
+    Py_XDECREF(event);
+    Py_XDECREF(opened);
+    Py_XDECREF(context);
+    Py_XDECREF(metadata);
+    Py_XDECREF(data);
+    if (made == NULL && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return NULL; /* KeyboardInterrupt and the like go on */
+        PyErr_Clear();   /* the Python code decodes the row again and says what is wrong */
+    }
+    if (made == NULL)
+        Py_RETURN_NONE;
+    return made;
+}
+
 static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"to_json", "from_json", "a2b_base64", "names_cache", "field_names",
-                            "redacted", NULL};
-    PyObject *values[6];
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOO!OO", names, &values[0], &values[1],
-                                     &values[2], &PyDict_Type, &values[3], &values[4],
-                                     &values[5]))
+                            "redacted", "record", "record_fields", "context_prefix",
+                            "empty_metadata", NULL};
+    PyObject *values[10] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOO!OOO!O!O!U", names, &values[0],
+                                     &values[1], &values[2], &PyDict_Type, &values[3],
+                                     &values[4], &values[5], &PyType_Type, &values[6],
+                                     &PyTuple_Type, &values[7], &PyBytes_Type, &values[8],
+                                     &values[9]))
         return NULL;
+    if (values[7] != NULL && PyTuple_GET_SIZE(values[7]) != 11) {
+        PyErr_SetString(PyExc_TypeError, "a RecordedEvent has eleven fields");
+        return NULL;
+    }
     PyObject **slots[] = {&to_json, &from_json, &a2b_base64, &names_cache, &field_names,
-                          &redacted_marker};
-    for (int i = 0; i < 6; i++)
-        Py_XSETREF(*slots[i], Py_NewRef(values[i]));
+                          &redacted_marker, &record_type, &record_fields, &context_prefix,
+                          &empty_metadata};
+    for (int i = 0; i < 10; i++)
+        if (values[i] != NULL)
+            Py_XSETREF(*slots[i], Py_NewRef(values[i]));
     Py_RETURN_NONE;
 }
 
@@ -233,6 +401,8 @@ static PyMethodDef methods[] = {
      "Set the functions and values open_groups uses (once, at import)."},
     {"open_groups", (PyCFunction)(void (*)(void))open_groups, METH_FASTCALL,
      "sealing.open_groups's loop for the usual groups; None where it leaves them to Python."},
+    {"recorded", (PyCFunction)(void (*)(void))recorded, METH_FASTCALL,
+     "EventMapper.to_recorded's usual case; None where it leaves the row to Python."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -251,8 +421,11 @@ PyMODINIT_FUNC PyInit_native(void)
     str_subject = PyUnicode_InternFromString("subject");
     str_sealed = PyUnicode_InternFromString("sealed");
     str_redacted = PyUnicode_InternFromString("redacted");
+    str_int = PyUnicode_InternFromString("int");
+    str_event_id = PyUnicode_InternFromString("event_id");
+    no_arguments = PyTuple_New(0);
     if (!no_fields || !kw_aad || !kw_strict || !str_paths || !str_subject || !str_sealed
-        || !str_redacted)
+        || !str_redacted || !str_int || !str_event_id || !no_arguments)
         return NULL;
     return PyModule_Create(&module_def);
 }

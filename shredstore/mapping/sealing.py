@@ -175,7 +175,8 @@ def _native_groups() -> ModuleType | None:
     except ImportError:
         return None
     native.configure(to_json=to_json, from_json=from_json, a2b_base64=a2b_base64,
-                     names_cache=_FIELD_NAMES, field_names=_field_names, redacted=REDACTED)
+                     names_cache=_FIELD_NAMES, field_names=_field_names, redacted=REDACTED,
+                     context_prefix=_EVENT_CONTEXT)
     return native
 
 

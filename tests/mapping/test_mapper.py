@@ -19,6 +19,7 @@ from shredstore import (
     REDACTED,
     ConfigurationError,
     Event,
+    EventDecodingError,
     EventRegistry,
     InvalidEventError,
     PersonalData,
@@ -170,3 +171,13 @@ def test_personal_data_needs_a_ring(mapper: EventMapper) -> None:
         mapper.to_rows([Ordered(customer_id="n-1", name="Ann")], "{}", None)
     (row,) = mapper.to_rows([Plain(text="a")], "{}", None)
     assert row.personal is None
+
+
+@pytest.mark.parametrize("payload", ["[1]", '"text"', "5", "null"])
+def test_a_payload_that_is_not_a_json_object_is_a_decoding_error(
+        mapper: EventMapper, ring: KeyRing, payload: str) -> None:
+    """Only an edit of the table stores another JSON value: the read names the event (it
+    raised TypeError from inside the mapper)."""
+    (row,) = stored(mapper.to_rows([Plain(text="hello")], "{}", ring))
+    with pytest.raises(EventDecodingError, match="position 1 does not hold a JSON object"):
+        mapper.to_recorded(row._replace(payload=payload), ring)

@@ -1,6 +1,7 @@
 """The C module `shredstore.mapping.native` opens personal groups as `open_groups`'s own loop
-does: the same fields, redactions, values and errors for any column, and nothing changed
-where it leaves a column to the loop.
+does, and records a row as `EventMapper.to_recorded` does: the same fields, redactions,
+values, events and errors for any column and row, and nothing changed where it leaves one to
+the Python code.
 
 Skipped where the module was not built, unless ``SHREDSTORE_REQUIRE_NATIVE=1`` (.ci/run).
 """
@@ -11,16 +12,23 @@ import copy
 import json
 import os
 from base64 import b64encode
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import uuid4
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import keyvault
-from shredstore import REDACTED
+from keyvault import KeyRing, KeyVault
+from shredstore import REDACTED, Event, EventRegistry, PersonalData, SubjectId
 from shredstore.errors import ShredstoreError
+from shredstore.mapping import mapper as mapper_module
 from shredstore.mapping import sealing
+from shredstore.mapping.column import decode_column
+from shredstore.mapping.mapper import EventMapper
+from shredstore.storage.chain import StoredRow
 
 if sealing.native_groups is None:
     if os.environ.get("SHREDSTORE_REQUIRE_NATIVE") and not os.environ.get(
@@ -151,3 +159,93 @@ def test_the_usual_column_is_opened_in_c_and_another_is_left_untouched() -> None
     assert sealing.native_groups.open_groups(  # type: ignore[union-attr]
         ring.open_unless_erased, nested, data, CONTEXT) is None
     assert data == {"plan": "free"}
+
+
+class Contact(Event, type_name="test.mapping.native.Contact", register=False):
+    customer_id: SubjectId
+    name: Annotated[str, PersonalData()]
+    email: Annotated[str | None, PersonalData()] = None
+    plan: str = "free"
+    seats: int = 1
+
+
+class Note(Event, type_name="test.mapping.native.Note", register=False):
+    text: str
+
+
+@pytest.fixture(scope="module")
+def mapper() -> EventMapper:
+    registry = EventRegistry()
+    registry.register(Contact)
+    registry.register(Note)
+    return EventMapper(registry)
+
+
+ALTERATIONS = ["none", "none", "payload not json", "payload a list", "payload wrong type",
+               "metadata not json", "metadata a list", "metadata", "other event id",
+               "personal unusual", "no groups given", "schema version", "unknown type",
+               "erased"]
+
+
+def recorded_twice(mapper: EventMapper, ring: KeyRing, row: StoredRow,
+                   groups: list[Any] | None) -> tuple[Any, Any]:
+    """`to_recorded` with the C path and without it: its event, or its error."""
+    outcomes = []
+    saved = sealing.native_groups
+    for native in (True, False):
+        mapper_module.native_groups = saved if native else None
+        try:
+            outcomes.append(("event", mapper.to_recorded(row, ring, copy.deepcopy(groups))))
+        except (ShredstoreError, keyvault.KeyVaultError) as error:
+            outcomes.append(("error", type(error), str(error)))
+        finally:
+            mapper_module.native_groups = saved
+    return outcomes[0], outcomes[1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(ALTERATIONS), st.booleans(), st.text(max_size=8))
+def test_recording_a_row_matches_the_python_code(mapper: EventMapper, vault: KeyVault,
+                                                 alteration: str, personal: bool,
+                                                 value: str) -> None:
+    """The same RecordedEvent (fields, redactions, metadata) or the same error, for rows as
+    appended and rows altered in each way a reader must judge."""
+    subject = f"native-{uuid4().hex}"
+    event: Event = (Contact(customer_id=subject, name=value or "x", email=value or None)
+                    if personal else Note(text=value))
+    with vault.keyring() as ring:
+        (new,) = mapper.to_rows([event], '{"by":"test"}' if alteration == "metadata" else "{}",
+                                ring)
+    row = StoredRow(7, "s", 1, new.event_id, new.event_type, new.schema_version,
+                    datetime(2026, 12, 2, tzinfo=UTC), new.metadata, new.payload, new.personal,
+                    b"", b"", None, None)
+    row = altered(row, alteration)
+    if alteration == "erased" and personal:
+        vault.erase(subject)
+    groups = None if row.personal is None or alteration == "no groups given" else (
+        decode_column(row.personal))
+    for _ in range(2):  # the second time each class is read through its kept validator
+        with vault.keyring() as ring:
+            ring.preload({subject})
+            with_c, without = recorded_twice(mapper, ring, row, groups)
+        assert with_c == without
+
+
+def altered(row: StoredRow, alteration: str) -> StoredRow:
+    """The row with one change an edit of the table could make (or none)."""
+    changes: dict[str, dict[str, Any]] = {
+        "payload not json": {"payload": row.payload[:-1]},
+        "payload a list": {"payload": "[1]"},
+        "payload wrong type": {"payload": row.payload.replace('"free"', "5").replace(
+            '"text":', '"t":')},
+        "metadata not json": {"metadata": "{"},
+        "metadata a list": {"metadata": "[]"},
+        "other event id": {"event_id": uuid4()},
+        "schema version": {"schema_version": row.schema_version + 1},
+        "unknown type": {"event_type": "test.mapping.native.Gone"},
+    }
+    if alteration == "personal unusual" and row.personal is not None:
+        groups = decode_column(row.personal)
+        groups[0]["paths"] = [["name", 0]]
+        return row._replace(personal=json.dumps(groups))
+    return row._replace(**changes.get(alteration, {}))
