@@ -269,7 +269,8 @@ def open_one(ring: KeyRing, event_id: UUID, group: dict[str, Any]) -> bool:
     return True
 
 
-def page_subjects(rows: Iterable[StoredRow]) -> tuple[list[list[StoredGroup] | None], set[str]]:
+def _python_page_subjects(rows: Iterable[StoredRow]
+                          ) -> tuple[list[list[StoredGroup] | None], set[str]]:
     """Each row's decoded personal column (None: it has none, or it is malformed: decoded
     again, and reported with its position, by `to_recorded`), and the subjects whose keys
     they need."""
@@ -290,6 +291,14 @@ def page_subjects(rows: Iterable[StoredRow]) -> tuple[list[list[StoredGroup] | N
     return parsed, subjects
 
 
+page_subjects: Callable[[Iterable[StoredRow]],
+                        tuple[list[list[StoredGroup] | None], set[str]]] = (
+    _python_page_subjects if native_groups is None else native_groups.page_subjects)
+"""Each row's decoded personal column (None: it has none, or it is malformed: decoded
+again, and reported with its position, by `to_recorded`), and the subjects whose keys
+they need (in C where it was built)."""
+
+
 _READERS: dict[type[Event], tuple[int, Callable[[Any], Any]]] = {}
 """Each event class read so far: its schema version and its validator's `validate_python`.
 On a pydantic model class, every attribute read goes through its metaclass's ``__getattr__``
@@ -298,7 +307,8 @@ _READERS_KEPT = 4096
 
 if native_groups is not None:
     native_groups.configure(record=RecordedEvent, record_fields=tuple(
-        field.name for field in dataclasses.fields(RecordedEvent)), empty_metadata=EMPTY_METADATA)
+        field.name for field in dataclasses.fields(RecordedEvent)), empty_metadata=EMPTY_METADATA,
+        page_subjects=_python_page_subjects)
 
 
 class _Where(int):

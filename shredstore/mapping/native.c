@@ -26,6 +26,7 @@ static PyObject *record_type;      /* shredstore.RecordedEvent */
 static PyObject *record_fields;    /* its eleven slots' names, in its order */
 static PyObject *context_prefix;   /* sealing._EVENT_CONTEXT */
 static PyObject *empty_metadata;   /* encoding.EMPTY_METADATA */
+static PyObject *page_subjects_fallback; /* mapper._python_page_subjects */
 static PyObject *kw_aad, *kw_strict, *str_paths, *str_subject, *str_sealed, *str_redacted;
 static PyObject *str_int, *str_event_id;
 
@@ -371,17 +372,109 @@ done:
     return made;
 }
 
+/* Whether a parsed personal column is well formed (column.decode_column's checks): a list of
+ * dicts, each with a non-empty str subject, a list of non-empty list paths, and a str sealed
+ * value or "redacted": true. */
+static int well_formed(PyObject *groups)
+{
+    if (!PyList_CheckExact(groups))
+        return 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(groups); i++) {
+        PyObject *group = PyList_GET_ITEM(groups, i);
+        if (!PyDict_CheckExact(group))
+            return 0;
+        PyObject *subject = PyDict_GetItemWithError(group, str_subject);
+        PyObject *paths = PyDict_GetItemWithError(group, str_paths);
+        if (PyErr_Occurred())
+            return -1;
+        if (subject == NULL || !PyUnicode_CheckExact(subject)
+            || PyUnicode_GET_LENGTH(subject) == 0 || paths == NULL || !PyList_CheckExact(paths))
+            return 0;
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(paths); j++) {
+            PyObject *path = PyList_GET_ITEM(paths, j);
+            if (!PyList_CheckExact(path) || PyList_GET_SIZE(path) == 0)
+                return 0;
+        }
+        PyObject *sealed = PyDict_GetItemWithError(group, str_sealed);
+        PyObject *redacted = sealed == NULL || !PyUnicode_CheckExact(sealed)
+            ? PyDict_GetItemWithError(group, str_redacted) : NULL;
+        if (PyErr_Occurred())
+            return -1;
+        if ((sealed == NULL || !PyUnicode_CheckExact(sealed)) && redacted != Py_True)
+            return 0;
+    }
+    return 1;
+}
+
+/* page_subjects(rows) -> (parsed, subjects): mapper.page_subjects. Each row's parsed personal
+ * column (None: it has none, or it is malformed), and the subjects they name. */
+static PyObject *page_subjects(PyObject *module, PyObject *rows)
+{
+    if (from_json == NULL || page_subjects_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "shredstore.mapping.native is not configured");
+        return NULL;
+    }
+    if (!PyList_CheckExact(rows))
+        return PyObject_CallOneArg(page_subjects_fallback, rows);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 10
+            || !(PyTuple_GET_ITEM(row, 9) == Py_None
+                 || PyUnicode_CheckExact(PyTuple_GET_ITEM(row, 9))))
+            return PyObject_CallOneArg(page_subjects_fallback, rows);
+    }
+    Py_ssize_t count = PyList_GET_SIZE(rows);
+    PyObject *parsed = PyList_New(count), *subjects = PySet_New(NULL);
+    if (parsed == NULL || subjects == NULL)
+        goto failed;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *text = PyTuple_GET_ITEM(PyList_GET_ITEM(rows, i), 9);
+        PyObject *groups = Py_None;
+        if (text != Py_None) {
+            groups = PyObject_CallOneArg(from_json, text);
+            if (groups == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_ValueError))
+                    goto failed;
+                PyErr_Clear(); /* not JSON: malformed, reported by to_recorded */
+                groups = Py_None;
+            }
+            else {
+                int formed = well_formed(groups);
+                if (formed < 0) {
+                    Py_DECREF(groups);
+                    goto failed;
+                }
+                if (!formed)
+                    Py_SETREF(groups, Py_None);
+            }
+        }
+        if (groups == Py_None) {
+            PyList_SET_ITEM(parsed, i, Py_NewRef(Py_None));
+            continue;
+        }
+        PyList_SET_ITEM(parsed, i, groups);
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(groups); j++)
+            if (PySet_Add(subjects, PyDict_GetItem(PyList_GET_ITEM(groups, j), str_subject)) < 0)
+                goto failed;
+    }
+    return Py_BuildValue("(NN)", parsed, subjects);
+failed:
+    Py_XDECREF(parsed);
+    Py_XDECREF(subjects);
+    return NULL;
+}
+
 static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"to_json", "from_json", "a2b_base64", "names_cache", "field_names",
                             "redacted", "record", "record_fields", "context_prefix",
-                            "empty_metadata", NULL};
-    PyObject *values[10] = {NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOO!OOO!O!O!U", names, &values[0],
+                            "empty_metadata", "page_subjects", NULL};
+    PyObject *values[11] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOO!OOO!O!O!UO", names, &values[0],
                                      &values[1], &values[2], &PyDict_Type, &values[3],
                                      &values[4], &values[5], &PyType_Type, &values[6],
                                      &PyTuple_Type, &values[7], &PyBytes_Type, &values[8],
-                                     &values[9]))
+                                     &values[9], &values[10]))
         return NULL;
     if (values[7] != NULL && PyTuple_GET_SIZE(values[7]) != 11) {
         PyErr_SetString(PyExc_TypeError, "a RecordedEvent has eleven fields");
@@ -389,8 +482,8 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs)
     }
     PyObject **slots[] = {&to_json, &from_json, &a2b_base64, &names_cache, &field_names,
                           &redacted_marker, &record_type, &record_fields, &context_prefix,
-                          &empty_metadata};
-    for (int i = 0; i < 10; i++)
+                          &empty_metadata, &page_subjects_fallback};
+    for (int i = 0; i < 11; i++)
         if (values[i] != NULL)
             Py_XSETREF(*slots[i], Py_NewRef(values[i]));
     Py_RETURN_NONE;
@@ -401,6 +494,8 @@ static PyMethodDef methods[] = {
      "Set the functions and values open_groups uses (once, at import)."},
     {"open_groups", (PyCFunction)(void (*)(void))open_groups, METH_FASTCALL,
      "sealing.open_groups's loop for the usual groups; None where it leaves them to Python."},
+    {"page_subjects", page_subjects, METH_O,
+     "mapper.page_subjects: a page's parsed personal columns and the subjects they name."},
     {"recorded", (PyCFunction)(void (*)(void))recorded, METH_FASTCALL,
      "EventMapper.to_recorded's usual case; None where it leaves the row to Python."},
     {NULL, NULL, 0, NULL},

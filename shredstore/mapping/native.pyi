@@ -1,6 +1,6 @@
 """Types of `shredstore.mapping.native` (shredstore/mapping/native.c)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from shredstore.events import RecordedEvent
@@ -18,6 +18,7 @@ def configure(
     record_fields: tuple[str, ...] = ...,
     context_prefix: bytes = ...,
     empty_metadata: str = ...,
+    page_subjects: Callable[[Any], tuple[list[Any], set[str]]] = ...,
 ) -> None: ...
 def open_groups(
     open_unless_erased: Callable[..., bytes | None], groups: list[Any], data: dict[str, Any],
@@ -27,3 +28,4 @@ def recorded(
     row: StoredRow, groups: list[Any] | None,
     open_unless_erased: Callable[..., bytes | None] | None, validate: Callable[[Any], Any], /,
 ) -> RecordedEvent[Any] | None: ...
+def page_subjects(rows: Iterable[StoredRow], /) -> tuple[list[list[Any] | None], set[str]]: ...

@@ -249,3 +249,42 @@ def altered(row: StoredRow, alteration: str) -> StoredRow:
         groups[0]["paths"] = [["name", 0]]
         return row._replace(personal=json.dumps(groups))
     return row._replace(**changes.get(alteration, {}))
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=4)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+    max_leaves=8)
+well_formed_paths = st.lists(st.lists(names, min_size=1, max_size=2), max_size=3)
+usual_groups = st.fixed_dictionaries(
+    {"subject": st.one_of(subjects, subjects, subjects, st.just(""), st.integers()),
+     "paths": st.one_of(well_formed_paths, well_formed_paths, well_formed_paths,
+                        st.lists(st.lists(names, max_size=2), max_size=3), json_values)},
+    optional={"sealed": st.one_of(st.text(max_size=8), st.text(max_size=8), st.integers()),
+              "redacted": st.one_of(st.just(True), json_values)})
+formed_groups = st.one_of(
+    st.fixed_dictionaries({"subject": subjects, "paths": well_formed_paths,
+                           "sealed": st.text(max_size=8)}),
+    st.fixed_dictionaries({"subject": subjects, "paths": well_formed_paths,
+                           "redacted": st.just(True)}))
+columns = st.one_of(
+    st.none(),
+    st.lists(formed_groups, min_size=1, max_size=3).map(json.dumps),
+    st.lists(formed_groups, min_size=1, max_size=3).map(json.dumps),
+    st.lists(usual_groups, min_size=1, max_size=3).map(json.dumps),
+    st.lists(st.one_of(usual_groups, json_values), max_size=3).map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=12))
+
+
+@settings(max_examples=500)
+@given(st.lists(columns, max_size=5))
+def test_a_pages_columns_are_parsed_as_the_python_code_parses_them(
+        texts: list[str | None]) -> None:
+    """The same groups (None for a malformed column) and the same subjects, for columns of
+    any JSON and any text."""
+    page = [StoredRow(n, "s", n, uuid4(), "T", 1, datetime(2026, 12, 2, tzinfo=UTC), "{}", "{}",
+                      text, b"", b"", None, None) for n, text in enumerate(texts, start=1)]
+    assert (sealing.native_groups.page_subjects(page)  # type: ignore[union-attr]
+            == mapper_module._python_page_subjects(page))
