@@ -28,6 +28,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Literal, NamedTuple
@@ -36,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import Pool, StaticPool
 
 from keyvault.errors import VaultConfigurationError as ConfigurationError
 from keyvault.errors import VaultStorageError, VaultUnavailable
@@ -156,7 +157,8 @@ class HeldReads:
     that runs them.
     """
 
-    __slots__ = ("_closed", "_engine", "_forks", "_held", "_lock", "_pings", "_used")
+    __slots__ = ("_closed", "_dropped", "_engine", "_forks", "_held", "_lock", "_pings",
+                 "_used")
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -166,6 +168,8 @@ class HeldReads:
         """How many forks this process is from the one that took the held connection (a
         count kept at each fork, where `os.getpid` would be a system call per read)."""
         self._closed = False
+        self._dropped = 0
+        """`_DROPPED` of the pool when the held connection was taken."""
         self._pings = is_postgres(engine)
         self._used = 0.0
         """When the held connection was last given back (PostgreSQL's idle check)."""
@@ -195,7 +199,9 @@ class HeldReads:
                 if failure is not None and failure.unreachable:
                     # The server went away (a restart, a failover): the pool's idle
                     # connections went with it. One read fails, as it would on a pooled
-                    # connection, and the next ones connect anew.
+                    # connection, and the next ones connect anew (also where another holder
+                    # of the same pool, the appends' beside the reads', holds one).
+                    _DROPPED[self._engine.pool] = _DROPPED.get(self._engine.pool, 0) + 1
                     self._engine.pool.dispose()
                 raise
             if conn.in_transaction():
@@ -211,6 +217,8 @@ class HeldReads:
         if held is not None and self._forks != _FORKS[0]:
             _FORKED.append(held)  # the parent's: kept from the garbage collector, never closed
             held = self._held = None
+        if held is not None and self._dropped != _DROPPED.get(self._engine.pool, 0):
+            held.invalidate()  # taken before the server went away (see `connect`)
         if held is not None and not (held.closed or held.invalidated) and self._idle():
             driver = held.connection.dbapi_connection
             try:
@@ -223,6 +231,7 @@ class HeldReads:
             if held is not None:
                 held.close()
             self._forks = _FORKS[0]
+            self._dropped = _DROPPED.get(self._engine.pool, 0)
             held = self._held = self._engine.connect()
         return held
 
@@ -248,6 +257,9 @@ class HeldReads:
                 self._lock.release()
 
 
+_DROPPED: weakref.WeakKeyDictionary[Pool, int] = weakref.WeakKeyDictionary()
+"""How often a holder found each pool's server gone: a connection any holder took before
+that is not used again."""
 _FORKED: list[Connection] = []
 """Held connections inherited through a fork: a child must neither use nor close them."""
 _FORKS = [0]

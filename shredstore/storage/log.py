@@ -192,6 +192,9 @@ class EventLog:
         """The engine for appends. On PostgreSQL in autocommit, the append sending its own
         ``BEGIN`` first thing in its pipeline: psycopg would begin the transaction itself with
         a round trip of its own (it syncs a pipeline after the ``BEGIN`` it sends)."""
+        self._appends = HeldReads(self._appender) if HeldReads.holds(engine) else None
+        """Where connections are held: the one for appends (and on SQLite, whose appender is
+        the writer, for every write), kept between them as reads keep theirs."""
         if postgres and not sa.event.contains(engine, "before_cursor_execute", _not_pipelined):
             sa.event.listen(engine, "before_cursor_execute", _not_pipelined)
         self._sql = Statements("%s" if postgres else "?")
@@ -245,10 +248,11 @@ class EventLog:
         return self._reads.connect() if self._reads is not None else self._reader.connect()
 
     def close(self) -> None:
-        """Give back the connection held for reads (`HeldReads`); reads still work after,
-        with connections from the pool."""
-        if self._reads is not None:
-            self._reads.close()
+        """Give back the connections held for reads and appends (`HeldReads`); both still
+        work after, with connections from the pool."""
+        for held in (self._reads, self._appends):
+            if held is not None:
+                held.close()
 
     def has_authenticated_rows(self) -> bool:
         """Whether any row carries an authenticator (a store with the master key wrote it)."""
@@ -992,7 +996,9 @@ class EventLog:
         if self.read_only:
             raise ReadOnlyStoreError(
                 "this store was opened read-only: nothing can be appended or changed")
-        with (engine or self._writer).connect() as conn, conn.begin():
+        chosen = engine or self._writer
+        held = self._appends if chosen is self._appender else None
+        with (held.connect() if held is not None else chosen.connect()) as conn, conn.begin():
             yield conn
 
 

@@ -44,9 +44,10 @@ def drop_connections(store: EventStore, url: str) -> int:
     timeout would); how many it ended."""
     pooled = [store.engine.raw_connection() for _ in range(store.engine.pool.checkedin())]
     pids = [connection.driver_connection.info.backend_pid for connection in pooled]
-    held = store._log._reads._held if store._log._reads is not None else None
-    if held is not None:  # the connection reads keep between them (`HeldReads`)
-        pids.append(held.connection.driver_connection.info.backend_pid)  # type: ignore[union-attr]
+    for holder in (store._log._reads, store._log._appends):
+        held = holder._held if holder is not None else None
+        if held is not None:  # the connections reads and appends keep (`HeldReads`)
+            pids.append(held.connection.driver_connection.info.backend_pid)  # type: ignore[union-attr]
     for connection in pooled:
         connection.close()  # back to the pool, where the server's end goes unnoticed
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
@@ -76,8 +77,12 @@ def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
 
 def test_a_connection_dropped_in_steady_use_fails_once_then_all_are_replaced(
         store: EventStore, postgres_url: str) -> None:
+    """Reads and appends each keep a connection (`HeldReads`): the first failure replaces
+    both, so one operation fails, not one of each."""
     assert names(store) == ["Ada"]
-    drop_connections(store, postgres_url)
+    assert store._log._appends is not None
+    assert store._log._appends._held is not None
+    assert drop_connections(store, postgres_url) >= 2
     with pytest.raises(StorageError) as raised:  # no ping while in steady use: one failure
         names(store)
     assert "Ada" not in str(raised.value)
