@@ -88,11 +88,6 @@ def _python_sqlite_row(raw: Any) -> StoredRow:
         raise altered(raw[0]) from None
 
 
-if native_rows is not None:
-    native_rows.configure(sqlite_row=_python_sqlite_row)
-_sqlite_row = _python_sqlite_row if native_rows is None else native_rows.sqlite_row
-"""A raw SQLite row as a `StoredRow` (the C version hands any row not in the stored form to
-the Python original, which also raises for one that does not convert)."""
 
 
 def _fast_uuid(text: str) -> UUID:
@@ -124,7 +119,7 @@ uuid_of_hex: Callable[[str], UUID] = _fast_uuid if _FAST else _slow_uuid
 """A UUID from exactly 32 hex digits (SQLite's stored form); ValueError otherwise."""
 
 
-def _postgres_row(raw: Any) -> StoredRow:
+def _python_postgres_row(raw: Any) -> StoredRow:
     # The time comes as microseconds since the epoch (see shredstore.storage.statements);
     # NULL for a time no datetime holds.
     try:
@@ -176,3 +171,11 @@ def parse_subjects(text: str | None) -> frozenset[str]:
 def names(row: StoredRow, subject_id: str) -> bool:
     """Whether `row`'s own subjects column names `subject_id`."""
     return row.subjects is not None and subject_id in parse_subjects(row.subjects)
+
+
+if native_rows is not None:
+    native_rows.configure(sqlite_row=_python_sqlite_row, postgres_row=_python_postgres_row)
+_sqlite_row = _python_sqlite_row if native_rows is None else native_rows.sqlite_row
+_postgres_row = _python_postgres_row if native_rows is None else native_rows.postgres_row
+"""A raw row as a `StoredRow` (the C versions hand any row not in the stored form to the
+Python originals, which also raise for one that does not convert)."""

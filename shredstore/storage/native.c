@@ -18,6 +18,7 @@
 /* Set once by configure(): the Python originals and the types the fast paths build. */
 static PyObject *frame_fallback;      /* chain._python_frame(*fields) */
 static PyObject *sqlite_row_fallback; /* formats._python_sqlite_row(raw) */
+static PyObject *postgres_row_fallback; /* formats._python_postgres_row(raw) */
 static PyObject *stored_row_type;     /* chain.StoredRow */
 static PyObject *uuid_type;           /* uuid.UUID */
 static PyObject *safe_unknown;        /* uuid.SafeUUID.unknown */
@@ -417,16 +418,77 @@ static PyObject *sqlite_row(PyObject *module, PyObject *raw)
     return row;
 }
 
+/* postgres_row(raw) -> StoredRow: formats._python_postgres_row for a row read for its event
+ * (12 columns, the time as an int of microseconds since the epoch, the authenticator as bytes
+ * or NULL); any other row goes to the Python original (which also raises for a time no
+ * datetime holds). */
+static PyObject *postgres_row(PyObject *module, PyObject *raw)
+{
+    if (!configured())
+        return NULL;
+    if (postgres_row_fallback == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "shredstore.storage.native is not configured");
+        return NULL;
+    }
+    if (!PyTuple_CheckExact(raw) || PyTuple_GET_SIZE(raw) != 12
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(raw, 6))
+        || !(PyTuple_GET_ITEM(raw, 11) == Py_None
+             || PyBytes_CheckExact(PyTuple_GET_ITEM(raw, 11))))
+        return PyObject_CallOneArg(postgres_row_fallback, raw);
+    int overflow = 0;
+    long long micros = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(raw, 6), &overflow);
+    if (overflow || (micros == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return PyObject_CallOneArg(postgres_row_fallback, raw);
+    }
+    /* floor division into days, seconds and microseconds, as timedelta normalises them */
+    long long day = 86400000000LL, days = micros / day, rest = micros % day;
+    if (rest < 0) {
+        rest += day;
+        days -= 1;
+    }
+    PyObject *delta = PyDelta_FromDSU((int)days, (int)(rest / 1000000), (int)(rest % 1000000));
+    PyObject *moment = delta == NULL ? NULL : PyNumber_Add(epoch, delta);
+    Py_XDECREF(delta);
+    if (moment == NULL) { /* beyond datetime's range: the original raises, as it must */
+        PyErr_Clear();
+        return PyObject_CallOneArg(postgres_row_fallback, raw);
+    }
+    PyTypeObject *type = (PyTypeObject *)stored_row_type;
+    PyObject *row = type->tp_alloc(type, ROW_SIZE);
+    if (row == NULL) {
+        Py_DECREF(moment);
+        return NULL;
+    }
+    static const int from[ROW_SIZE] = {0, 1, 2, 3, 4, 5, -1, 7, 8, 9, -1, -1, 10, 11};
+    for (int i = 0; i < ROW_SIZE; i++) {
+        PyObject *value;
+        if (i == 6)
+            value = moment;
+        else if (from[i] < 0) { /* not read for verify: no chain hashes */
+            value = PyBytes_FromStringAndSize(NULL, 0);
+            if (value == NULL) {
+                Py_DECREF(row);
+                return NULL;
+            }
+        }
+        else
+            value = Py_NewRef(PyTuple_GET_ITEM(raw, from[i]));
+        PyTuple_SET_ITEM(row, i, value);
+    }
+    return row;
+}
+
 /* configure(**values): the Python originals and types, each set once at import by the module
- * that owns it (chain.py: everything but sqlite_row; formats.py: sqlite_row). */
+ * that owns it (chain.py: everything but the rows' originals; formats.py: those). */
 static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"frame", "sqlite_row", "stored_row", "uuid", "safe_unknown",
-                            "epoch", "compare_digest", NULL};
-    PyObject *values[7] = {NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOOOOO", names, &values[0], &values[1],
+                            "epoch", "compare_digest", "postgres_row", NULL};
+    PyObject *values[8] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$OOOOOOOO", names, &values[0], &values[1],
                                      &values[2], &values[3], &values[4], &values[5],
-                                     &values[6]))
+                                     &values[6], &values[7]))
         return NULL;
     if ((values[2] != NULL && (!PyType_Check(values[2])
                                || !PyType_IsSubtype((PyTypeObject *)values[2], &PyTuple_Type)))
@@ -436,8 +498,8 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     PyObject **slots[] = {&frame_fallback, &sqlite_row_fallback, &stored_row_type, &uuid_type,
-                          &safe_unknown, &epoch, &compare_digest};
-    for (int i = 0; i < 7; i++) {
+                          &safe_unknown, &epoch, &compare_digest, &postgres_row_fallback};
+    for (int i = 0; i < 8; i++) {
         if (values[i] == NULL)
             continue;
         Py_INCREF(values[i]);
@@ -455,6 +517,8 @@ static PyMethodDef methods[] = {
     {"authentic", (PyCFunction)(void (*)(void))authentic, METH_FASTCALL,
      "Whether a stored row's format-2 authenticator matches (None: not that usual case)."},
     {"sqlite_row", sqlite_row, METH_O, "formats._python_sqlite_row: an SQLite row converted."},
+    {"postgres_row", postgres_row, METH_O,
+     "formats._python_postgres_row: a PostgreSQL row converted."},
     {NULL, NULL, 0, NULL},
 };
 

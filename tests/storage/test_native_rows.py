@@ -190,6 +190,8 @@ def test_the_native_steps_leak_nothing() -> None:
             native.frame_row(row)
             native.authentic(row, KEYED)
             native.sqlite_row(raw)
+            native.postgres_row((*raw[:6], 1764681234567890, *raw[7:]))
+            outcome(native.postgres_row, (*raw[:6], 2**62, *raw[7:]))
             outcome(native.sqlite_row, (*raw[:6], "x", *raw[7:]))
             outcome(native.frame_row, odd)
             outcome(native.authentic, odd, KEYED)
@@ -209,4 +211,26 @@ def test_the_store_reads_through_the_native_steps() -> None:
     """The storage layer uses the C steps where they were built."""
     assert chain.frame is native.frame
     assert formats._sqlite_row is native.sqlite_row
+    assert formats._postgres_row is native.postgres_row
     assert authentication._authentic is native.authentic
+
+
+@settings(max_examples=400)
+@given(st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(), st.none(), st.just(True),
+                 st.floats(allow_nan=False), st.integers(-62135596800000000, 253402300799999999)),
+       st.one_of(st.none(), st.binary(max_size=33), st.builds(memoryview, st.binary(max_size=4))),
+       st.booleans())
+def test_converting_a_postgresql_row_matches_the_python_original(
+        micros: Any, mac: Any, verified: bool) -> None:
+    """The same StoredRow (its time alike, to the time zone object), or the same
+    TamperedError, for any stored time and authenticator."""
+    raw: tuple[Any, ...] = (4, "customer-1", 2, uuid4(), "Registered", 1, micros, "{}",
+                            '{"plan":"free"}', None, '["c1"]', mac)
+    if verified:
+        raw += (memoryview(bytes(32)), b"\x01" * 32)
+    made = outcome(native.postgres_row, raw)
+    assert made == outcome(formats._python_postgres_row, raw)
+    if made[0] == "value":
+        assert type(made[1]) is StoredRow
+        assert made[1].recorded_at.tzinfo is UTC
+        assert made[1].mac is None or type(made[1].mac) is bytes
