@@ -1,19 +1,24 @@
-/* shredstore.mapping.native: the usual case of opening a record's personal groups, in C.
+/* shredstore.mapping.native: a read's usual rows decoded in C.
  *
- * open_groups does what the loop of shredstore/mapping/sealing.py's `open_groups` does (that
- * Python code stays the reference and the fallback) for the groups every append writes: each
- * a sealed value for one subject, with paths of one field name each. Any other column (a
- * redacted group, a nested path, a value of another type) is left to the Python loop: the
- * function then returns None before it changes anything. No cryptography here: the key
- * ring's own `open_unless_erased` opens each value, and pydantic-core and binascii do the
- * JSON and base64, all called through their Python objects.
+ * page_subjects, open_groups and recorded do what mapper.py's `_python_page_subjects`,
+ * sealing.py's `_open_each` and `EventMapper.to_recorded` do (that Python code stays the
+ * reference and the fallback) for the rows and groups every append writes: each group a
+ * sealed value for one subject, with paths of one field name each. Any other column (a
+ * redacted group, a nested path, a value of another type) or row (an unknown class, an older
+ * schema version, one that fails) is left to the Python code: the function then returns
+ * None, having changed nothing. No cryptography here: the key ring's own
+ * `open_unless_erased` opens each value, and pydantic-core and binascii do the JSON and
+ * base64, all called through their Python objects.
  *
- * tests/mapping/test_native_groups.py holds it to the Python loop (hypothesis).
+ * tests/mapping/test_native_groups.py holds each function to its Python original
+ * (hypothesis).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-/* Set once by configure() (sealing.py). */
+#include "native_uuid.h"
+
+/* Set once by configure() (sealing.py and mapper.py). */
 static PyObject *to_json;          /* pydantic_core.to_json */
 static PyObject *from_json;        /* pydantic_core.from_json */
 static PyObject *a2b_base64;       /* binascii.a2b_base64 */
@@ -223,30 +228,14 @@ static PyObject *open_groups(PyObject *module, PyObject *const *args, Py_ssize_t
  * event id's 16 bytes. */
 static PyObject *event_context(PyObject *event_id)
 {
-    PyObject *value = PyObject_GetAttr(event_id, str_int);
-    if (value == NULL)
-        return NULL;
-    unsigned long long low = PyLong_AsUnsignedLongLongMask(value);
-    PyObject *shift = PyLong_FromLong(64);
-    PyObject *high_value = shift == NULL ? NULL : PyNumber_Rshift(value, shift);
-    Py_XDECREF(shift);
-    Py_DECREF(value);
-    if (high_value == NULL)
-        return NULL;
-    unsigned long long high = PyLong_AsUnsignedLongLong(high_value); /* OverflowError */
-    Py_DECREF(high_value);
-    if ((high == (unsigned long long)-1 && PyErr_Occurred()) || (low == (unsigned long long)-1
-                                                                  && PyErr_Occurred()))
+    unsigned char id[16];
+    if (uuid_bytes(event_id, str_int, id) < 0)
         return NULL;
     Py_ssize_t prefix = PyBytes_GET_SIZE(context_prefix);
     PyObject *context = PyBytes_FromStringAndSize(NULL, prefix + 16);
-    if (context == NULL)
-        return NULL;
-    char *at = PyBytes_AS_STRING(context);
-    memcpy(at, PyBytes_AS_STRING(context_prefix), prefix);
-    for (int i = 0; i < 8; i++) {
-        at[prefix + 7 - i] = (char)(high >> (8 * i));
-        at[prefix + 15 - i] = (char)(low >> (8 * i));
+    if (context != NULL) {
+        memcpy(PyBytes_AS_STRING(context), PyBytes_AS_STRING(context_prefix), prefix);
+        memcpy(PyBytes_AS_STRING(context) + prefix, id, 16);
     }
     return context;
 }
@@ -503,7 +492,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "shredstore.mapping.native",
-    "The usual case of opening personal groups in C (see shredstore/mapping/native.c).", -1,
+    "A read's usual rows decoded in C (see shredstore/mapping/native.c).", -1,
     methods,
 };
 

@@ -15,6 +15,8 @@
 #include <datetime.h>
 #include <string.h>
 
+#include "native_uuid.h"
+
 /* Set once by configure(): the Python originals and the types the fast paths build. */
 static PyObject *frame_fallback;      /* chain._python_frame(*fields) */
 static PyObject *sqlite_row_fallback; /* formats._python_sqlite_row(raw) */
@@ -48,30 +50,6 @@ static int fast_fields(PyObject *const *fields)
         && PyUnicode_CheckExact(fields[6]) && PyUnicode_CheckExact(fields[7])
         && (fields[8] == Py_None || PyUnicode_CheckExact(fields[8]))
         && (fields[9] == Py_None || PyUnicode_CheckExact(fields[9]));
-}
-
-/* The UUID's 16 bytes, big-endian (its `bytes`); -1 with an error set if it has no int of
- * 128 bits. */
-static int uuid_bytes(PyObject *uuid, char *out)
-{
-    PyObject *value = PyObject_GetAttr(uuid, str_int);
-    if (value == NULL)
-        return -1;
-    /* As int.to_bytes(16): OverflowError (from the high half) if negative or too large. */
-    unsigned long long low = PyLong_AsUnsignedLongLongMask(value);
-    PyObject *shift = PyLong_FromLong(64);
-    PyObject *high_value = shift == NULL ? NULL : PyNumber_Rshift(value, shift);
-    Py_XDECREF(shift);
-    Py_DECREF(value);
-    if (high_value == NULL)
-        return -1;
-    unsigned long long high = PyLong_AsUnsignedLongLong(high_value);
-    Py_DECREF(high_value);
-    if (high == (unsigned long long)-1 && PyErr_Occurred())
-        return -1;
-    put_u64(out, high);
-    put_u64(out + 8, low);
-    return 0;
 }
 
 /* Microseconds since the epoch of an aware datetime: (moment - epoch) // 1 microsecond. */
@@ -128,8 +106,8 @@ static PyObject *frame_into(PyObject *const *fields, Py_ssize_t prefix)
     unsigned long long schema_version = PyLong_AsUnsignedLongLong(fields[4]);
     if (schema_version == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
-    char id[16];
-    if (uuid_bytes(fields[2], id) < 0)
+    unsigned char id[16];
+    if (uuid_bytes(fields[2], str_int, id) < 0)
         return NULL;
     long long micros;
     if (micros_since_epoch(fields[5], &micros) < 0)
@@ -361,6 +339,35 @@ static PyObject *sqlite_time(PyObject *text)
     return moment;
 }
 
+/* A StoredRow of a raw row's values, with its event id and time as given (references taken
+ * over, also on failure), and empty chain hashes where it was not read for verify. */
+static PyObject *stored_row(PyObject *raw, PyObject *event_id, PyObject *moment)
+{
+    /* The read's columns in StoredRow's order: its chain hashes, read for verify, come last. */
+    static const int from[ROW_SIZE] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 10, 11};
+    PyTypeObject *type = (PyTypeObject *)stored_row_type;
+    PyObject *row = type->tp_alloc(type, ROW_SIZE);
+    if (row == NULL) {
+        Py_DECREF(event_id);
+        Py_DECREF(moment);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(row, 3, event_id);
+    PyTuple_SET_ITEM(row, 6, moment);
+    for (int i = 0; i < ROW_SIZE; i++) {
+        if (i == 3 || i == 6)
+            continue;
+        PyObject *value = from[i] < PyTuple_GET_SIZE(raw)
+            ? Py_NewRef(PyTuple_GET_ITEM(raw, from[i])) : PyBytes_FromStringAndSize(NULL, 0);
+        if (value == NULL) {
+            Py_DECREF(row);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(row, i, value);
+    }
+    return row;
+}
+
 /* sqlite_row(raw) -> StoredRow: formats._python_sqlite_row, which takes any row whose event
  * id or time is not in the stored form (and raises for one that does not convert). */
 static PyObject *sqlite_row(PyObject *module, PyObject *raw)
@@ -388,34 +395,7 @@ static PyObject *sqlite_row(PyObject *module, PyObject *raw)
         Py_DECREF(event_id);
         return PyObject_CallOneArg(sqlite_row_fallback, raw);
     }
-    PyTypeObject *type = (PyTypeObject *)stored_row_type;
-    PyObject *row = type->tp_alloc(type, ROW_SIZE);
-    if (row == NULL) {
-        Py_DECREF(event_id);
-        Py_DECREF(moment);
-        return NULL;
-    }
-    static const int from[ROW_SIZE] = {0, 1, 2, -1, 4, 5, -1, 7, 8, 9, 12, 13, 10, 11};
-    for (int i = 0; i < ROW_SIZE; i++) {
-        PyObject *value;
-        if (i == 3)
-            value = event_id;
-        else if (i == 6)
-            value = moment;
-        else if (from[i] >= size) { /* not read for verify: no chain hashes */
-            value = PyBytes_FromStringAndSize(NULL, 0);
-            if (value == NULL) {
-                Py_DECREF(row);
-                return NULL;
-            }
-        }
-        else {
-            value = PyTuple_GET_ITEM(raw, from[i]);
-            Py_INCREF(value);
-        }
-        PyTuple_SET_ITEM(row, i, value);
-    }
-    return row;
+    return stored_row(raw, event_id, moment);
 }
 
 /* postgres_row(raw) -> StoredRow: formats._python_postgres_row for a row read for its event
@@ -454,29 +434,7 @@ static PyObject *postgres_row(PyObject *module, PyObject *raw)
         PyErr_Clear();
         return PyObject_CallOneArg(postgres_row_fallback, raw);
     }
-    PyTypeObject *type = (PyTypeObject *)stored_row_type;
-    PyObject *row = type->tp_alloc(type, ROW_SIZE);
-    if (row == NULL) {
-        Py_DECREF(moment);
-        return NULL;
-    }
-    static const int from[ROW_SIZE] = {0, 1, 2, 3, 4, 5, -1, 7, 8, 9, -1, -1, 10, 11};
-    for (int i = 0; i < ROW_SIZE; i++) {
-        PyObject *value;
-        if (i == 6)
-            value = moment;
-        else if (from[i] < 0) { /* not read for verify: no chain hashes */
-            value = PyBytes_FromStringAndSize(NULL, 0);
-            if (value == NULL) {
-                Py_DECREF(row);
-                return NULL;
-            }
-        }
-        else
-            value = Py_NewRef(PyTuple_GET_ITEM(raw, from[i]));
-        PyTuple_SET_ITEM(row, i, value);
-    }
-    return row;
+    return stored_row(raw, Py_NewRef(PyTuple_GET_ITEM(raw, 3)), moment);
 }
 
 /* configure(**values): the Python originals and types, each set once at import by the module

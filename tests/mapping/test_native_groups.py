@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from base64 import b64encode
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -29,14 +28,9 @@ from shredstore.mapping import sealing
 from shredstore.mapping.column import decode_column
 from shredstore.mapping.mapper import EventMapper
 from shredstore.storage.chain import StoredRow
+from tests.native import require
 
-if sealing.native_groups is None:
-    if os.environ.get("SHREDSTORE_REQUIRE_NATIVE") and not os.environ.get(
-            "SHREDSTORE_PURE_PYTHON"):
-        pytest.fail("shredstore.mapping.native was not built, and SHREDSTORE_REQUIRE_NATIVE "
-                    "is set", pytrace=False)
-    pytest.skip("shredstore.mapping.native is not in use (not built, for want of a C compiler "
-                "at install, or SHREDSTORE_PURE_PYTHON is set)", allow_module_level=True)
+native: Any = require(sealing.native_groups, "shredstore.mapping.native")
 
 CONTEXT = b"shredstore.event.v1\x00" + bytes(range(16))
 
@@ -113,10 +107,10 @@ def groups(draw: Any) -> Any:
     return group
 
 
-def opened(groups: list[Any], data: dict[str, Any], ring: FakeRing, *, native: bool,
+def opened(groups: list[Any], data: dict[str, Any], ring: FakeRing, *, in_c: bool,
            allow_redacted: bool) -> tuple[Any, ...]:
     saved = sealing.native_groups
-    sealing.native_groups = saved if native else None
+    sealing.native_groups = saved if in_c else None
     try:
         result = sealing.open_groups(ring, groups, data, CONTEXT, where="event at position 1",
                                      allow_redacted=allow_redacted)  # type: ignore[arg-type]
@@ -134,9 +128,9 @@ def test_opening_matches_the_python_loop(column: list[Any], erased: set[str],
     """Fields, redactions, values put into the data, and errors are the same."""
     data = {"plan": "free", "name": "placeholder"}
     ring = FakeRing(frozenset(erased))
-    assert (opened(copy.deepcopy(column), dict(data), ring, native=True,
+    assert (opened(copy.deepcopy(column), dict(data), ring, in_c=True,
                    allow_redacted=allow_redacted)
-            == opened(copy.deepcopy(column), dict(data), ring, native=False,
+            == opened(copy.deepcopy(column), dict(data), ring, in_c=False,
                       allow_redacted=allow_redacted))
 
 
@@ -149,14 +143,14 @@ def test_the_usual_column_is_opened_in_c_and_another_is_left_untouched() -> None
              {"subject": "c2", "paths": [["phone"]],
               "sealed": sealed_for("c2", [["phone"]], '["1"]')}]
     data: dict[str, Any] = {"plan": "free"}
-    fields, redacted = sealing.native_groups.open_groups(  # type: ignore[union-attr]
+    fields, redacted = native.open_groups(
         ring.open_unless_erased, usual, data, CONTEXT)
     assert (fields, redacted) == (frozenset({"name", "email", "phone"}), True)
     assert data == {"plan": "free", "name": "Ada", "email": "ada@example.com",
                     "phone": REDACTED}
     nested = [{"subject": "c1", "paths": [["address", "street"]], "sealed": "AA=="}]
     data = {"plan": "free"}
-    assert sealing.native_groups.open_groups(  # type: ignore[union-attr]
+    assert native.open_groups(
         ring.open_unless_erased, nested, data, CONTEXT) is None
     assert data == {"plan": "free"}
 
@@ -192,8 +186,8 @@ def recorded_twice(mapper: EventMapper, ring: KeyRing, row: StoredRow,
     """`to_recorded` with the C path and without it: its event, or its error."""
     outcomes = []
     saved = sealing.native_groups
-    for native in (True, False):
-        mapper_module.native_groups = saved if native else None
+    for in_c in (True, False):
+        mapper_module.native_groups = saved if in_c else None
         try:
             outcomes.append(("event", mapper.to_recorded(row, ring, copy.deepcopy(groups))))
         except (ShredstoreError, keyvault.KeyVaultError) as error:
@@ -286,5 +280,5 @@ def test_a_pages_columns_are_parsed_as_the_python_code_parses_them(
     any JSON and any text."""
     page = [StoredRow(n, "s", n, uuid4(), "T", 1, datetime(2026, 12, 2, tzinfo=UTC), "{}", "{}",
                       text, b"", b"", None, None) for n, text in enumerate(texts, start=1)]
-    assert (sealing.native_groups.page_subjects(page)  # type: ignore[union-attr]
+    assert (native.page_subjects(page)
             == mapper_module._python_page_subjects(page))

@@ -22,16 +22,9 @@ from hypothesis import strategies as st
 from shredstore.errors import TamperedError
 from shredstore.storage import authentication, chain, formats
 from shredstore.storage.chain import StoredRow
+from tests.native import require
 
-if chain.native_rows is None:
-    if os.environ.get("SHREDSTORE_REQUIRE_NATIVE") and not os.environ.get(
-            "SHREDSTORE_PURE_PYTHON"):
-        pytest.fail("shredstore.storage.native was not built, and SHREDSTORE_REQUIRE_NATIVE "
-                    "is set", pytrace=False)
-    pytest.skip("shredstore.storage.native is not in use (not built, for want of a C compiler "
-                "at install, or SHREDSTORE_PURE_PYTHON is set)", allow_module_level=True)
-
-native: Any = chain.native_rows
+native: Any = require(chain.native_rows, "shredstore.storage.native")
 REFUSED = (TamperedError, *authentication._UNFRAMEABLE)
 
 
