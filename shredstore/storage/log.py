@@ -803,14 +803,17 @@ class EventLog:
         backwards: bool = False,
         limit: int | None = None,
     ) -> Iterator[list[StoredRow]]:
-        """Pages of a stream's rows by version: from `from_version` on, or down from it."""
+        """Pages of a stream's rows by version: from `from_version` on, or down from it;
+        `TamperedError` where a version is missing (see `_consecutive`)."""
         if backwards:
             bound = (from_version + 1) if from_version is not None else 2**31
-            return self._pages(self._sql.stream_before, (stream_id,), bound, limit, VERSION,
-                               to_row=self._to_row)
+            return _consecutive(stream_id, self._pages(
+                self._sql.stream_before, (stream_id,), bound, limit, VERSION,
+                to_row=self._to_row), None, limit=limit)
         bound = (from_version - 1) if from_version is not None else 0
-        return self._pages(self._sql.stream_after, (stream_id,), bound, limit, VERSION,
-                           to_row=self._to_row)
+        return _consecutive(stream_id, self._pages(
+            self._sql.stream_after, (stream_id,), bound, limit, VERSION, to_row=self._to_row),
+            bound + 1)
 
     def rows(self) -> Iterator[StoredRow]:
         """Every row, in position order, with its chain hashes, unchecked (verify checks
@@ -872,11 +875,15 @@ class EventLog:
         snapshot, raw = split_snapshot(found)
         del found
         page = [self._to_row(row) for row in raw]
+        # The events after the snapshot's version (an altered one fails the snapshot's own
+        # authentication, and the store replays the whole stream instead).
+        after = snapshot[1] if snapshot is not None and type(snapshot[1]) is int else None
+        first = 1 if snapshot is None else None if after is None else after + 1
         if len(raw) < PAGE_SIZE:
-            return snapshot, iter((page,) if page else ())
+            return snapshot, _consecutive(stream_id, iter((page,) if page else ()), first)
         rest = self._pages(sql.stream_after, (stream_id,), raw[-1][VERSION], None, VERSION,
                            to_row=self._to_row)
-        return snapshot, itertools.chain((page,), rest)
+        return snapshot, _consecutive(stream_id, itertools.chain((page,), rest), first)
 
     def _pages(
         self, sql: str, fixed: tuple[Any, ...], bound: int, limit: int | None, key: int, *,
@@ -1000,6 +1007,31 @@ class EventLog:
         held = self._appends if chosen is self._appender else None
         with (held.connect() if held is not None else chosen.connect()) as conn, conn.begin():
             yield conn
+
+
+def _consecutive(stream_id: str, pages: Iterator[list[StoredRow]], first: int | None, *,
+                 limit: int | None = None) -> Iterator[list[StoredRow]]:
+    """`pages` of a stream's rows, checked to hold its versions one after another: from
+    `first` up, or (None) down from the first row's, then to version 1 unless `limit` rows
+    came first. Appends give a stream every version from 1 without a gap, so a missing one
+    is a row whose version was edited out of the read's range (or deleted past the
+    triggers): without this, the read, and an aggregate's fold, would leave it out without
+    a word (its authenticator is checked only on rows read)."""
+    expected, step, count = first, 1 if first is not None else -1, 0
+    for page in pages:
+        for row in page:
+            if expected is not None and row.version != expected:
+                raise _missing(stream_id, expected)
+            expected = row.version + step
+        count += len(page)
+        yield page
+    if step < 0 and expected not in (None, 0) and (limit is None or count < limit):
+        raise _missing(stream_id, expected)
+
+
+def _missing(stream_id: str, version: int) -> TamperedError:
+    return TamperedError(f"stream {stream_id!r} has no event at version {version}, yet its "
+                         "versions go on past it: the stored rows were altered; run verify()")
 
 
 class _RetryCheck(Exception):

@@ -21,13 +21,16 @@ import sqlalchemy as sa
 from keyvault import MasterKey
 from shredstore import (
     REDACTED,
+    Aggregate,
     ConfigurationError,
     Event,
     EventStore,
     PersonalData,
+    Repository,
     ShredstoreError,
     SubjectId,
     TamperedError,
+    WrongExpectedVersion,
 )
 from shredstore.audit.export import write_export
 from shredstore.records import Scope
@@ -66,6 +69,14 @@ def found(store: EventStore, **options: object) -> list[tuple[str, int | None]]:
     """verify's findings, leaving out the dropped triggers that every attack here begins with."""
     return [(f.kind, f.position) for f in store.verify(**options).findings  # type: ignore[arg-type]
             if f.kind != "unprotected"]
+
+
+class Account(Aggregate, type_name="test.authenticity.Account", stream_prefix="c-"):
+    credit_limit: int = 0
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, Enrolled):
+            self.credit_limit = event.credit_limit
 
 
 class AuthenticityContract:
@@ -438,3 +449,65 @@ class AuthenticityContract:
         with pytest.raises(TamperedError, match="position -3"):
             list(store.read_stream("c-1"))
         assert ("deleted", 2) in found(store)
+
+    @pytest.mark.parametrize("version", [1, 3])
+    def test_an_event_whose_version_was_edited_out_of_its_stream_is_tampering(
+        self, store: EventStore, attacker: sa.Engine, version: int,
+    ) -> None:
+        """A row whose version is edited below 1 drops out of every forward read of its
+        stream. Stream versions have no gaps, so a read from the start or from a version, and
+        an aggregate's load, reaches the gap and raises instead of folding the stream without
+        the event; backwards, the read reaches the row itself and fails its authenticator.
+        verify reports the row as forged."""
+        store.append("c-1", [enrolled("c1", credit_limit=n) for n in range(1, 6)])
+        store.append("c-2", [enrolled("c2")])
+        tampering.execute(attacker, "UPDATE shredstore_events SET version = -1 "
+                                    f"WHERE stream_id = 'c-1' AND version = {version}")
+        gap = f"stream 'c-1' has no event at version {version}"
+        for read in (lambda: list(store.read_stream("c-1")),
+                     lambda: list(store.read_stream("c-1", from_version=version)),
+                     lambda: Repository(store, Account).load("1")):
+            with pytest.raises(TamperedError, match=gap):
+                read()
+        with pytest.raises(TamperedError, match=f"position {version} failed authentication"):
+            list(store.read_stream("c-1", backwards=True))
+        assert [r.version for r in store.read_stream("c-2")] == [1]
+        assert [p for kind, p in found(store) if kind == "forged"] == [version]
+
+    def test_an_event_after_a_snapshot_edited_out_of_its_stream_is_tampering(
+        self, store: EventStore, attacker: sa.Engine,
+    ) -> None:
+        """A load from a snapshot reads the events after the snapshot's version: a gap there
+        raises as it does in a replay from the start."""
+        accounts = Repository(store, Account, snapshot_every=2)
+        account = Account(id="1")
+        for limit in (10, 20):
+            account.record(enrolled("c1", credit_limit=limit))
+        accounts.save(account)  # a snapshot at version 2
+        for limit in (30, 40):
+            account.record(enrolled("c1", credit_limit=limit))
+        account.record(enrolled("c1", credit_limit=50))
+        accounts.save(account)  # versions 3 to 5, and a snapshot at 5
+        assert accounts.load("1").credit_limit == 50
+        tampering.execute(attacker, "UPDATE shredstore_events SET version = -1 "
+                                    "WHERE stream_id = 'c-1' AND version = 3")
+        tampering.execute(attacker, "DELETE FROM shredstore_snapshots WHERE version > 2")
+        with pytest.raises(TamperedError, match="stream 'c-1' has no event at version 3"):
+            accounts.load("1")
+
+    def test_a_streams_last_event_edited_away_is_left_to_verify(
+        self, store: EventStore, attacker: sa.Engine,
+    ) -> None:
+        """The one such edit a forward read cannot see: the last event's version edited below
+        1 leaves the stream as it was before that append (nothing stored names its length).
+        A backward read reaches the row and fails; verify reports it; an append that expects
+        the true version is refused."""
+        store.append("c-1", [enrolled("c1", credit_limit=n) for n in range(1, 4)])
+        tampering.execute(attacker, "UPDATE shredstore_events SET version = -1 "
+                                    "WHERE stream_id = 'c-1' AND version = 3")
+        assert [r.version for r in store.read_stream("c-1")] == [1, 2]
+        with pytest.raises(TamperedError, match="position 3 failed authentication"):
+            list(store.read_stream("c-1", backwards=True))
+        assert [p for kind, p in found(store) if kind == "forged"] == [3]
+        with pytest.raises(WrongExpectedVersion):
+            store.append("c-1", [enrolled("c1")], expected_version=3)
