@@ -9,6 +9,7 @@ transaction; the counter is what every process checks to drop cached keys (`keyv
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -142,16 +143,26 @@ def status_of(row: Any) -> SubjectStatus:
     )
 
 
+@contextlib.contextmanager
+def unaltered() -> Iterator[None]:
+    """Subjects-table rows read as statuses in the block: a value no vault writes (a time that
+    does not parse, which SQLAlchemy's own conversion meets first) is `TamperedError`."""
+    try:
+        yield
+    except (TypeError, ValueError):
+        raise statements.altered_row() from None
+
+
 def tombstones(transactions: Transactions) -> Iterator[SubjectStatus]:
     """Every erased subject's tombstone, oldest erasure first, a page per transaction."""
     after = 0
     while True:
-        with transactions.read() as conn:
+        with transactions.read() as conn, unaltered():
             rows = conn.execute(sa.select(_S).where(
                 _S.c.state == "erased", _S.c.erasure_seq > after,
             ).order_by(_S.c.erasure_seq).limit(_PAGE)).all()
-        for row in rows:
-            yield status_of(row)
+            statuses = [status_of(row) for row in rows]
+        yield from statuses
         if len(rows) < _PAGE:
             return
         after = rows[-1].erasure_seq

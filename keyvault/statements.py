@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 from keyvault import schema
 from keyvault.engine import ask_rows, driver_rows
-from keyvault.errors import VaultConfigurationError
+from keyvault.errors import TamperedError, VaultConfigurationError
 
 __all__ = [
     "ERASURES",
@@ -172,8 +172,22 @@ def _mark(connection: Connection) -> str:
 
 
 def _stored_time(value: Any) -> datetime | None:
-    """A stored time as SQLAlchemy's DateTime hands it back (SQLite keeps naive UTC text)."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
+    """A stored time as SQLAlchemy's DateTime hands it back (SQLite keeps naive UTC text);
+    `TamperedError` for a value no vault writes (only an edit of the table stores one)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise altered_row() from None
+
+
+def altered_row() -> TamperedError:
+    """The error for a row of the vault's subjects table holding a value no vault writes (a
+    time that does not parse, text where a number belongs): only an edit of the table stores
+    one. It names no subject."""
+    return TamperedError("a row of the key vault's subjects table holds a value no vault "
+                         "writes: the table was altered (restore the vault from a backup)")
 
 
 def _sqlite_time(moment: datetime) -> str:

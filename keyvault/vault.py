@@ -209,11 +209,11 @@ class KeyVault:
     def status(self, subject_id: str) -> SubjectStatus:
         """Whether the subject has a key ("active"), was erased ("erased"), or is "unknown"."""
         check_subject(subject_id)
-        with self._db.read() as conn:
+        with self._db.read() as conn, erasure.unaltered():
             row = conn.execute(sa.select(_S).where(_S.c.subject_id == subject_id)).first()
-        if row is None:
-            return SubjectStatus(subject_id, "unknown")
-        return erasure.status_of(row)
+            if row is None:
+                return SubjectStatus(subject_id, "unknown")
+            return erasure.status_of(row)
 
     @contextlib.contextmanager
     def hold_active(

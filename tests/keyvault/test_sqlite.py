@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from keyvault import KeyVault, MasterKey
-from keyvault.errors import KeyErasedError
+from keyvault.errors import KeyErasedError, TamperedError
 from tests.keyvault.contract import VaultContract, raw
 
 
@@ -92,3 +92,27 @@ def test_the_sqlite_keys_table_is_its_keys_b_tree(tmp_path: Path, made_before: b
         (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'keyvault_subjects'"
                             ).fetchone()
     assert ("WITHOUT ROWID" in sql) is not made_before
+
+
+@pytest.mark.parametrize(("column", "value"), [("created_at", "garbage"),
+                                               ("erased_at", "nope"), ("erased_at", b"\x00")])
+def test_a_time_no_vault_writes_is_tampering(tmp_path: Path, column: str, value: object
+                                             ) -> None:
+    """SQLite keeps times as text, so an edit can store one that does not parse: the vault's
+    reads of it (a subject's status, the tombstones, the erasure check every key ring makes)
+    raise TamperedError, naming no subject, where they raised ValueError."""
+    url = f"sqlite:///{tmp_path / 'vault.db'}"
+    with KeyVault(url, master_key=MasterKey.generate()) as vault:
+        vault.seal("s-1", b"x")
+        sealed = vault.seal("s-2", b"y")
+        vault.erase("s-2")
+        subject = "s-1" if column == "created_at" else "s-2"
+        raw(url, f"UPDATE keyvault_subjects SET {column} = :v WHERE subject_id = :s",
+            v=value, s=subject)
+        reads = [lambda: vault.status(subject)]
+        if column == "erased_at":
+            reads += [lambda: list(vault.erasures()), lambda: vault.open("s-1", sealed)]
+        for read in reads:
+            with pytest.raises(TamperedError, match="subjects table holds a value") as caught:
+                read()
+            assert subject not in str(caught.value)
