@@ -35,6 +35,13 @@ static PyObject *page_subjects_fallback; /* mapper._python_page_subjects */
 static PyObject *kw_aad, *kw_strict, *str_paths, *str_subject, *str_sealed, *str_redacted;
 static PyObject *str_int, *str_event_id;
 
+/* NULL with RuntimeError: a function called before configure() set what it uses. */
+static PyObject *not_configured(void)
+{
+    PyErr_SetString(PyExc_RuntimeError, "shredstore.mapping.native is not configured");
+    return NULL;
+}
+
 /* Whether every group is the usual one: a dict of a str subject, a str sealed value and a
  * list of paths each a list of one str; none redacted. */
 static int usual(PyObject *groups)
@@ -189,10 +196,8 @@ done:
 /* open_groups(open_unless_erased, groups, data, context) -> (fields, redacted) or None. */
 static PyObject *open_groups(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (to_json == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "shredstore.mapping.native is not configured");
-        return NULL;
-    }
+    if (to_json == NULL)
+        return not_configured();
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "open_groups() takes four arguments");
         return NULL;
@@ -297,10 +302,8 @@ static PyObject *record(PyObject *row, PyObject *metadata, PyObject *event, PyOb
 static PyObject *recorded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (record_type == NULL || record_fields == NULL || context_prefix == NULL
-        || empty_metadata == NULL || to_json == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "shredstore.mapping.native is not configured");
-        return NULL;
-    }
+        || empty_metadata == NULL || to_json == NULL)
+        return not_configured();
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "recorded() takes four arguments");
         return NULL;
@@ -399,10 +402,8 @@ static int well_formed(PyObject *groups)
  * column (None: it has none, or it is malformed), and the subjects they name. */
 static PyObject *page_subjects(PyObject *module, PyObject *rows)
 {
-    if (from_json == NULL || page_subjects_fallback == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "shredstore.mapping.native is not configured");
-        return NULL;
-    }
+    if (from_json == NULL || page_subjects_fallback == NULL)
+        return not_configured();
     if (!PyList_CheckExact(rows))
         return PyObject_CallOneArg(page_subjects_fallback, rows);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {

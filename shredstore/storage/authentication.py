@@ -37,7 +37,14 @@ from collections.abc import Callable
 from typing import Literal
 
 from shredstore.errors import TamperedError
-from shredstore.storage.chain import Finding, StoredRow, altered, content_of, native_rows
+from shredstore.storage.chain import (
+    UNFRAMEABLE,
+    Finding,
+    StoredRow,
+    altered,
+    content_of,
+    native_rows,
+)
 from shredstore.storage.snapshots import SnapshotRow
 
 __all__ = ["ROWS_KEY", "RowAuthenticator", "RowCheck", "Verdict"]
@@ -86,10 +93,8 @@ class RowAuthenticator:
     def sign(self, position: int, content: bytes) -> bytes:
         """The authenticator of the row at `position` whose framed content is `content`
         (format 2: the byte 2, then keyed BLAKE2b-256 of position and content)."""
-        mac = (self._rows if self._rows is not None else self._keyed()).copy()
-        mac.update(_POSITION.pack(position))
-        mac.update(content)
-        return _FORMAT_2 + mac.digest()
+        return _format_2(self._rows if self._rows is not None else self._keyed(), position,
+                         content)
 
     def _sign_legacy(self, position: int, content: bytes) -> bytes:
         """Format 1: ``HMAC-SHA256(key, label || position || content)``, 32 bytes."""
@@ -155,11 +160,15 @@ class RowAuthenticator:
         try:
             # Every row read comes through here: the usual case (format 2) first, in C where
             # it was built.
-            if mac is not None and (
-                    _authentic(row, self._rows if self._rows is not None else self._keyed())
-                    or self._matches(row.position, content_of(row), mac)):
-                return row
-        except _UNFRAMEABLE:  # a position below 0, an authenticator not bytes, a bad value
+            if mac is not None:
+                # True or False for format 2; None for another format (format 1), checked
+                # here, and a failure judged once more by `verdict` below.
+                authentic = _authentic(row, self._rows if self._rows is not None
+                                       else self._keyed())
+                if authentic or (authentic is None
+                                 and self._matches(row.position, content_of(row), mac)):
+                    return row
+        except UNFRAMEABLE:  # a position below 0, an authenticator not bytes, a bad value
             raise altered(row.position) from None
         verdict = self.verdict(row)
         if verdict == "unauthenticated":
@@ -185,14 +194,19 @@ def _python_authentic(row: StoredRow, keyed: hashlib.blake2b) -> bool | None:
     mac = row.mac
     if mac is None or len(mac) != _FORMAT_2_SIZE or mac[0] != _FORMAT_2[0]:
         return None
-    expected = keyed.copy()
-    expected.update(_POSITION.pack(row.position))
-    expected.update(content_of(row))
-    return hmac.compare_digest(_FORMAT_2 + expected.digest(), mac)
+    return hmac.compare_digest(_format_2(keyed, row.position, content_of(row)), mac)
+
+
+def _format_2(keyed: hashlib.blake2b, position: int, content: bytes) -> bytes:
+    """A format-2 authenticator: the byte 2, then the keyed BLAKE2b state continued by a copy
+    with the position and the content."""
+    mac = keyed.copy()
+    mac.update(_POSITION.pack(position))
+    mac.update(content)
+    return _FORMAT_2 + mac.digest()
 
 
 _authentic = _python_authentic if native_rows is None else native_rows.authentic
-_UNFRAMEABLE = (struct.error, TypeError, AttributeError, ValueError, OverflowError)
 
 
 def describe(position: int, verdict: Verdict) -> str:

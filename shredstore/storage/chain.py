@@ -40,6 +40,7 @@ __all__ = [
     "GENESIS",
     "Finding",
     "LogHead",
+    "UNFRAMEABLE",
     "RecentRows",
     "StoredRow",
     "VerifyReport",
@@ -197,7 +198,7 @@ def altered(position: object) -> TamperedError:
                          "was altered or moved; run verify()")
 
 
-_UNFRAMEABLE = (struct.error, TypeError, AttributeError, ValueError, OverflowError)
+UNFRAMEABLE = (struct.error, TypeError, AttributeError, ValueError, OverflowError)
 """What framing a value of the wrong type or range raises (UnicodeError is a ValueError)."""
 
 
@@ -206,7 +207,7 @@ def content_of(row: StoredRow) -> bytes:
     type and range that appends write (only an edit of the table stores one)."""
     try:
         return _frame_row(row)
-    except _UNFRAMEABLE:
+    except UNFRAMEABLE:
         raise altered(row.position) from None
 
 

@@ -154,10 +154,12 @@ static PyObject *frame_into(PyObject *const *fields, Py_ssize_t prefix)
     return out;
 }
 
-static int configured(void)
+/* Whether configure() set what every function uses, and `also` (a function's own original;
+ * pass frame_fallback where there is none): else RuntimeError. */
+static int configured(PyObject *also)
 {
     if (frame_fallback == NULL || stored_row_type == NULL || uuid_type == NULL
-        || safe_unknown == NULL || epoch == NULL || compare_digest == NULL) {
+        || safe_unknown == NULL || epoch == NULL || compare_digest == NULL || also == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "shredstore.storage.native is not configured");
         return 0;
     }
@@ -168,7 +170,7 @@ static int configured(void)
  *       payload, personal, subjects) -> bytes: chain._python_frame. */
 static PyObject *frame(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!configured())
+    if (!configured(frame_fallback))
         return NULL;
     if (nargs != FIELDS) {
         PyErr_SetString(PyExc_TypeError, "frame() takes the ten framed fields");
@@ -194,7 +196,7 @@ static int row_fields(PyObject *row, PyObject **fields)
 static PyObject *frame_row(PyObject *module, PyObject *row)
 {
     PyObject *fields[FIELDS];
-    if (!configured() || row_fields(row, fields) < 0)
+    if (!configured(frame_fallback) || row_fields(row, fields) < 0)
         return NULL;
     return frame_into(fields, 0);
 }
@@ -206,7 +208,7 @@ static PyObject *frame_row(PyObject *module, PyObject *row)
  * raises. */
 static PyObject *authentic(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!configured())
+    if (!configured(frame_fallback))
         return NULL;
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "authentic() takes a row and a keyed state");
@@ -372,12 +374,8 @@ static PyObject *stored_row(PyObject *raw, PyObject *event_id, PyObject *moment)
  * id or time is not in the stored form (and raises for one that does not convert). */
 static PyObject *sqlite_row(PyObject *module, PyObject *raw)
 {
-    if (!configured())
+    if (!configured(sqlite_row_fallback))
         return NULL;
-    if (sqlite_row_fallback == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "shredstore.storage.native is not configured");
-        return NULL;
-    }
     Py_ssize_t size = PyTuple_Check(raw) ? PyTuple_GET_SIZE(raw) : 0;
     if (size != 12 && size != 14)
         return PyObject_CallOneArg(sqlite_row_fallback, raw);
@@ -404,12 +402,8 @@ static PyObject *sqlite_row(PyObject *module, PyObject *raw)
  * datetime holds). */
 static PyObject *postgres_row(PyObject *module, PyObject *raw)
 {
-    if (!configured())
+    if (!configured(postgres_row_fallback))
         return NULL;
-    if (postgres_row_fallback == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "shredstore.storage.native is not configured");
-        return NULL;
-    }
     if (!PyTuple_CheckExact(raw) || PyTuple_GET_SIZE(raw) != 12
         || !PyLong_CheckExact(PyTuple_GET_ITEM(raw, 6))
         || !(PyTuple_GET_ITEM(raw, 11) == Py_None

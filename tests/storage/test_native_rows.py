@@ -25,7 +25,7 @@ from shredstore.storage.chain import StoredRow
 from tests.native import require
 
 native: Any = require(chain.native_rows, "shredstore.storage.native")
-REFUSED = (TamperedError, *authentication._UNFRAMEABLE)
+REFUSED = (TamperedError, *chain.UNFRAMEABLE)
 
 
 def outcome(function: Callable[..., Any], *args: Any) -> tuple[str, Any]:
